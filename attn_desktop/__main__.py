@@ -1,0 +1,3 @@
+from attn_desktop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""Command line: `attn-desktop` opens the window; subcommands work headless."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from attn_desktop import __version__
+from attn_desktop.core.errors import Cancelled, UserError
+
+SUBCOMMANDS = ("analyze", "models")
+
+
+def _analyze_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="attn-desktop analyze",
+        description="Run a local model once over a text, capture every layer's and head's attention, "
+        "and write a session file.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="the text to analyse")
+    src.add_argument("--text-file", metavar="FILE", help="read the text from a UTF-8 file ('-' for stdin)")
+    src.add_argument("-", dest="stdin", action="store_true", help="read the text from standard input")
+    p.add_argument("--model", default="demo", help="'demo' or a local model folder (default: demo)")
+    p.add_argument("--out", required=True, metavar="FILE.attn", help="session file to write")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--truncate", action="store_true", help="cut text longer than the model's maximum")
+    gen = p.add_mutually_exclusive_group()
+    gen.add_argument("--generate", type=int, metavar="N", help="append up to N greedy tokens")
+    gen.add_argument("--target-text", metavar="TEXT", help="teacher-force this output instead")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _models_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="attn-desktop models", description="List the model library.")
+    p.add_argument("--library", metavar="DIR", help="library folder (default: $ATTN_DESKTOP_MODELS or the user data folder)")
+    p.add_argument("--debug", action="store_true")
+    return p
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="attn-desktop",
+        description="Offline inspection of attention in local Transformer models. "
+        f"Subcommands for headless use: {', '.join(SUBCOMMANDS)} (see attn-desktop SUBCOMMAND --help).",
+    )
+    p.add_argument("session", nargs="?", metavar="FILE.attn", help="open a session file")
+    p.add_argument("--model", help="'demo' (default) or a local model folder")
+    p.add_argument("--text-file", metavar="FILE", help="open this text")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--version", action="version", version=f"attn-desktop {__version__}")
+    return p
+
+
+def read_text_file(name: str) -> str:
+    if name == "-":
+        data = sys.stdin.buffer.read()
+        label = "standard input"
+    else:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise UserError(f"text file not found: {path}")
+        data = path.read_bytes()
+        label = path.name
+    if b"\x00" in data:
+        raise UserError(f"{label} looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{label} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from attn_desktop.core.session import check_writable
+
+    if args.text is not None:
+        text = args.text
+    else:
+        text = read_text_file("-" if args.stdin else args.text_file)
+    from attn_desktop.core.pipeline import check_text
+
+    check_text(text)
+    out = check_writable(args.out)
+    if out.suffix != ".attn":
+        raise UserError(f"the session file must end in .attn: {out}")
+    started = time.perf_counter()
+    from attn_desktop.core.loading import load_model
+    from attn_desktop.core.pipeline import analyze
+    from attn_desktop.core.session import save_session
+
+    loaded = load_model(args.model, device=args.device)
+    analysis = analyze(
+        loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text
+    )
+    t0 = time.perf_counter()
+    save_session(analysis, out)
+    analysis.manifest["timings"]["save"] = round(time.perf_counter() - t0, 6)
+    print(summary_line(loaded, analysis, time.perf_counter() - started, out))
+    return 0
+
+
+def summary_line(loaded, analysis, seconds: float, out: Path) -> str:
+    n = len(analysis.tokens)
+    parts = [f"{loaded.name} ({loaded.kind})", f"{n} tokens"]
+    if analysis.decoder_tokens is not None:
+        parts.append(f"{len(analysis.decoder_tokens)} decoder tokens")
+    if analysis.manifest.get("truncation", {}).get("truncated"):
+        parts.append(f"truncated from {analysis.manifest['truncation']['tokens_before_truncation']}")
+    gen = analysis.manifest.get("generation")
+    if gen:
+        parts.append(f"{gen['output_tokens']} output tokens ({gen['source']})")
+    layers = f"{loaded.num_layers}x{loaded.num_heads}"
+    if loaded.is_encoder_decoder:
+        layers = f"{loaded.num_layers}+{loaded.num_decoder_layers} layers x {loaded.num_heads} heads"
+    else:
+        layers += " layers x heads"
+    parts += [layers, f"forward {analysis.manifest['timings']['forward'] * 1000:.0f} ms",
+              f"total {seconds:.2f} s", f"-> {out}"]
+    return ", ".join(parts)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from attn_desktop.core.library import default_library_dir, human_count, human_size, list_models
+
+    folder = Path(args.library).expanduser() if args.library else default_library_dir()
+    entries = list_models(folder)
+    print(f"library: {folder}" + ("" if folder.is_dir() else " (does not exist yet)"))
+    rows = [("NAME", "KIND", "LAYERSxHEADS", "PARAMS", "MAX LEN", "SIZE", "STATUS")]
+    for e in entries:
+        if e.error:
+            rows.append((e.name, "-", "-", "-", "-", "-", f"cannot load: {e.error}"))
+        else:
+            rows.append((
+                e.name, e.kind, f"{e.num_layers}x{e.num_heads}", human_count(e.num_parameters),
+                str(e.max_positions or "-"), human_size(e.size_bytes), "ok",
+            ))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            command, rest = argv[0], argv[1:]
+            parser = _analyze_parser() if command == "analyze" else _models_parser()
+            args = parser.parse_args(rest)
+            return cmd_analyze(args) if command == "analyze" else cmd_models(args)
+        args = _gui_parser().parse_args(argv)
+        from attn_desktop.gui.app import run
+
+        return run(model=args.model, text_file=args.text_file, session=args.session, device=args.device)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"attn-desktop: error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("attn-desktop: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

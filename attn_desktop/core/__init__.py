@@ -1,0 +1,1 @@
+"""Science and I/O of attn-desktop. Never imports Qt or pyqtgraph."""

@@ -1,0 +1,47 @@
+"""Tokens for reading: display text without tokenizer markers, exact character spans."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from attn_desktop.core.analysis import Token
+
+_MARKERS = ("##", "Ġ", "▁", "Ċ", "</w>")
+
+
+def clean_piece(piece: str) -> str:
+    """A raw vocabulary piece made readable: no word-piece or byte-level markers."""
+    text = piece
+    for marker in _MARKERS:
+        text = text.replace(marker, " " if marker in ("Ġ", "▁") else "")
+    text = text.strip()
+    return text or ("␣" if piece else "")
+
+
+def build_tokens(
+    text: str,
+    pieces: Sequence[str],
+    offsets: Sequence[tuple[int, int]],
+    special: Sequence[bool],
+    generated: Sequence[bool] | None = None,
+) -> list[Token]:
+    """One Token per id; spans are trimmed of surrounding whitespace so highlights sit on the word."""
+    tokens = []
+    for i, (piece, (start, end), is_special) in enumerate(zip(pieces, offsets, special, strict=True)):
+        start, end = int(start), int(end)
+        if is_special or end <= start or clean_piece(piece) == "␣":
+            display = piece if is_special else clean_piece(piece)
+            start = end = min(start, len(text))
+        else:
+            while start < end and text[start].isspace():
+                start += 1
+            while end > start and text[end - 1].isspace():
+                end -= 1
+            display = text[start:end] if end > start else clean_piece(piece)
+        tokens.append(
+            Token(
+                text=display, start=start, end=end, special=bool(is_special),
+                generated=bool(generated[i]) if generated is not None else False,
+            )
+        )
+    return tokens

@@ -1,0 +1,1 @@
+"""Qt user interface. Imports nothing heavy (torch, transformers) at import time."""

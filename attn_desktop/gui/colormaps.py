@@ -1,0 +1,64 @@
+"""Colormaps as 256-entry uint8 lookup tables, and quantisation of values to uint8 indices."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+# label shown to the user -> pyqtgraph colormap name. All three are perceptually uniform and
+# readable with the common forms of colour blindness; CET-CBL2 is designed for it.
+COLORMAPS: dict[str, str] = {
+    "viridis": "viridis",
+    "cividis": "cividis",
+    "colour-blind safe (CET-CBL2)": "CET-CBL2",
+}
+DEFAULT_COLORMAP = "viridis"
+SCALES = ("linear", "log")
+LOG_FLOOR = 1e-4  # smallest value a log scale shows; attention below it is indistinguishable
+
+
+@cache
+def lut(name: str) -> np.ndarray:
+    """[256, 3] uint8 lookup table."""
+    import pyqtgraph as pg
+
+    cmap = pg.colormap.get(COLORMAPS.get(name, name))
+    table = cmap.getLookupTable(0.0, 1.0, nPts=256, alpha=False)
+    return np.ascontiguousarray(table, dtype=np.uint8)
+
+
+def levels(values: np.ndarray, scale: str) -> tuple[float, float]:
+    """Display range (in the units of `display_values`) for a matrix of non-negative values."""
+    hi = float(np.max(values)) if values.size else 1.0
+    if not np.isfinite(hi) or hi <= 0:
+        hi = 1.0
+    if scale == "log":
+        return float(np.log10(LOG_FLOOR)), float(np.log10(max(hi, LOG_FLOOR * 10)))
+    return 0.0, hi
+
+
+def display_values(values: np.ndarray, scale: str) -> np.ndarray:
+    if scale == "log":
+        return np.log10(np.maximum(values, LOG_FLOOR, dtype=np.float32))
+    return values
+
+
+def quantise(values: np.ndarray, scale: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """C-contiguous uint8 image (0..255 over the levels) and the levels, in display units."""
+    lo, hi = levels(values, scale)
+    shown = display_values(values, scale)
+    factor = np.float32(255.0 / (hi - lo))
+    out = np.empty(values.shape, dtype=np.float32)
+    np.subtract(shown, np.float32(lo), out=out, dtype=np.float32)
+    np.multiply(out, factor, out=out)
+    np.clip(out, 0, 255, out=out)
+    np.add(out, 0.5, out=out)
+    return out.astype(np.uint8), (lo, hi)
+
+
+def fraction(values: np.ndarray, scale: str, lv: tuple[float, float]) -> np.ndarray:
+    """Position of each value within the levels, in [0, 1] (float64, for highlight alphas)."""
+    lo, hi = lv
+    shown = np.asarray(display_values(np.asarray(values, dtype=np.float64), scale), np.float64)
+    return np.clip((shown - lo) / (hi - lo), 0.0, 1.0)

@@ -1,0 +1,138 @@
+"""The one shared selection: every view reads it and writes to it, and repaints on `changed`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from ..core.heads import AGGREGATES
+from .colormaps import DEFAULT_COLORMAP
+from .measures import MEASURES, Prepared
+
+Head = int | str  # a head index, or one of AGGREGATES
+
+
+@dataclass(frozen=True)
+class Selection:
+    set_name: str = "self"
+    measure: str = "attention"
+    layer: int = 0
+    head: Head = "mean"
+    focus: int = 0  # query index on the current set's query axis
+    colormap: str = DEFAULT_COLORMAP
+    scale: str = "linear"
+
+
+class ViewState(QObject):
+    """Holds the current analysis (with what the workers derived from it) and the selection."""
+
+    changed = Signal(frozenset)  # names of Selection fields that changed
+    analysis_changed = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.sel = Selection()
+        self.prepared: Prepared | None = None
+        self._last_head = 0
+
+    @property
+    def analysis(self):
+        return self.prepared.analysis if self.prepared else None
+
+    # -- analysis -------------------------------------------------------------------------
+    def set_prepared(self, prepared: Prepared | None) -> None:
+        self.prepared = prepared
+        if prepared is not None:
+            sets = prepared.analysis.attention_set_names()
+            set_name = self.sel.set_name if self.sel.set_name in sets else sets[0]
+            self.sel = replace(self.sel, set_name=set_name)
+            self.sel = self._valid(self.sel, keep_focus=False)
+        self.analysis_changed.emit()
+        self.changed.emit(frozenset(Selection.__dataclass_fields__))
+
+    # -- selection ------------------------------------------------------------------------
+    def update(self, **fields: Any) -> None:
+        new = replace(self.sel, **fields)
+        if self.prepared is not None:
+            new = self._valid(new, keep_focus=new.set_name == self.sel.set_name
+                              or self._same_queries(self.sel.set_name, new.set_name))
+        diff = frozenset(k for k in Selection.__dataclass_fields__
+                         if getattr(new, k) != getattr(self.sel, k))
+        self.sel = new
+        if diff:
+            self.changed.emit(diff)
+
+    def _same_queries(self, a: str, b: str) -> bool:
+        an = self.analysis
+        return an.axis_tokens(a)[0] is an.axis_tokens(b)[0]
+
+    def num_layers(self) -> int:
+        if self.prepared is None:
+            return 0
+        return MEASURES[self.sel.measure].num_layers(self.analysis, self.sel.set_name)
+
+    def num_heads(self) -> int:
+        if self.prepared is None:
+            return 0
+        return int(self.analysis.attention(self.sel.set_name).shape[1])
+
+    def query_tokens(self):
+        return self.analysis.axis_tokens(self.sel.set_name)[0] if self.prepared else []
+
+    def key_tokens(self):
+        return self.analysis.axis_tokens(self.sel.set_name)[1] if self.prepared else []
+
+    def _valid(self, s: Selection, keep_focus: bool) -> Selection:
+        an = self.analysis
+        measure = MEASURES.get(s.measure)
+        if measure is None or measure.unavailable(an, s.set_name):
+            s = replace(s, measure="attention")
+            measure = MEASURES["attention"]
+        layers = measure.num_layers(an, s.set_name)
+        heads = int(an.attention(s.set_name).shape[1])
+        layer = min(max(s.layer, 0), max(layers - 1, 0))
+        head = s.head
+        if isinstance(head, int) and not 0 <= head < heads:
+            head = min(max(head, 0), heads - 1)
+        queries = an.axis_tokens(s.set_name)[0]
+        focus = s.focus
+        if not keep_focus or not 0 <= focus < len(queries):
+            focus = default_focus(queries)
+        return replace(s, layer=layer, head=head, focus=focus)
+
+    # -- keyboard steps -------------------------------------------------------------------
+    def step_layer(self, delta: int) -> None:
+        n = self.num_layers()
+        if n:
+            self.update(layer=(self.sel.layer + delta) % n)
+
+    def step_head(self, delta: int) -> None:
+        n = self.num_heads()
+        if not n:
+            return
+        head = self.sel.head
+        start = head if isinstance(head, int) else (-1 if delta > 0 else 0)
+        self.update(head=(start + delta) % n)
+
+    def cycle_aggregate(self) -> None:
+        """head -> mean -> max -> min -> back to the last single head."""
+        head = self.sel.head
+        if isinstance(head, int):
+            self._last_head = head
+            self.update(head=AGGREGATES[0])
+            return
+        i = AGGREGATES.index(head)
+        if i + 1 < len(AGGREGATES):
+            self.update(head=AGGREGATES[i + 1])
+        else:
+            self.update(head=self._last_head)
+
+
+def default_focus(tokens) -> int:
+    """The first token that is neither special nor generated, else 0."""
+    for i, t in enumerate(tokens):
+        if not t.special and t.end > t.start:
+            return i
+    return 0
