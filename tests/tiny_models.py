@@ -103,6 +103,13 @@ def build(kind: str, folder: Path) -> Path:
         )
         cls = {"bert": tf.BertModel, "bert-cls": tf.BertForSequenceClassification,
                "bert-mlm": tf.BertForMaskedLM}[kind]
+    elif kind == "mpnet":  # a family that does not dispatch through AttentionInterface
+        tok = _wordpiece_tokenizer()
+        cfg = tf.MPNetConfig(
+            vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=66, pad_token_id=0,
+        )
+        cls = tf.MPNetModel
     elif kind == "gpt2":
         tok = _bytelevel_tokenizer(bos="<|endoftext|>", eos="<|endoftext|>", wrap=False)
         cfg = tf.GPT2Config(
@@ -144,4 +151,4 @@ def build(kind: str, folder: Path) -> Path:
     return folder
 
 
-KINDS = ("bert", "bert-cls", "bert-mlm", "gpt2", "llama", "bart", "t5")
+KINDS = ("bert", "bert-cls", "bert-mlm", "mpnet", "gpt2", "llama", "bart", "t5")
