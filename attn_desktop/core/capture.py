@@ -46,14 +46,32 @@ class CapturePlan:
     keep_grad: bool = False
     cancel: Callable[[], bool] | None = None
     on_layer: Callable[[Site], None] | None = None
+    layers: dict[str, int] = field(default_factory=dict)  # per set; lets records go into one buffer
     records: dict[Site, torch.Tensor] = field(default_factory=dict)
     graph_weights: dict[Site, torch.Tensor] = field(default_factory=dict)
+    _buffers: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def store(self, site: Site, weights: torch.Tensor) -> None:
+        """Record one layer's weights, straight into a [layers, ...] buffer when the count is known."""
+        count = self.layers.get(site.set)
+        if count is None or site.layer >= count:
+            self.records[site] = weights.detach().to(self.dtype)
+            return
+        buf = self._buffers.get(site.set)
+        if buf is None or buf.shape[1:] != weights.shape:
+            buf = torch.empty((count, *weights.shape), dtype=self.dtype, device=weights.device)
+            self._buffers[site.set] = buf
+        buf[site.layer].copy_(weights.detach())
+        self.records[site] = buf[site.layer]
 
     def stacked(self, set_name: str) -> torch.Tensor:
         """Recorded weights of one set as [layers, batch, heads, q, k]."""
         layers = sorted(s.layer for s in self.records if s.set == set_name)
         if layers != list(range(len(layers))):
             raise RuntimeError(f"captured {set_name} layers are not contiguous: {layers}")
+        buf = self._buffers.get(set_name)
+        if buf is not None and len(layers) == buf.shape[0]:
+            return buf
         return torch.stack([self.records[Site(set_name, i)] for i in layers])
 
     def counts(self) -> dict[str, int]:
@@ -167,7 +185,7 @@ def capture_attention(module, query, key, value, attention_mask, scaling=None, d
         v = _repeat_kv(value, weights.shape[1])
         out = torch.matmul(weights.to(v.dtype), v).transpose(1, 2).contiguous()
     if plan.record:
-        plan.records[site] = weights.detach().to(plan.dtype)
+        plan.store(site, weights)
     if plan.on_layer is not None:
         plan.on_layer(site)
     return out, weights

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -52,6 +53,13 @@ class LoadedModel:
     @property
     def max_positions(self) -> int | None:
         return self.info.max_positions
+
+    @functools.cached_property
+    def site_of(self):
+        """Maps an attention module of this model to its capture Site."""
+        from attn_desktop.core.capture import site_namer
+
+        return site_namer(self.model, self.is_encoder_decoder)
 
     def expected_layers(self) -> dict[str, int]:
         if self.is_encoder_decoder:

@@ -252,7 +252,8 @@ def _capture(loaded: LoadedModel, ids, decoder_ids, *, progress, cancel) -> dict
             progress(0.15 + 0.8 * done[0] / total, f"{site.set} layer {site.layer + 1}")
 
         plan = capture.CapturePlan(
-            sites=capture.site_namer(model, loaded.is_encoder_decoder), cancel=cancel, on_layer=on_layer
+            sites=loaded.site_of, cancel=cancel, on_layer=on_layer,
+            layers=dict(expected),
         )
         with torch.no_grad(), capture.active(plan):
             model(**inputs)
