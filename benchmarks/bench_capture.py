@@ -73,8 +73,17 @@ def timing(repeats: int = 15) -> None:
 
 
 CHILD = r"""
-import sys, resource, json, time
+import sys, json, time
 import attn_desktop
+
+def hwm_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+def reset_hwm():
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # resets the peak resident set size to the current one (Linux)
 mode, n = sys.argv[1], int(sys.argv[2])
 sys.path.insert(0, "benchmarks")
 from bench_capture import text_of
@@ -86,18 +95,20 @@ if mode == "bare":
     path = demo_model_path()
     tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = transformers.AutoModel.from_pretrained(path, attn_implementation="eager", local_files_only=True).eval()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    text = text_of(tok, n)
+    reset_hwm(); base = hwm_kib()
     with torch.no_grad():
-        model(**tok(text_of(tok, n), return_tensors="pt"))
+        model(**tok(text, return_tensors="pt"))
 else:
     from attn_desktop.core.loading import load_model
     from attn_desktop.core.pipeline import analyze
     from attn_desktop.core.session import save_session
     loaded = load_model("demo")
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    a = analyze(loaded, text_of(loaded.tokenizer, n))
+    text = text_of(loaded.tokenizer, n)
+    reset_hwm(); base = hwm_kib()
+    a = analyze(loaded, text)
     save_session(a, sys.argv[3])
-print(json.dumps({"after_load_kib": base, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"after_load_kib": base, "peak_kib": hwm_kib()}))
 """
 
 
@@ -114,7 +125,8 @@ def memory(n: int = 512) -> None:
     print(f"n={n} peak resident memory: bare eager forward {b['peak_kib'] / 1024:.0f} MiB "
           f"(+{(b['peak_kib'] - b['after_load_kib']) / 1024:.0f} MiB over the loaded model), "
           f"analyze incl. save {a['peak_kib'] / 1024:.0f} MiB "
-          f"(+{(a['peak_kib'] - a['after_load_kib']) / 1024:.0f} MiB) = {a['peak_kib'] / b['peak_kib']:.2f}x")
+          f"(+{(a['peak_kib'] - a['after_load_kib']) / 1024:.0f} MiB) = {a['peak_kib'] / b['peak_kib']:.2f}x; "
+          f"increments {(a['peak_kib'] - a['after_load_kib']) / max(1, b['peak_kib'] - b['after_load_kib']):.2f}x")
 
 
 if __name__ == "__main__":
