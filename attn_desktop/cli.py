@@ -97,7 +97,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     save_session(analysis, out)
-    analysis.manifest["timings"]["save"] = round(time.perf_counter() - t0, 6)
     print(summary_line(loaded, analysis, time.perf_counter() - started, out))
     return 0
 
