@@ -95,7 +95,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     analysis = analyze(
         loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text
     )
-    t0 = time.perf_counter()
     save_session(analysis, out)
     print(summary_line(loaded, analysis, time.perf_counter() - started, out))
     return 0
