@@ -28,7 +28,7 @@ class TokenAxis(pg.AxisItem):
     def __init__(self, orientation: str) -> None:
         super().__init__(orientation)
         self.labels: list[str] = []
-        self.setStyle(showValues=False, tickLength=3)
+        self.setStyle(showValues=False, tickLength=3, hideOverlappingLabels=False)
         self._line = 12.0
         self._extent = 20.0
 
@@ -57,7 +57,8 @@ class TokenAxis(pg.AxisItem):
         return list(range(first, last + 1, step))
 
     def tickValues(self, minVal, maxVal, size):
-        return [(1.0, [i + 0.5 for i in self.visible_ticks(minVal, maxVal, size)])]
+        lo, hi = sorted((minVal, maxVal))
+        return [(1.0, [i + 0.5 for i in self.visible_ticks(lo, hi, size)])]
 
     def generateDrawSpecs(self, p):
         specs = super().generateDrawSpecs(p)

@@ -138,7 +138,10 @@ class LatestOnly(QObject):
             self._job.cancel()
 
     def cancel(self) -> None:
-        self.invalidate()
+        """Stop what runs (its cancelled signal keeps its generation: nothing superseded it)."""
+        self._pending = None
+        if self._job is not None:
+            self._job.cancel()
 
     def _start_pending(self) -> None:
         gen, fn = self._pending

@@ -1,0 +1,700 @@
+"""The main window: wires the views to the shared state and runs the work in the background."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QSpinBox,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import UserError
+from . import settings as app_settings
+from .about import show_about
+from .controls import SET_LABELS, SelectionBar
+from .document import DocumentPanel, input_text
+from .heatmap import Heatmap
+from .measures import MEASURES, MatrixCache, prepare
+from .messages import MessageBar
+from .model_panel import ModelPanel
+from .model_view import ModelView
+from .state import ViewState
+from .workers import Job, LatestOnly, stop_all
+
+DEBOUNCE_MS = 600
+SESSION_FILTER = "attn-desktop sessions (*.attn)"
+TEXT_FILTER = "Text files (*.txt *.md *.text);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    model_loaded = Signal(object)
+    model_failed = Signal(str)
+    analysis_shown = Signal(object)  # the Prepared now on screen
+    analysis_failed = Signal(str)
+    analysis_cancelled = Signal()
+    session_saved = Signal(str)
+    session_failed = Signal(str)
+    library_listed = Signal(list)
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__()
+        self.setWindowTitle("attn-desktop")
+        self.setAcceptDrops(True)
+        self.settings = app_settings.settings()
+        self.state = ViewState(self)
+        self.loaded = None
+        self.loading_path: str | None = None
+        self.device = device
+        self.cache = MatrixCache()
+        self.last_analysis_seconds: float | None = None
+        self._library_job: Job | None = None
+        self.model_names: dict[str, str] = {}  # folder -> name the library gives it
+
+        self.messages = MessageBar()
+        self.document = DocumentPanel(self.state)
+        self.heatmap = Heatmap()
+        self.model_panel = ModelPanel()
+        self.model_view = ModelView()
+        self.selection_bar = SelectionBar(self.state, self)
+        self.addToolBar(self.selection_bar)
+
+        self.decoder_row = QWidget()
+        drow = QHBoxLayout(self.decoder_row)
+        drow.setContentsMargins(0, 0, 0, 0)
+        self.target_edit = QLineEdit()
+        self.target_edit.setPlaceholderText("decoder text (empty: generate)")
+        self.target_edit.setClearButtonEnabled(True)
+        self.generate_box = QSpinBox()
+        self.generate_box.setRange(0, 256)
+        self.generate_box.setPrefix("generate ")
+        self.generate_box.setSuffix(" tokens")
+        self.generate_box.setToolTip("Tokens to generate greedily (0: none for a causal LM)")
+        self.target_label = QLabel("Decoder text")
+        drow.addWidget(self.target_label)
+        drow.addWidget(self.target_edit, 1)
+        drow.addWidget(self.generate_box)
+        self.decoder_row.hide()
+        self.target_edit.textEdited.connect(lambda _t: self.schedule_analysis())
+        self.generate_box.valueChanged.connect(lambda _v: self.schedule_analysis())
+
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        lv.addWidget(self.decoder_row)
+        lv.addWidget(self.document, 1)
+        self.splitter = QSplitter(Qt.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.heatmap)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
+        central = QWidget()
+        cv = QVBoxLayout(central)
+        cv.setContentsMargins(4, 4, 4, 0)
+        cv.addWidget(self.messages)
+        cv.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+
+        self.model_dock = self._dock("Model", "ModelDock", self.model_panel, Qt.LeftDockWidgetArea)
+        self.heads_dock = self._dock("Heads", "HeadsDock", self.model_view, Qt.BottomDockWidgetArea)
+
+        self._make_status_bar()
+        self.loader = LatestOnly("Loading the model", self)
+        self.analyzer = LatestOnly("Analysis", self)
+        self.session_runner = LatestOnly("Session", self)
+        self._connect()
+        self._make_menus()
+        self.debounce = QTimer(self)
+        self.debounce.setSingleShot(True)
+        self.debounce.setInterval(DEBOUNCE_MS)
+        self.debounce.timeout.connect(self.request_analysis)
+        self.resizeDocks([self.model_dock], [320], Qt.Horizontal)
+        self.resizeDocks([self.heads_dock], [300], Qt.Vertical)
+        self.splitter.setSizes([500, 600])
+        self._restore_settings()
+        if not isinstance(self.settings.value("geometry"), QByteArray):
+            self.resize(1400, 900)
+
+    # -- construction -------------------------------------------------------------------------
+    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _make_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.status_model = QLabel("no model")
+        self.status_device = QLabel("")
+        self.status_tokens = QLabel("")
+        self.status_time = QLabel("")
+        self.analysis_progress = QProgressBar()
+        self.analysis_progress.setRange(0, 1000)
+        self.analysis_progress.setMaximumWidth(220)
+        self.analysis_progress.hide()
+        self.analysis_cancel = QToolButton()
+        self.analysis_cancel.setText("Cancel")
+        self.analysis_cancel.hide()
+        self.analysis_cancel.clicked.connect(self.cancel_analysis)
+        bar.addWidget(self.analysis_progress)
+        bar.addWidget(self.analysis_cancel)
+        for w in (self.status_model, self.status_device, self.status_tokens, self.status_time):
+            bar.addPermanentWidget(w)
+
+    def _connect(self) -> None:
+        s = self.state
+        s.changed.connect(self._on_selection)
+        s.analysis_changed.connect(self._on_analysis_changed)
+        self.heatmap.cell_clicked.connect(self._on_heatmap_click)
+        self.model_view.grid.head_clicked.connect(lambda layer, head: s.update(measure="attention", layer=layer, head=head))
+        self.document.edited.connect(self._on_text_edited)
+        self.document.files_dropped.connect(self.open_paths)
+        mp = self.model_panel
+        mp.load_requested.connect(self.load_model)
+        mp.cancel_requested.connect(self.cancel_loading)
+        mp.open_folder_requested.connect(self.choose_model_folder)
+        mp.refresh_requested.connect(self.refresh_library)
+
+        self.loader.progressed.connect(lambda _g, f, m: mp.set_progress(f, m))
+        self.loader.succeeded.connect(self._on_model_loaded)
+        self.loader.failed.connect(self._on_model_failed)
+        self.loader.cancelled.connect(self._on_model_cancelled)
+        self.loader.idle.connect(lambda: mp.set_busy(False))
+
+        self.analyzer.started.connect(self._on_analysis_started)
+        self.analyzer.progressed.connect(self._on_analysis_progress)
+        self.analyzer.succeeded.connect(self._on_analysis_done)
+        self.analyzer.failed.connect(self._on_analysis_failed)
+        self.analyzer.cancelled.connect(self._on_analysis_cancelled)
+        self.analyzer.idle.connect(self._on_analysis_idle)
+
+        self.session_runner.succeeded.connect(self._on_session_done)
+        self.session_runner.failed.connect(self._on_session_failed)
+
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self.act_open_model = self._action(file, "Open &model folder…", self.choose_model_folder, "Ctrl+Shift+O")
+        self.act_open_text = self._action(file, "Open &text…", self.choose_text, QKeySequence.Open)
+        self.act_open_session = self._action(file, "Open &session…", self.choose_session, "Ctrl+Alt+O")
+        self.act_save_session = self._action(file, "&Save session…", self.choose_save_session, QKeySequence.Save)
+        self.act_export = self._action(file, "&Export heatmap as PNG…", self.choose_export, "Ctrl+E")
+        self.samples_menu = file.addMenu("Sample &documents")
+        for path in app_settings.sample_files():
+            act = self.samples_menu.addAction(path.stem.replace("_", " "))
+            act.triggered.connect(lambda _=False, p=path: self.open_text_file(str(p)))
+        self.samples_menu.setEnabled(bool(app_settings.sample_files()))
+        self.recent_menu = file.addMenu("&Recent files")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, QKeySequence.Quit)
+
+        analysis = bar.addMenu("A&nalysis")
+        self._action(analysis, "Analyse &now", self.request_analysis, "Ctrl+Return")
+        self._action(analysis, "&Cancel analysis", self.cancel_analysis, "Esc")
+        self.act_truncate = self._action(analysis, "&Truncate texts longer than the model accepts", None)
+        self.act_truncate.setCheckable(True)
+        self.act_truncate.toggled.connect(lambda _on: self.schedule_analysis())
+
+        view = bar.addMenu("&View")
+        s = self.state
+        self._action(view, "Next layer", lambda: s.step_layer(1), "Alt+Down")
+        self._action(view, "Previous layer", lambda: s.step_layer(-1), "Alt+Up")
+        self._action(view, "Next head", lambda: s.step_head(1), "Alt+Right")
+        self._action(view, "Previous head", lambda: s.step_head(-1), "Alt+Left")
+        self._action(view, "Cycle head / mean / max / min", s.cycle_aggregate, "Alt+A")
+        view.addSeparator()
+        for key, m in MEASURES.items():
+            self._action(view, f"Show {m.label.lower()}", lambda _=False, k=key: s.update(measure=k))
+        view.addSeparator()
+        self.act_opengl = self._action(view, "Use OpenGL for the heatmap", self._toggle_opengl)
+        self.act_opengl.setCheckable(True)
+        view.addSeparator()
+        view.addAction(self.model_dock.toggleViewAction())
+        view.addAction(self.heads_dock.toggleViewAction())
+        view.addAction(self.selection_bar.toggleViewAction())
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&About attn-desktop", lambda: show_about(self))
+
+    def _action(self, menu, text, slot, shortcut=None) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+            act.setShortcutContext(Qt.WindowShortcut)
+        if slot is not None:
+            act.triggered.connect(lambda _=False: slot())
+        menu.addAction(act)
+        return act
+
+    # -- settings ---------------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry = s.value("geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        window_state = s.value("window_state")
+        if isinstance(window_state, QByteArray):
+            self.restoreState(window_state)
+        cmap = s.value("colormap", "")
+        scale = s.value("scale", "")
+        fields = {}
+        from .colormaps import COLORMAPS, SCALES
+
+        if cmap in COLORMAPS:
+            fields["colormap"] = cmap
+        if scale in SCALES:
+            fields["scale"] = scale
+        if fields:
+            self.state.update(**fields)
+        self.act_truncate.setChecked(s.value("truncate", "false") in (True, "true"))
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("geometry", self.saveGeometry())
+        s.setValue("window_state", self.saveState())
+        s.setValue("colormap", self.state.sel.colormap)
+        s.setValue("scale", self.state.sel.scale)
+        s.setValue("truncate", self.act_truncate.isChecked())
+        if self.loaded is not None:
+            s.setValue("last_model", str(self.loaded.path))
+            s.setValue("device", self.loaded.device)
+        s.sync()
+
+    def closeEvent(self, event) -> None:
+        self.save_settings()
+        self.debounce.stop()
+        stop_all()
+        super().closeEvent(event)
+
+    # -- library and models -------------------------------------------------------------------
+    def refresh_library(self) -> None:
+        if self._library_job is not None:
+            return
+        job = Job(list_library, "Listing the model library", self)
+        job.succeeded.connect(self._on_library)
+        job.failed.connect(self.messages.warning)
+        job.done.connect(lambda: setattr(self, "_library_job", None))
+        self._library_job = job
+        job.start()
+
+    def _on_library(self, result) -> None:
+        folder, entries = result
+        self.model_names = {str(e.path): e.name for e in entries}
+        self.model_panel.set_library(folder, entries)
+        last = self.loaded.path if self.loaded is not None else self.settings.value("last_model", "")
+        if last:
+            self.model_panel.select_path(str(last))
+        if self.loaded is not None:
+            name = self.display_name(self.loaded)
+            self.model_panel.card_title.setText(f"<b>{name}</b>")
+            self.status_model.setText(f"{name} ({self.loaded.kind})")
+        self.library_listed.emit(entries)
+
+    def choose_model_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open model folder")
+        if folder:
+            self.load_model(folder, self.model_panel.device.currentText())
+
+    def load_model(self, path: str, device: str | None = None) -> None:
+        device = device or self.model_panel.device.currentText() or self.device
+        self.loading_path = str(path)
+        self.model_panel.set_busy(True, f"loading {Path(path).name}…")
+
+        def work(progress, cancel):
+            from ..core.loading import load_model
+
+            loaded = load_model(path, device=device, progress=progress, cancel=cancel)
+            return loaded, available_devices()
+
+        self.loader.request(work)
+
+    def cancel_loading(self) -> None:
+        self.loader.cancel()
+        self.model_panel.set_busy(False)
+        self.messages.info("Loading cancelled.")
+
+    def display_name(self, loaded) -> str:
+        return self.model_names.get(str(loaded.path), loaded.name)
+
+    def _on_model_loaded(self, _gen, result) -> None:
+        loaded, devices = result
+        self.loaded = loaded
+        name = self.display_name(loaded)
+        self.model_panel.set_devices(devices, loaded.device)
+        self.model_panel.set_card(
+            name, loaded.card(),
+            {"Weights sha256": "\n".join(f"{k}: {v}" for k, v in loaded.weights_sha256.items())})
+        self.status_model.setText(f"{name} ({loaded.kind})")
+        self.status_device.setText(loaded.device)
+        generative = loaded.kind in ("causal-lm", "encoder-decoder")
+        self.decoder_row.setVisible(generative)
+        seq2seq = loaded.kind == "encoder-decoder"
+        self.target_label.setVisible(seq2seq)
+        self.target_edit.setVisible(seq2seq)
+        self.generate_box.setMinimum(1 if seq2seq else 0)
+        if seq2seq and self.generate_box.value() == 0:
+            self.generate_box.setValue(20)
+        self.settings.setValue("last_model", str(loaded.path))
+        app_settings.add_recent(str(loaded.path), self.settings)
+        self.messages.info(f"Loaded {name} in {loaded.load_seconds:.1f} s.")
+        self.model_loaded.emit(loaded)
+        if self.document.text().strip():
+            self.request_analysis()
+
+    def _on_model_failed(self, _gen, message: str) -> None:
+        self.messages.error(message)
+        self.model_failed.emit(message)
+
+    def _on_model_cancelled(self, _gen) -> None:
+        self.model_panel.set_busy(False)
+
+    # -- analysis -----------------------------------------------------------------------------
+    def _on_text_edited(self) -> None:
+        self.analyzer.invalidate()  # whatever runs now is for an older text
+        self.status_time.setText("text changed")
+        self.schedule_analysis()
+
+    def schedule_analysis(self) -> None:
+        if self.loaded is not None:
+            self.debounce.start()
+
+    def analysis_options(self) -> dict:
+        opts: dict = {"truncate": self.act_truncate.isChecked()}
+        if self.loaded is not None and self.loaded.kind in ("causal-lm", "encoder-decoder"):
+            target = self.target_edit.text()
+            if self.loaded.kind == "encoder-decoder" and target.strip():
+                opts["target_text"] = target
+            elif self.generate_box.value() > 0:
+                opts["generate"] = self.generate_box.value()
+        return opts
+
+    def request_analysis(self) -> int | None:
+        self.debounce.stop()
+        text = self.document.text()
+        if self.loaded is None:
+            if text.strip():
+                self.messages.info("Load a model to analyse the text.")
+            return None
+        if not text.strip():
+            self.analyzer.invalidate()
+            return None
+        loaded, opts = self.loaded, self.analysis_options()
+
+        def work(progress, cancel):
+            from ..core.pipeline import analyze
+
+            started = time.perf_counter()
+            analysis = analyze(loaded, text, progress=lambda f, m: progress(0.9 * f, m),
+                               cancel=cancel, **opts)
+            progress(0.92, "preparing the views")
+            prepared = prepare(analysis, cancel)
+            prepared.source = "analysis"
+            prepared.seconds = time.perf_counter() - started
+            return prepared
+
+        return self.analyzer.request(work)
+
+    def cancel_analysis(self) -> None:
+        if self.analyzer.busy:
+            self.analyzer.cancel()
+            self.debounce.stop()
+
+    def _on_analysis_started(self, _gen) -> None:
+        self.analysis_progress.setValue(0)
+        self.analysis_progress.setFormat("analysing…")
+        self.analysis_progress.show()
+        self.analysis_cancel.show()
+
+    def _on_analysis_progress(self, _gen, fraction: float, message: str) -> None:
+        self.analysis_progress.setValue(int(fraction * 1000))
+        self.analysis_progress.setFormat(f"{message} %p%")
+
+    def _on_analysis_idle(self) -> None:
+        self.analysis_progress.hide()
+        self.analysis_cancel.hide()
+
+    def _on_analysis_done(self, _gen, prepared) -> None:
+        if input_text(prepared.analysis) != self.document.text():
+            return  # belt and braces: an edit always invalidates first
+        self.last_analysis_seconds = prepared.seconds
+        self.show_prepared(prepared)
+
+    def _on_analysis_failed(self, _gen, message: str) -> None:
+        self.messages.error(message)
+        self.analysis_failed.emit(message)
+
+    def _on_analysis_cancelled(self, gen) -> None:
+        if gen == self.analyzer.current:
+            self.messages.info("Analysis cancelled.")
+            self.status_time.setText("cancelled")
+        self.analysis_cancelled.emit()
+
+    def show_prepared(self, prepared) -> None:
+        self.cache.clear()
+        self.state.set_prepared(prepared)
+        for warning in prepared.analysis.extras.get("gui_warnings", []):
+            self.messages.warning(warning)
+        self.analysis_shown.emit(prepared)
+
+    # -- views ----------------------------------------------------------------------------------
+    def _on_analysis_changed(self) -> None:
+        prepared = self.state.prepared
+        an = self.state.analysis
+        n = len(an.tokens) if an is not None else 0
+        text = f"{n} tokens"
+        if an is not None and an.decoder_tokens is not None:
+            text += f" + {len(an.decoder_tokens)} decoder"
+        self.status_tokens.setText(text)
+        if prepared is not None:
+            secs = prepared.seconds
+            self.status_time.setText(f"analysis {secs:.2f} s" if prepared.source == "analysis"
+                                     else f"session {Path(prepared.source).name}")
+        self.model_view.grid.set_data(None, None, [])
+        self._model_view_key = None
+
+    def _on_selection(self, fields) -> None:
+        self.refresh_views(fields)
+
+    def current_matrix(self):
+        an, sel = self.state.analysis, self.state.sel
+        measure = MEASURES[sel.measure]
+        key = (id(an), sel.set_name, sel.measure, sel.layer if measure.uses_layers else 0,
+               sel.head if measure.uses_heads else None)
+        return self.cache.get(key, lambda: measure.matrix(an, sel))
+
+    def refresh_views(self, fields=frozenset(("all",))) -> None:
+        an, sel = self.state.analysis, self.state.sel
+        self.heatmap.set_style(sel.colormap, sel.scale)
+        self.model_view.grid.set_colormap(sel.colormap)
+        if an is None:
+            self.heatmap.clear("no analysis yet")
+            return
+        measure = MEASURES[sel.measure]
+        if fields & {"set_name", "measure", "layer", "head", "all"} or self.heatmap.values is None:
+            queries, keys = an.axis_tokens(sel.set_name)
+            rows = measure.row_queries(an, sel)
+            values = self.current_matrix()
+            self.heatmap.set_matrix(values, [queries[i].text for i in rows], [k.text for k in keys],
+                                    title=self._title(sel, measure), value_name=measure.value_name)
+        rows = measure.row_queries(an, sel)
+        hit = [i for i, q in enumerate(rows) if q == sel.focus]
+        self.heatmap.set_focus_row(hit[0] if hit else None)
+        self._refresh_model_view()
+
+    def _title(self, sel, measure) -> str:
+        title = measure.title(sel)
+        if len(self.state.analysis.attention_set_names()) > 1:
+            title += f" · {SET_LABELS.get(sel.set_name, sel.set_name)}"
+        return title
+
+    def _refresh_model_view(self) -> None:
+        prepared, sel = self.state.prepared, self.state.sel
+        key = (id(prepared), sel.set_name)
+        if getattr(self, "_model_view_key", None) != key:
+            self._model_view_key = key
+            keys = self.state.key_tokens()
+            self.model_view.grid.set_data(prepared.thumbnails.get(sel.set_name),
+                                          prepared.diagnostics.get(sel.set_name),
+                                          [k.text for k in keys])
+        shown_head = sel.head if sel.measure == "attention" else None
+        self.model_view.grid.set_selection(sel.layer if sel.measure == "attention" else -1, shown_head)
+
+    def _on_heatmap_click(self, row: int, _col: int) -> None:
+        an, sel = self.state.analysis, self.state.sel
+        if an is None:
+            return
+        rows = MEASURES[sel.measure].row_queries(an, sel)
+        self.state.update(focus=int(rows[row]))
+
+    # -- files ----------------------------------------------------------------------------------
+    def open_paths(self, paths: list[str]) -> None:
+        for path in paths:
+            self.open_path(path)
+
+    def open_path(self, path: str) -> None:
+        p = Path(path)
+        if p.is_dir():
+            self.load_model(str(p))
+        elif p.suffix.lower() == ".attn":
+            self.open_session(str(p))
+        elif p.is_file():
+            self.open_text_file(str(p))
+        else:
+            self.messages.error(f"not found: {p}")
+
+    def choose_text(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open text", "", TEXT_FILTER)
+        if path:
+            self.open_text_file(path)
+
+    def open_text_file(self, path: str) -> bool:
+        try:
+            text = read_text_file(path)
+        except UserError as exc:
+            self.messages.error(str(exc))
+            return False
+        self.document.set_text(text)
+        app_settings.add_recent(path, self.settings)
+        self.setWindowTitle(f"{Path(path).name} — attn-desktop")
+        self._on_text_edited()
+        self.request_analysis()
+        return True
+
+    def choose_session(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", SESSION_FILTER)
+        if path:
+            self.open_session(path)
+
+    def open_session(self, path: str) -> int:
+        def work(progress, cancel):
+            from ..core.session import load_session
+
+            started = time.perf_counter()
+            progress(0.1, "reading the session")
+            prepared = prepare(load_session(path), cancel)
+            prepared.source = str(path)
+            prepared.seconds = time.perf_counter() - started
+            return prepared
+
+        return self.session_runner.request(work)
+
+    def _on_session_done(self, _gen, result) -> None:
+        if isinstance(result, str):  # a save
+            app_settings.add_recent(result, self.settings)
+            self.messages.info(f"Saved {Path(result).name}.")
+            self.session_saved.emit(result)
+            return
+        self.analyzer.invalidate()
+        self.debounce.stop()
+        self.document.set_text(input_text(result.analysis))
+        app_settings.add_recent(result.source, self.settings)
+        self.setWindowTitle(f"{Path(result.source).name} — attn-desktop")
+        model = result.analysis.manifest.get("model", {}).get("name", "?")
+        self.messages.info(f"Opened session {Path(result.source).name} (model {model}).")
+        self.show_prepared(result)
+
+    def _on_session_failed(self, _gen, message: str) -> None:
+        self.messages.error(message)
+        self.session_failed.emit(message)
+
+    def choose_save_session(self) -> None:
+        if self.state.analysis is None:
+            self.messages.warning("Nothing to save yet: analyse a text first.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", "analysis.attn", SESSION_FILTER)
+        if path:
+            if not path.endswith(".attn"):
+                path += ".attn"
+            self.save_session(path)
+
+    def save_session(self, path: str) -> int | None:
+        analysis = self.state.analysis
+        if analysis is None:
+            self.messages.warning("Nothing to save yet: analyse a text first.")
+            return None
+        if self.document.synced is not analysis:
+            self.messages.warning("The text has changed since the analysis; the session holds the analysed text.")
+
+        def work(progress, cancel):
+            from ..core.session import save_session
+
+            return str(save_session(analysis, path))
+
+        return self.session_runner.request(work)
+
+    def choose_export(self) -> None:
+        if self.heatmap.values is None:
+            self.messages.warning("No heatmap to export yet.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export heatmap", "heatmap.png", "PNG images (*.png)")
+        if path:
+            self.export_heatmap(path if path.lower().endswith(".png") else path + ".png")
+
+    def export_heatmap(self, path: str) -> bool:
+        ok = self.heatmap.export_png(path)
+        if ok:
+            self.messages.info(f"Exported {Path(path).name}.")
+        else:
+            self.messages.error(f"could not write {path}")
+        return ok
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        items = app_settings.recent_files(self.settings)
+        for path in items:
+            act = self.recent_menu.addAction(path)
+            act.setEnabled(os.path.exists(path))
+            act.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        if not items:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _toggle_opengl(self) -> None:
+        on = self.act_opengl.isChecked()
+        try:
+            self.heatmap.graphics.useOpenGL(on)
+        except Exception as exc:  # no GL on this machine: stay on the raster viewport
+            self.act_opengl.setChecked(False)
+            self.messages.warning(f"OpenGL is not available here ({exc}).")
+
+    # -- drag and drop --------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+
+def read_text_file(path: str, limit: int = 5_000_000) -> str:
+    p = Path(path)
+    try:
+        if p.stat().st_size > limit:
+            raise UserError(f"{p.name} is {p.stat().st_size / 1e6:.1f} MB; attn-desktop opens texts up to {limit / 1e6:.0f} MB")
+        data = p.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {p.name}: {exc.strerror or exc}") from None
+    if b"\x00" in data[:4096]:
+        raise UserError(f"{p.name} looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def available_devices() -> list[str]:
+    """Run in a worker, after torch is imported by the model load."""
+    devices = ["cpu"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            devices.append("cuda")
+    except Exception:
+        pass
+    return devices
+
+
+def list_library(progress, cancel):
+    """(library folder, entries); the demo model first. Run in a worker."""
+    from .library import list_library_entries
+
+    return list_library_entries()

@@ -1,0 +1,77 @@
+"""GUI fixtures: an isolated settings location, a model library folder, and a check that no
+test leaves a worker thread running."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from attn_desktop.gui import workers  # noqa: E402
+
+LOAD_TIMEOUT = 120_000
+ANALYSIS_TIMEOUT = 60_000
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch):
+    """QSettings, the model library and recent files live under tmp_path, never in $HOME."""
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(folder))
+    library = tmp_path / "library"
+    library.mkdir()
+    monkeypatch.setenv("ATTN_DESKTOP_MODELS", str(library))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left(qapp):
+    """Fail any test that leaves a worker thread running (and stop it, so others are unaffected)."""
+    yield
+    left = [job.name for job in workers.running_jobs()]
+    workers.stop_all()
+    assert not left, f"test left worker threads running: {left}"
+
+
+@pytest.fixture
+def window(qtbot):
+    from attn_desktop.gui.app import make_app
+    from attn_desktop.gui.main_window import MainWindow
+
+    make_app()
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def load(qtbot):
+    def _load(window, path):
+        with qtbot.waitSignal(window.model_loaded, timeout=LOAD_TIMEOUT):
+            window.load_model(str(path), "cpu")
+        return window.loaded
+
+    return _load
+
+
+@pytest.fixture
+def analyse(qtbot):
+    """Type `text` into the editor like a user and wait for the analysis it triggers."""
+
+    def _analyse(window, text, *, type_it=True):
+        editor = window.document.editor
+        with qtbot.waitSignal(window.analysis_shown, timeout=ANALYSIS_TIMEOUT) as blocker:
+            if type_it:
+                editor.clear()
+                qtbot.keyClicks(editor, text)
+            else:
+                editor.setPlainText(text)
+        return blocker.args[0]
+
+    return _analyse
