@@ -25,6 +25,12 @@ def aggregate_heads(att: np.ndarray, how: str) -> np.ndarray:
     if how == "mean":
         return np.mean(att, axis=-3, dtype=np.float32)
     reduce = np.max if how == "max" else np.min
+    if att.dtype == np.float16 and att.size:
+        # float16 max/min are slow in numpy; for non-negative finite values the bit patterns,
+        # read as uint16, sort like the values (checked, else the plain path below).
+        bits = np.ascontiguousarray(att).view(np.uint16)
+        if bits.max() < 0x7C00:
+            return reduce(bits, axis=-3).view(np.float16).astype(np.float32)
     return reduce(att, axis=-3).astype(np.float32, copy=False)
 
 

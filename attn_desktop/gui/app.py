@@ -99,7 +99,6 @@ def run(model: str | None = None, text_file: str | None = None, session: str | N
     code = app.exec()
     stop_all()
     window.deleteLater()
-    del window
     app.processEvents()
     gc.collect()
     return int(code)

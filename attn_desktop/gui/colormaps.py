@@ -28,9 +28,20 @@ def lut(name: str) -> np.ndarray:
     return np.ascontiguousarray(table, dtype=np.uint8)
 
 
+def peak(values: np.ndarray) -> float:
+    if values.size == 0:
+        return 1.0
+    if values.dtype == np.float16:
+        bits = values.view(np.uint16)
+        top = bits.max()
+        if top < 0x7C00:  # no negative, infinite or NaN value: bit order is value order
+            return float(np.array(top, np.uint16).view(np.float16))
+    return float(np.max(values))
+
+
 def levels(values: np.ndarray, scale: str) -> tuple[float, float]:
     """Display range (in the units of `display_values`) for a matrix of non-negative values."""
-    hi = float(np.max(values)) if values.size else 1.0
+    hi = peak(values)
     if not np.isfinite(hi) or hi <= 0:
         hi = 1.0
     if scale == "log":
@@ -44,17 +55,30 @@ def display_values(values: np.ndarray, scale: str) -> np.ndarray:
     return values
 
 
-def quantise(values: np.ndarray, scale: str) -> tuple[np.ndarray, tuple[float, float]]:
-    """C-contiguous uint8 image (0..255 over the levels) and the levels, in display units."""
-    lo, hi = levels(values, scale)
+_ALL_HALVES = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+def _quantise_float32(values: np.ndarray, scale: str, lv: tuple[float, float]) -> np.ndarray:
+    lo, hi = lv
     shown = display_values(values, scale)
-    factor = np.float32(255.0 / (hi - lo))
     out = np.empty(values.shape, dtype=np.float32)
-    np.subtract(shown, np.float32(lo), out=out, dtype=np.float32)
-    np.multiply(out, factor, out=out)
+    np.subtract(shown, np.float32(lo - 0.5 * (hi - lo) / 255.0), out=out, dtype=np.float32)
+    np.multiply(out, np.float32(255.0 / (hi - lo)), out=out)
     np.clip(out, 0, 255, out=out)
-    np.add(out, 0.5, out=out)
-    return out.astype(np.uint8), (lo, hi)
+    return out.astype(np.uint8)
+
+
+def quantise(values: np.ndarray, scale: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """C-contiguous uint8 image (0..255 over the levels) and the levels, in display units.
+
+    float16 input (how attention is stored) goes through a 65,536-entry table indexed by the
+    bit pattern: one gather instead of a slow float16 -> float32 conversion and four passes."""
+    lv = levels(values, scale)
+    if values.dtype == np.float16:
+        with np.errstate(invalid="ignore"):
+            table = _quantise_float32(np.nan_to_num(_ALL_HALVES, nan=0.0, posinf=0.0, neginf=0.0), scale, lv)
+        return np.take(table, np.ascontiguousarray(values).view(np.uint16)), lv
+    return _quantise_float32(values, scale, lv), lv
 
 
 def fraction(values: np.ndarray, scale: str, lv: tuple[float, float]) -> np.ndarray:

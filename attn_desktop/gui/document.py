@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from . import colormaps
-from .editor import TokenEditor, TokenStrip, token_colors
+from .editor import TokenColors, TokenEditor, TokenStrip
 from .measures import MEASURES
 from .state import ViewState
 
@@ -21,6 +22,9 @@ class DocumentPanel(QWidget):
         self.state = state
         self.editor = TokenEditor()
         self.strip = TokenStrip()
+        self.legend = QLabel()
+        self.legend.setWordWrap(True)
+        self.legend.setEnabled(False)  # drawn in the muted text colour
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.hide()
@@ -28,6 +32,7 @@ class DocumentPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self.strip)
+        layout.addWidget(self.legend)
         layout.addWidget(self.note)
         layout.addWidget(self.editor, 1)
         self.synced = None  # the Analysis whose token spans index the editor's text
@@ -93,8 +98,9 @@ class DocumentPanel(QWidget):
         an = self.state.analysis
         if an is None or self.synced is not an:
             self.row_values = None
-            self.editor.set_highlight(None, None, None, None)
+            self.editor.set_highlight(None, None, None)
             self.strip.set_tokens("", [])
+            self.legend.setText("")
             self.note.setVisible(an is not None and self.synced is None and bool(self.text()))
             if an is not None:
                 self.note.setText("The text has changed since the analysis shown; highlights return "
@@ -108,23 +114,34 @@ class DocumentPanel(QWidget):
         row = measure.row(an, sel, sel.focus)
         self.row_values = row
         lut = colormaps.lut(sel.colormap)
+        on_editor = keys is an.tokens
         if row is None:
-            values = fractions = None
-            colors = []
+            values = None
+            colors = None
+            self.legend.setText("")
         else:
-            lv = colormaps.levels(row, sel.scale)
+            # Scale to the strongest token in the text: [CLS]/[SEP] often take most of the weight
+            # and would leave the words pale. Chips beyond the scale are shown at full strength.
+            in_text = [i for i in range(len(row)) if self.editor.has_span(i)] if on_editor else []
+            basis = row[in_text] if in_text else row
+            lv = colormaps.levels(basis, sel.scale)
+            hi = float(basis.max()) if basis.size else 0.0
+            who = queries[sel.focus].text if 0 <= sel.focus < len(queries) else "?"
+            self.legend.setText(
+                f"Highlight: {measure.value_name} from “{who}” (#{sel.focus}) · strongest word = "
+                f"{hi:.3g}" + (" · log scale" if sel.scale == "log" else ""))
             fractions = colormaps.fraction(row, sel.scale, lv)
             values = row
-            colors = token_colors(fractions, lut, self.editor.palette().color(self.editor.backgroundRole()))
-        on_editor = keys is an.tokens
+            pal = self.editor.palette()
+            colors = TokenColors(fractions, lut, pal.color(QPalette.Base), pal.color(QPalette.Text))
         focus_in_editor = sel.focus if queries is an.tokens else None
         if on_editor:
-            self.editor.set_highlight(values, fractions, lut, focus_in_editor, measure.value_name)
+            self.editor.set_highlight(values, colors, focus_in_editor, measure.value_name)
         else:
-            self.editor.set_highlight(None, None, None, focus_in_editor, measure.value_name)
+            self.editor.set_highlight(None, None, focus_in_editor, measure.value_name)
         strip_tokens = queries if sel.set_name in ("decoder", "cross") else an.tokens
         strip_values = values if keys is strip_tokens else None
-        strip_colors = colors if keys is strip_tokens else []
+        strip_colors = colors if keys is strip_tokens else None
         focus = sel.focus if queries is strip_tokens else None
         self.strip.set_highlight(strip_values, strip_colors, focus, measure.value_name)
         if row is None and measure.key != "attention":

@@ -4,7 +4,7 @@ around the focus token and the token under the mouse, and a strip for tokens wit
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPalette, QPen, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -25,21 +25,18 @@ MAX_ALPHA = 0.85
 
 
 def luminance(c: QColor) -> float:
-    def lin(v: float) -> float:
-        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+    return float(_luminance(np.array([[c.red(), c.green(), c.blue()]], np.float64))[0])
 
-    return 0.2126 * lin(c.redF()) + 0.7152 * lin(c.greenF()) + 0.0722 * lin(c.blueF())
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    v = rgb / 255.0
+    v = np.where(v <= 0.03928, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    return v @ np.array([0.2126, 0.7152, 0.0722])
 
 
 def contrast(a: QColor, b: QColor) -> float:
     la, lb = sorted((luminance(a), luminance(b)), reverse=True)
     return (la + 0.05) / (lb + 0.05)
-
-
-def blend(base: QColor, color, alpha: float) -> QColor:
-    r, g, b = (int(round(base_c * (1 - alpha) + c * alpha))
-               for base_c, c in zip((base.red(), base.green(), base.blue()), color))
-    return QColor(r, g, b)
 
 
 def readable_on(bg: QColor, preferred: QColor) -> QColor:
@@ -49,16 +46,34 @@ def readable_on(bg: QColor, preferred: QColor) -> QColor:
     return black if contrast(bg, black) >= contrast(bg, white) else white
 
 
-def token_colors(fractions: np.ndarray, lut: np.ndarray, base: QColor) -> list[QColor | None]:
+class TokenColors:
     """Background per token: the colormap colour at the value, faded into the page by the value,
-    so weak tokens stay page-coloured and the strong ones carry the heatmap's colour."""
-    out: list[QColor | None] = []
-    for f in fractions:
-        if not np.isfinite(f) or f < 0.02:
-            out.append(None)
-            continue
-        out.append(blend(base, lut[int(round(f * 255))], MAX_ALPHA * float(f)))
-    return out
+    so weak tokens stay page-coloured and strong ones carry the heatmap's colour. Vectorised;
+    QColors are made only for the tokens that get painted."""
+
+    def __init__(self, fractions: np.ndarray, lut: np.ndarray, base: QColor, text: QColor) -> None:
+        f = np.nan_to_num(np.asarray(fractions, dtype=np.float64), nan=0.0)
+        self.shown = f >= 0.02
+        alpha = (MAX_ALPHA * f)[:, None]
+        page = np.array([base.red(), base.green(), base.blue()], np.float64)
+        mapped = lut[np.clip(np.rint(f * 255), 0, 255).astype(np.intp)].astype(np.float64)
+        self.rgb = np.rint(page * (1 - alpha) + mapped * alpha).astype(np.uint8)
+        lum = _luminance(self.rgb.astype(np.float64))
+        text_lum = luminance(text)
+        hi, lo = np.maximum(lum, text_lum), np.minimum(lum, text_lum)
+        self.recolour = self.shown & ((hi + 0.05) / (lo + 0.05) < 4.5)  # text needs another colour
+        self.dark_text = lum > 0.179  # black reads better than white above this luminance
+
+    def __len__(self) -> int:
+        return len(self.shown)
+
+    def color(self, i: int) -> QColor | None:
+        if not 0 <= i < len(self.shown) or not self.shown[i]:
+            return None
+        return QColor(*map(int, self.rgb[i]))
+
+    def text_color(self, i: int) -> QColor:
+        return QColor(0, 0, 0) if self.dark_text[i] else QColor(255, 255, 255)
 
 
 class TokenEditor(QPlainTextEdit):
@@ -74,7 +89,9 @@ class TokenEditor(QPlainTextEdit):
         self.tokens: list[Token] = []
         self.token_indices: list[int] = []  # token index of each entry in `tokens`' span map
         self.values: np.ndarray | None = None  # per token (analysis order); NaN: no value
-        self.colors: list[QColor | None] = []
+        self.colors: TokenColors | None = None
+        self._order = np.zeros(0, dtype=np.intp)  # spanned tokens sorted by start
+        self._starts = np.zeros(0, dtype=np.int64)
         self.focus: int | None = None
         self.hover: int | None = None
         self.value_name = "weight"
@@ -103,11 +120,18 @@ class TokenEditor(QPlainTextEdit):
         self.tokens = list(tokens)
         n = len(self.toPlainText())
         self._char_token = np.full(n, -1, dtype=np.int32)
+        spanned = []
         for i, t in enumerate(self.tokens):
             if t.end > t.start and t.end <= n:
                 self._char_token[t.start : t.end] = i
-        self.values, self.colors, self.focus, self.hover = None, [], None, None
+                spanned.append(i)
+        starts = np.array([self.tokens[i].start for i in spanned], dtype=np.int64)
+        order = np.argsort(starts, kind="stable")
+        self._order = np.array(spanned, dtype=np.intp)[order]
+        self._starts = starts[order]
+        self.values, self.colors, self.focus, self.hover = None, None, None, None
         self.setExtraSelections([])
+        self.viewport().update()
 
     def clear_tokens(self) -> None:
         if self.tokens or self.values is not None:
@@ -117,35 +141,35 @@ class TokenEditor(QPlainTextEdit):
         t = self.tokens[i]
         return t.end > t.start and t.end <= len(self._char_token)
 
-    def set_highlight(self, values: np.ndarray | None, fractions: np.ndarray | None,
-                      lut: np.ndarray | None, focus: int | None, value_name: str = "weight") -> None:
+    def set_highlight(self, values: np.ndarray | None, colors: TokenColors | None,
+                      focus: int | None, value_name: str = "weight") -> None:
+        """Backgrounds are painted under the text (paintEvent), only for tokens on screen; extra
+        selections are used only to recolour text that would not be readable on its background."""
         self.values = None if values is None else np.asarray(values, dtype=np.float64)
+        self.colors = colors
         self.focus = focus
         self.value_name = value_name
-        base = self.palette().color(QPalette.Base)
-        text = self.palette().color(QPalette.Text)
-        self.colors = [] if fractions is None else token_colors(fractions, lut, base)
         selections = []
-        doc = self.document()
-        for i, color in enumerate(self.colors):
-            if color is None or not self.has_span(i):
-                continue
-            t = self.tokens[i]
-            sel = QTextEdit.ExtraSelection()
-            cursor = QTextCursor(doc)
-            cursor.setPosition(t.start)
-            cursor.setPosition(t.end, QTextCursor.KeepAnchor)
-            sel.cursor = cursor
-            fmt = QTextCharFormat()
-            fmt.setBackground(color)
-            fmt.setForeground(readable_on(color, text))
-            sel.format = fmt
-            selections.append(sel)
+        if colors is not None:
+            doc = self.document()
+            for i in np.flatnonzero(colors.recolour[: len(self.tokens)]):
+                if not self.has_span(int(i)):
+                    continue
+                t = self.tokens[int(i)]
+                sel = QTextEdit.ExtraSelection()
+                cursor = QTextCursor(doc)
+                cursor.setPosition(t.start)
+                cursor.setPosition(t.end, QTextCursor.KeepAnchor)
+                sel.cursor = cursor
+                fmt = QTextCharFormat()
+                fmt.setForeground(colors.text_color(int(i)))
+                sel.format = fmt
+                selections.append(sel)
         self.setExtraSelections(selections)
         self.viewport().update()
 
     def token_background(self, i: int) -> QColor | None:
-        return self.colors[i] if i < len(self.colors) else None
+        return None if self.colors is None else self.colors.color(i)
 
     # -- geometry ---------------------------------------------------------------------------
     def char_at(self, point: QPoint) -> int:
@@ -171,20 +195,55 @@ class TokenEditor(QPlainTextEdit):
         c.setPosition(pos)
         return self.cursorRect(c)
 
-    def token_rects(self, i: int) -> list[QRect]:
+    def token_rects(self, i: int) -> list[QRectF]:
         """One rectangle per line the token occupies, in viewport coordinates."""
         t = self.tokens[i]
-        rects: list[QRect] = []
-        start = self._rect_at(t.start)
-        prev = start
-        for k in range(t.start + 1, t.end + 1):
-            r = self._rect_at(k)
-            if r.top() != prev.top() or k == t.end:
-                right = r.left() if r.top() == start.top() else prev.right()
-                rects.append(QRect(start.left(), start.top(), max(right - start.left(), 2), start.height()))
-                start = r
-            prev = r
+        block = self.document().findBlock(t.start)
+        if not block.isValid():
+            return []
+        origin = self.blockBoundingGeometry(block).translated(self.contentOffset()).topLeft()
+        return self._span_rects(block, origin, t.start, t.end)
+
+    @staticmethod
+    def _span_rects(block, origin: QPointF, start: int, end: int) -> list[QRectF]:
+        layout = block.layout()
+        a = start - block.position()
+        b = min(end, block.position() + block.length() - 1) - block.position()
+        first, last = layout.lineForTextPosition(a), layout.lineForTextPosition(b)
+        if not first.isValid():
+            return []
+        last_no = last.lineNumber() if last.isValid() else first.lineNumber()
+        rects = []
+        for n in range(first.lineNumber(), last_no + 1):
+            line = layout.lineAt(n)
+            lo = max(a, line.textStart())
+            hi = min(b, line.textStart() + line.textLength())
+            x1, _ = line.cursorToX(lo)
+            x2, _ = line.cursorToX(hi)
+            if x2 > x1:
+                rects.append(QRectF(origin.x() + x1, origin.y() + line.y(), x2 - x1, line.height()))
         return rects
+
+    def visible_token_rects(self, clip: QRect):
+        """(token index, rectangle) for every coloured token in the visible blocks."""
+        if self.colors is None or not len(self._order):
+            return
+        offset = self.contentOffset()
+        block = self.firstVisibleBlock()
+        shown = self.colors.shown
+        while block.isValid():
+            geo = self.blockBoundingGeometry(block).translated(offset)
+            if geo.top() > clip.bottom():
+                break
+            if block.isVisible() and geo.bottom() >= clip.top():
+                lo = int(np.searchsorted(self._starts, block.position(), "left"))
+                hi = int(np.searchsorted(self._starts, block.position() + block.length(), "left"))
+                for i in self._order[lo:hi]:
+                    if i < len(shown) and shown[i]:
+                        t = self.tokens[i]
+                        for r in self._span_rects(block, geo.topLeft(), t.start, t.end):
+                            yield int(i), r
+            block = block.next()
 
     def describe(self, i: int) -> str:
         t = self.tokens[i]
@@ -199,6 +258,12 @@ class TokenEditor(QPlainTextEdit):
 
     # -- events -----------------------------------------------------------------------------
     def paintEvent(self, event) -> None:
+        if self.colors is not None and self.tokens:
+            p = QPainter(self.viewport())
+            rgb = self.colors.rgb
+            for i, rect in self.visible_token_rects(event.rect()):
+                p.fillRect(rect, QColor(int(rgb[i, 0]), int(rgb[i, 1]), int(rgb[i, 2])))
+            p.end()
         super().paintEvent(event)
         if not self.tokens:
             return
@@ -297,12 +362,12 @@ class TokenStrip(QScrollArea):
             self.chips[i] = chip
         self.setVisible(bool(tokens) or bool(caption))
 
-    def set_highlight(self, values: np.ndarray | None, colors: list[QColor | None],
+    def set_highlight(self, values: np.ndarray | None, colors: TokenColors | None,
                       focus: int | None, value_name: str) -> None:
         text = self.palette().color(QPalette.ButtonText)
         accent = self.palette().color(QPalette.Highlight)
         for i, chip in self.chips.items():
-            color = colors[i] if i < len(colors) else None
+            color = None if colors is None else colors.color(i)
             style = []
             if color is not None:
                 style.append(f"background-color: {color.name()}; color: {readable_on(color, text).name()};")

@@ -118,7 +118,7 @@ class Heatmap(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.values: np.ndarray | None = None  # float32 [rows, cols] as shown
+        self.values: np.ndarray | None = None  # [rows, cols] as shown, float16 or float32
         self.levels = (0.0, 1.0)
         self.scale = "linear"
         self.colormap = colormaps.DEFAULT_COLORMAP
@@ -175,7 +175,9 @@ class Heatmap(QWidget):
     # -- data -----------------------------------------------------------------------------
     def set_matrix(self, values: np.ndarray, row_labels: list[str], col_labels: list[str],
                    *, title: str = "", value_name: str = "weight") -> None:
-        values = np.ascontiguousarray(values, dtype=np.float32)
+        if values.dtype not in (np.float16, np.float32):
+            values = values.astype(np.float32)
+        values = np.ascontiguousarray(values)
         new_shape = self.values is None or values.shape != self.values.shape
         self.values = values
         self.value_name = value_name
@@ -194,6 +196,10 @@ class Heatmap(QWidget):
             self.view.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
         self.plot.setTitle(title)
         self._place_focus()
+
+    def shown_values(self) -> np.ndarray | None:
+        """The matrix on screen as float32 (the stored matrix may be float16)."""
+        return None if self.values is None else self.values.astype(np.float32, copy=False)
 
     def clear(self, message: str = "") -> None:
         self.values = None

@@ -123,8 +123,8 @@ class MainWindow(QMainWindow):
         self.debounce.setInterval(DEBOUNCE_MS)
         self.debounce.timeout.connect(self.request_analysis)
         self.resizeDocks([self.model_dock], [320], Qt.Horizontal)
-        self.resizeDocks([self.heads_dock], [300], Qt.Vertical)
-        self.splitter.setSizes([500, 600])
+        self.resizeDocks([self.heads_dock], [235], Qt.Vertical)
+        self.splitter.setSizes([450, 650])
         self._restore_settings()
         if not isinstance(self.settings.value("geometry"), QByteArray):
             self.resize(1400, 900)
@@ -337,8 +337,10 @@ class MainWindow(QMainWindow):
         self.loaded = loaded
         name = self.display_name(loaded)
         self.model_panel.set_devices(devices, loaded.device)
+        card = [(k, name if k == "Model" else v) for k, v in loaded.card()]
+        card.insert(1, ("Folder", str(loaded.path)))
         self.model_panel.set_card(
-            name, loaded.card(),
+            name, card,
             {"Weights sha256": "\n".join(f"{k}: {v}" for k, v in loaded.weights_sha256.items())})
         self.status_model.setText(f"{name} ({loaded.kind})")
         self.status_device.setText(loaded.device)

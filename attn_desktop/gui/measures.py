@@ -67,10 +67,22 @@ class AttentionMeasure(Measure):
     label = "Attention"
 
     def matrix(self, analysis, sel):
+        """float16 for a single head (as stored: quantised straight from it), float32 for
+        aggregates; the mean comes precomputed from the worker when available."""
         att = analysis.attention(sel.set_name)[sel.layer]
         if isinstance(sel.head, int):
-            return np.asarray(att[sel.head], dtype=np.float32)
+            return att[sel.head]
+        if sel.head == "mean":
+            means = analysis.extras.get("head_mean", {}).get(sel.set_name)
+            if means is not None:
+                return means[sel.layer]
         return aggregate_heads(att, sel.head)
+
+    def prepare(self, analysis):
+        means = analysis.extras.setdefault("head_mean", {})
+        for name in analysis.attention_set_names():
+            if name not in means:
+                means[name] = aggregate_heads(analysis.attention(name), "mean")
 
     def row(self, analysis, sel, query):
         att = analysis.attention(sel.set_name)[sel.layer]

@@ -119,7 +119,7 @@ class ModelPanel(QWidget):
                 text = f"{e.name}\n    cannot load: {error}"
             else:
                 text = (f"{e.name}\n    {e.kind} · {e.num_layers} layers × {e.num_heads} heads · "
-                        f"{human_count(e.num_parameters)} parameters")
+                        f"{human_count(e.num_parameters)}")
             item = QListWidgetItem(text)
             item.setData(PATH_ROLE, str(e.path))
             item.setData(ERROR_ROLE, error)

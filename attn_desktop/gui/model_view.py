@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen
+from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 from ..core.heads import DIFFUSE_THRESHOLD, SINGLE_POSITION_THRESHOLD, HeadDiagnostics
@@ -33,6 +33,16 @@ class HeadGrid(QWidget):
         self.margin_left = 30
         self.margin_top = 16
         self.legend_h = 20
+        self._pixmap: QPixmap | None = None
+
+    def invalidate(self) -> None:
+        self._pixmap = None
+        self.update()
+
+    def changeEvent(self, event) -> None:
+        if event.type() in (event.Type.PaletteChange, event.Type.StyleChange):
+            self.invalidate()
+        super().changeEvent(event)
 
     def set_data(self, thumbs: np.ndarray | None, diagnostics: HeadDiagnostics | None,
                  key_labels: list[str]) -> None:
@@ -46,7 +56,7 @@ class HeadGrid(QWidget):
         if name != self.colormap:
             self.colormap = name
             self._make_images()
-            self.update()
+            self.invalidate()
 
     def set_selection(self, layer: int, head) -> None:
         self.layer, self.head = layer, head
@@ -79,7 +89,7 @@ class HeadGrid(QWidget):
         self.cell = int(min(72, max(22, fit)))
         self.setMinimumSize(self.sizeHint())
         self.updateGeometry()
-        self.update()
+        self.invalidate()
 
     def sizeHint(self) -> QSize:
         layers, heads = self.shape
@@ -115,11 +125,31 @@ class HeadGrid(QWidget):
         return text
 
     def paintEvent(self, event) -> None:
+        """The grid is drawn once into a pixmap; a selection change repaints only the frame."""
+        ratio = self.devicePixelRatioF()
+        if self._pixmap is None or self._pixmap.size() != self.size() * ratio:
+            self._pixmap = QPixmap(self.size() * ratio)
+            self._pixmap.setDevicePixelRatio(ratio)
+            self._pixmap.fill(self.palette().color(QPalette.Window))
+            painter = QPainter(self._pixmap)
+            self._paint_grid(painter)
+            painter.end()
         p = QPainter(self)
+        p.drawPixmap(0, 0, self._pixmap)
+        layers, heads = self.shape
+        if layers and 0 <= self.layer < layers:
+            p.setPen(QPen(self.palette().color(QPalette.Highlight), 3))
+            p.setBrush(Qt.NoBrush)
+            if isinstance(self.head, int) and 0 <= self.head < heads:
+                p.drawRect(self.cell_rect(self.layer, self.head).adjusted(-2, -2, 1, 1))
+            else:
+                a, b = self.cell_rect(self.layer, 0), self.cell_rect(self.layer, heads - 1)
+                p.drawRect(QRect(a.topLeft(), b.bottomRight()).adjusted(-2, -2, 1, 1))
+        p.end()
+
+    def _paint_grid(self, p: QPainter) -> None:
         pal = self.palette()
         fg = pal.color(QPalette.WindowText)
-        accent = pal.color(QPalette.Highlight)
-        p.fillRect(self.rect(), pal.color(QPalette.Window))
         layers, heads = self.shape
         if not layers:
             p.setPen(fg)
@@ -154,15 +184,6 @@ class HeadGrid(QWidget):
                     p.setPen(QColor(0, 0, 0))
                     p.drawText(br, Qt.AlignCenter, marks)
                     p.setFont(font)
-        pen = QPen(accent, 3)
-        p.setPen(pen)
-        p.setBrush(Qt.NoBrush)
-        if 0 <= self.layer < layers:
-            if isinstance(self.head, int) and 0 <= self.head < heads:
-                p.drawRect(self.cell_rect(self.layer, self.head).adjusted(-2, -2, 1, 1))
-            else:
-                a, b = self.cell_rect(self.layer, 0), self.cell_rect(self.layer, heads - 1)
-                p.drawRect(QRect(a.topLeft(), b.bottomRight()).adjusted(-2, -2, 1, 1))
         p.setPen(fg)
         legend = QRect(self.margin_left, self.margin_top + layers * (self.cell + self.gap),
                        self.width() - self.margin_left, self.legend_h)

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from attn_desktop.core.heads import aggregate_heads
@@ -19,7 +19,7 @@ TEXT = "The bank approved the loan."
 
 def click_token(qtbot, editor, i):
     rect = editor.token_rects(i)[0]
-    qtbot.mouseClick(editor.viewport(), Qt.LeftButton, pos=rect.center())
+    qtbot.mouseClick(editor.viewport(), Qt.LeftButton, pos=rect.center().toPoint())
 
 
 def test_type_pick_click_and_views_equal_arrays(window, load, analyse, tiny_model_paths, qtbot):
