@@ -1,0 +1,153 @@
+"""Pieces of the window on their own: axis thinning, colour quantisation, the shared state,
+the latest-only worker, the PySide6 refcount workaround, the start-up import path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from attn_desktop.core.analysis import Analysis, Token
+from attn_desktop.gui import colormaps
+from attn_desktop.gui.heatmap import Heatmap, TokenAxis, elide
+from attn_desktop.gui.measures import pool_max, prepare, thumbnails
+from attn_desktop.gui.state import ViewState
+from attn_desktop.gui.workers import LatestOnly
+
+
+def tiny_analysis(n=6, layers=2, heads=3, seed=0) -> Analysis:
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(n - 2)]
+    text = " ".join(words)
+    tokens, pos = [Token("[CLS]", 0, 0, special=True)], 0
+    for w in words:
+        tokens.append(Token(w, pos, pos + len(w)))
+        pos += len(w) + 1
+    tokens.append(Token("[SEP]", len(text), len(text), special=True))
+    e = np.exp(rng.normal(size=(layers, heads, n, n)) * 2)
+    att = (e / e.sum(-1, keepdims=True)).astype(np.float16)
+    return Analysis(text=text, tokens=tokens, arrays={"attentions": att}, manifest={})
+
+
+def test_axis_thins_labels_when_crowded_and_shows_all_when_zoomed(qtbot):
+    axis = TokenAxis("left")
+    axis.set_labels([f"t{i}" for i in range(500)])
+    crowded = axis.visible_ticks(0, 500, 400)  # 500 cells in 400 px
+    assert 1 < len(crowded) < 500
+    step = crowded[1] - crowded[0]
+    assert all(b - a == step for a, b in zip(crowded[:-1], crowded[1:], strict=True))
+    assert step * 400 / 500 >= axis._line  # labels never closer than one text line
+    zoomed = axis.visible_ticks(100, 120, 400)
+    assert zoomed == list(range(100, 120))
+
+
+def test_long_labels_are_elided_and_whitespace_shown():
+    assert elide("x" * 40).endswith("…") and len(elide("x" * 40)) == 14
+    assert elide("\n") == "⏎" and elide("") == "␣"
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("scale", ["linear", "log"])
+def test_quantise_matches_reference(dtype, scale):
+    rng = np.random.default_rng(0)
+    v = (rng.random((40, 30)) ** 6).astype(dtype)
+    q, (lo, hi) = colormaps.quantise(v, scale)
+    assert q.dtype == np.uint8 and q.flags.c_contiguous
+    shown = np.log10(np.maximum(v.astype(np.float64), colormaps.LOG_FLOOR)) if scale == "log" else v.astype(np.float64)
+    expected = np.clip(np.floor((shown - lo) / (hi - lo) * 255 + 0.5), 0, 255)
+    assert np.abs(q.astype(int) - expected).max() <= 1
+    assert hi == pytest.approx(np.log10(v.max()) if scale == "log" else v.max(), rel=1e-6)
+    assert colormaps.lut("cividis").shape == (256, 3)
+
+
+def test_heatmap_image_is_uint8_with_256_lut_and_row_major(qtbot):
+    h = Heatmap()
+    qtbot.addWidget(h)
+    m = np.zeros((3, 5), np.float32)
+    m[0, 4] = 1.0
+    h.set_matrix(m, list("abc"), list("vwxyz"))
+    img = h.image
+    assert img.image.dtype == np.uint8 and img.image.shape == (3, 5)
+    assert img.axisOrder == "row-major"
+    assert img.lut.shape == (256, 3)
+    assert img.image[0, 4] == 255
+    assert "query “a” #0" in h.describe_cell(0, 4) and "1.0000" in h.describe_cell(0, 4)
+
+
+def test_thumbnails_keep_peaks():
+    a = np.zeros((1, 2, 100, 100), np.float16)
+    a[0, 0, 57, 3] = 0.5
+    t = thumbnails(a, size=20)
+    assert t.shape == (1, 2, 20, 20) and t[0, 0].max() == 255
+    assert pool_max(np.arange(10.0)[None], 4).tolist() == [[2.0, 5.0, 8.0, 9.0]]
+
+
+def test_state_clamps_and_steps(qapp):
+    an = tiny_analysis()
+    state = ViewState()
+    state.set_prepared(prepare(an))
+    assert state.sel.focus == 1  # the first token with a span, not [CLS]
+    seen = []
+    state.changed.connect(seen.append)
+    state.update(layer=7, head=9)
+    assert (state.sel.layer, state.sel.head) == (1, 2)
+    state.step_layer(1)
+    assert state.sel.layer == 0
+    state.update(head="mean")
+    state.step_head(1)
+    assert state.sel.head == 0
+    state.step_head(-1)
+    assert state.sel.head == 2
+    state.cycle_aggregate()
+    assert state.sel.head == "mean"
+    assert all(isinstance(s, frozenset) for s in seen)
+    state.update(measure="flow")  # not computed for this analysis: falls back
+    assert state.sel.measure == "attention"
+
+
+def test_latest_only_runs_one_job_and_drops_superseded(qtbot):
+    runner = LatestOnly("test")
+    gate = threading.Event()
+    ran = []
+
+    def slow(progress, cancel):
+        ran.append("slow")
+        gate.wait(10)
+        return "slow"
+
+    def fast(progress, cancel):
+        ran.append("fast")
+        return "fast"
+
+    results = []
+    runner.succeeded.connect(lambda gen, r: results.append((gen, r)))
+    runner.request(slow)
+    qtbot.waitUntil(lambda: ran == ["slow"])
+    second = runner.request(fast)
+    assert ran == ["slow"]  # the second waits: one job at a time
+    with qtbot.waitSignal(runner.idle, timeout=10_000):
+        gate.set()
+    assert ran == ["slow", "fast"]
+    assert results == [(second, "fast")]
+
+
+def test_none_refcount_workaround_survives_many_void_calls(qtbot):
+    from PySide6.QtWidgets import QWidget
+
+    w = QWidget()
+    qtbot.addWidget(w)
+    before = sys.getrefcount(None)
+    for _ in range(20_000):  # about four times None's whole refcount on an unpatched 3.11
+        w.update()
+    assert sys.getrefcount(None) > 0 and before > 20_000
+
+
+def test_gui_start_up_path_imports_no_torch():
+    code = ("import sys; import attn_desktop.gui.app, attn_desktop.gui.main_window; "
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+            "print(bad); raise SystemExit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
