@@ -92,13 +92,27 @@ class MainWindow(QMainWindow):
         self.target_edit.textEdited.connect(lambda _t: self.schedule_analysis())
         self.generate_box.valueChanged.connect(lambda _v: self.schedule_analysis())
 
-        left = QWidget()
-        lv = QVBoxLayout(left)
+        doc = QWidget()
+        lv = QVBoxLayout(doc)
         lv.setContentsMargins(0, 0, 0, 0)
         lv.addWidget(self.decoder_row)
         lv.addWidget(self.document, 1)
+        self.heads_box = QWidget()
+        hv = QVBoxLayout(self.heads_box)
+        hv.setContentsMargins(0, 0, 0, 0)
+        hv.setSpacing(0)
+        heads_title = QLabel("<b>Heads</b> · click one to show it · each scaled to its own maximum")
+        hv.addWidget(heads_title)
+        hv.addWidget(self.model_view, 1)
+        self.left_splitter = QSplitter(Qt.Vertical)
+        self.left_splitter.setObjectName("LeftSplitter")
+        self.left_splitter.addWidget(doc)
+        self.left_splitter.addWidget(self.heads_box)
+        self.left_splitter.setStretchFactor(0, 1)
+        self.left_splitter.setStretchFactor(1, 1)
         self.splitter = QSplitter(Qt.Horizontal)
-        self.splitter.addWidget(left)
+        self.splitter.setObjectName("MainSplitter")
+        self.splitter.addWidget(self.left_splitter)
         self.splitter.addWidget(self.heatmap)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 1)
@@ -110,7 +124,6 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.model_dock = self._dock("Model", "ModelDock", self.model_panel, Qt.LeftDockWidgetArea)
-        self.heads_dock = self._dock("Heads", "HeadsDock", self.model_view, Qt.BottomDockWidgetArea)
 
         self._make_status_bar()
         self.loader = LatestOnly("Loading the model", self)
@@ -123,8 +136,8 @@ class MainWindow(QMainWindow):
         self.debounce.setInterval(DEBOUNCE_MS)
         self.debounce.timeout.connect(self.request_analysis)
         self.resizeDocks([self.model_dock], [320], Qt.Horizontal)
-        self.resizeDocks([self.heads_dock], [235], Qt.Vertical)
-        self.splitter.setSizes([450, 650])
+        self.splitter.setSizes([480, 620])
+        self.left_splitter.setSizes([420, 360])
         self._restore_settings()
         if not isinstance(self.settings.value("geometry"), QByteArray):
             self.resize(1400, 900)
@@ -226,7 +239,9 @@ class MainWindow(QMainWindow):
         self.act_opengl.setCheckable(True)
         view.addSeparator()
         view.addAction(self.model_dock.toggleViewAction())
-        view.addAction(self.heads_dock.toggleViewAction())
+        self.act_heads = self._action(view, "Heads overview", lambda: self.heads_box.setVisible(self.act_heads.isChecked()))
+        self.act_heads.setCheckable(True)
+        self.act_heads.setChecked(True)
         view.addAction(self.selection_bar.toggleViewAction())
 
         help_menu = bar.addMenu("&Help")
@@ -251,6 +266,14 @@ class MainWindow(QMainWindow):
         window_state = s.value("window_state")
         if isinstance(window_state, QByteArray):
             self.restoreState(window_state)
+        splitters = s.value("splitters")
+        if isinstance(splitters, list) and len(splitters) == 2:
+            for splitter, saved in zip((self.splitter, self.left_splitter), splitters, strict=True):
+                if isinstance(saved, QByteArray):
+                    splitter.restoreState(saved)
+        if s.value("show_heads", "true") in (False, "false"):
+            self.act_heads.setChecked(False)
+            self.heads_box.hide()
         cmap = s.value("colormap", "")
         scale = s.value("scale", "")
         fields = {}
@@ -268,6 +291,8 @@ class MainWindow(QMainWindow):
         s = self.settings
         s.setValue("geometry", self.saveGeometry())
         s.setValue("window_state", self.saveState())
+        s.setValue("splitters", [self.splitter.saveState(), self.left_splitter.saveState()])
+        s.setValue("show_heads", self.act_heads.isChecked())
         s.setValue("colormap", self.state.sel.colormap)
         s.setValue("scale", self.state.sel.scale)
         s.setValue("truncate", self.act_truncate.isChecked())

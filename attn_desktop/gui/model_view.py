@@ -188,9 +188,8 @@ class HeadGrid(QWidget):
         legend = QRect(self.margin_left, self.margin_top + layers * (self.cell + self.gap),
                        self.width() - self.margin_left, self.legend_h)
         p.drawText(legend, Qt.AlignLeft | Qt.AlignVCenter,
-                   f"{DIFFUSE_MARK} near-uniform (entropy ≥ {DIFFUSE_THRESHOLD:.0%})    "
-                   f"{SINGLE_MARK} ≥ {SINGLE_POSITION_THRESHOLD:.0%} on one position    "
-                   "each head scaled to its own maximum")
+                   f"{DIFFUSE_MARK} near-uniform (entropy ≥ {DIFFUSE_THRESHOLD:.0%})   "
+                   f"{SINGLE_MARK} ≥ {SINGLE_POSITION_THRESHOLD:.0%} on one position")
 
     def mouseMoveEvent(self, event) -> None:
         pos = event.position().toPoint()
