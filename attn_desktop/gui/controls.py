@@ -3,7 +3,7 @@ Bound both ways to the shared ViewState."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSignalBlocker
+from PySide6.QtCore import QSignalBlocker, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox, QToolBar, QWidget
 
 from ..core.heads import AGGREGATES
@@ -20,6 +20,8 @@ SET_LABELS = {
 
 
 class SelectionBar(QToolBar):
+    measure_requested = Signal(str)  # a measure that must be computed before it can be shown
+
     def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
         super().__init__("Selection", parent)
         self.setObjectName("SelectionBar")
@@ -58,8 +60,7 @@ class SelectionBar(QToolBar):
 
         self.set_box.currentIndexChanged.connect(
             lambda _i: self._push(set_name=self.set_box.currentData()))
-        self.measure_box.currentIndexChanged.connect(
-            lambda _i: self._push(measure=self.measure_box.currentData()))
+        self.measure_box.currentIndexChanged.connect(lambda _i: self._on_measure())
         self.layer_box.valueChanged.connect(lambda v: self._push(layer=v))
         self.head_box.currentIndexChanged.connect(
             lambda _i: self._push(head=self.head_box.currentData()))
@@ -68,6 +69,15 @@ class SelectionBar(QToolBar):
         state.changed.connect(self.sync)
         state.analysis_changed.connect(self._rebuild)
         self._rebuild()
+
+    def _on_measure(self) -> None:
+        key = self.measure_box.currentData()
+        an = self.state.analysis
+        if an is not None and MEASURES[key].unavailable(an, self.state.sel.set_name):
+            self.sync()  # stays on the current measure until the missing one is computed
+            self.measure_requested.emit(key)
+            return
+        self._push(measure=key)
 
     def _push(self, **fields) -> None:
         if any(v is None for v in fields.values()):
@@ -110,7 +120,7 @@ class SelectionBar(QToolBar):
             key = self.measure_box.itemData(row)
             reason = MEASURES[key].unavailable(an, s.set_name) if an is not None else "no analysis"
             item = model.item(row)
-            item.setEnabled(reason is None)
+            item.setEnabled(reason is None or MEASURES[key].computable(an, s.set_name))
             item.setToolTip(reason or MEASURES[key].label)
         self.measure_box.setCurrentIndex(max(self.measure_box.findData(s.measure), 0))
         measure = MEASURES[s.measure]

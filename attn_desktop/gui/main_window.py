@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         self.loader = LatestOnly("Loading the model", self)
         self.analyzer = LatestOnly("Analysis", self)
         self.session_runner = LatestOnly("Session", self)
+        self.flow_runner = LatestOnly("Attention flow", self)
         self._connect()
         self._make_menus()
         self.debounce = QTimer(self)
@@ -196,6 +197,13 @@ class MainWindow(QMainWindow):
         self.analyzer.cancelled.connect(self._on_analysis_cancelled)
         self.analyzer.idle.connect(self._on_analysis_idle)
 
+        self.flow_runner.started.connect(self._on_analysis_started)
+        self.flow_runner.progressed.connect(self._on_analysis_progress)
+        self.flow_runner.succeeded.connect(self._on_flow_done)
+        self.flow_runner.failed.connect(lambda _g, m: self.messages.error(m))
+        self.flow_runner.idle.connect(self._on_analysis_idle)
+        self.selection_bar.measure_requested.connect(self._on_measure_requested)
+
         self.session_runner.succeeded.connect(self._on_session_done)
         self.session_runner.failed.connect(self._on_session_failed)
 
@@ -220,6 +228,7 @@ class MainWindow(QMainWindow):
         analysis = bar.addMenu("A&nalysis")
         self._action(analysis, "Analyse &now", self.request_analysis, "Ctrl+Return")
         self._action(analysis, "&Cancel analysis", self.cancel_analysis, "Esc")
+        self._action(analysis, "Compute attention &flow for the focus token", self.compute_flow, "Ctrl+Shift+F")
         self.act_truncate = self._action(analysis, "&Truncate texts longer than the model accepts", None)
         self.act_truncate.setCheckable(True)
         self.act_truncate.toggled.connect(lambda _on: self.schedule_analysis())
@@ -441,6 +450,67 @@ class MainWindow(QMainWindow):
         if self.analyzer.busy:
             self.analyzer.cancel()
             self.debounce.stop()
+        if self.flow_runner.busy:
+            self.flow_runner.cancel()
+
+    # -- attention flow (on request: exact max-flow per focus token, in a worker) -----------------
+    def _on_measure_requested(self, key: str) -> None:
+        if key == "flow":
+            self.compute_flow()
+
+    def compute_flow(self) -> int | None:
+        an, sel = self.state.analysis, self.state.sel
+        if an is None:
+            self.messages.info("Analyse a text first.")
+            return None
+        if not MEASURES["flow"].computable(an, sel.set_name):
+            self.messages.warning("Attention flow needs self-attention of the input (encoder self-attention).")
+            return None
+        focus = sel.focus
+        rows = an.arrays.get("flow_rows")
+        if rows is not None and focus in set(int(r) for r in rows):
+            self.state.update(measure="flow")
+            return None
+        att = an.attention(sel.set_name)
+
+        def work(progress, cancel):
+            from ..core.flow import attention_flow
+            from ..core.rollout import fused_hat
+
+            progress(0.0, f"attention flow of token {focus}")
+            hat = fused_hat(att, 0.5, "mean")
+            result = attention_flow(hat, [focus], cancel=cancel,
+                                    progress=lambda done, total: progress(done / max(total, 1), "attention flow"))
+            return an, result
+
+        return self.flow_runner.request(work)
+
+    def _on_flow_done(self, _gen, outcome) -> None:
+        import numpy as np
+
+        an, result = outcome
+        if an is not self.state.analysis:
+            return  # a newer analysis replaced the one this flow was computed for
+        rows = [int(r) for r in an.arrays.get("flow_rows", [])]
+        flow = list(an.arrays["flow"]) if "flow" in an.arrays else []
+        for r, values in zip(result.rows, result.flow, strict=True):
+            if r not in rows:
+                rows.append(r)
+                flow.append(values)
+        order = np.argsort(rows)
+        an.arrays["flow_rows"] = np.asarray(rows, dtype=np.int64)[order]
+        an.arrays["flow"] = np.asarray(flow, dtype=np.float32)[order]
+        an.manifest["flow"] = {
+            "method": "maximum flow on the layered attention graph (Abnar & Zuidema 2020)",
+            "alpha": 0.5, "fusion": "mean", "rows": [int(r) for r in an.arrays["flow_rows"]],
+            "exact": bool(result.exact), "max_abs_error_bound": float(result.max_abs_error_bound),
+        }
+        if not result.exact:
+            self.messages.warning(f"Attention flow is approximate: error bound {result.max_abs_error_bound:.2g}.")
+        self.cache.clear()
+        self.state.update(measure="flow")
+        self.refresh_views()
+        self.document.refresh()
 
     def _on_analysis_started(self, _gen) -> None:
         self.analysis_progress.setValue(0)
@@ -497,6 +567,10 @@ class MainWindow(QMainWindow):
 
     def _on_selection(self, fields) -> None:
         self.refresh_views(fields)
+        an, sel = self.state.analysis, self.state.sel
+        if (sel.measure == "flow" and "focus" in fields and an is not None
+                and sel.focus not in set(int(r) for r in an.arrays.get("flow_rows", []))):
+            self.compute_flow()  # clicking a word in flow view computes its flow
 
     def current_matrix(self):
         an, sel = self.state.analysis, self.state.sel

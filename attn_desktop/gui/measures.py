@@ -35,6 +35,10 @@ class Measure:
         """None when this measure can be shown for the set, else why not (one line)."""
         return None
 
+    def computable(self, analysis: Analysis | None, set_name: str) -> bool:
+        """True when the window can compute what is missing on request (in a worker)."""
+        return False
+
     def prepare(self, analysis: Analysis) -> None:
         """Compute missing arrays into analysis.arrays. Runs in a worker thread."""
 
@@ -152,7 +156,11 @@ class FlowMeasure(Measure):
             return "flow is defined for self-attention of the input"
         if "flow" in analysis.arrays:
             return None
-        return "flow was not computed for this analysis"
+        return "flow is computed on request, one focus token at a time (Ctrl+Shift+F)"
+
+    def computable(self, analysis, set_name):
+        return (analysis is not None and set_name in ("self", "encoder")
+                and _has_module("attn_desktop.core.flow"))
 
     def num_layers(self, analysis, set_name):
         return 1
@@ -166,7 +174,7 @@ class FlowMeasure(Measure):
         return np.asarray(analysis.arrays["flow"], dtype=np.float32)
 
     def title(self, sel):
-        return "Attention flow · all layers"
+        return "Attention flow · all layers · heads fused by mean"
 
 
 def _has_module(name: str) -> bool:

@@ -328,3 +328,28 @@ def test_event_loop_keeps_running_during_work(window, load, analyse, tiny_model_
     analyse(window, TEXT * 3, type_it=False)
     probe.stop()
     assert ticks
+
+
+def test_flow_computed_on_request_for_focus_tokens(window, load, analyse, tiny_model_paths, qtbot):
+    flow_mod = pytest.importorskip("attn_desktop.core.flow")
+    from attn_desktop.core.rollout import fused_hat
+
+    load(window, tiny_model_paths["bert"])
+    an = analyse(window, TEXT, type_it=False).analysis
+    focus = window.state.sel.focus
+    box = window.selection_bar.measure_box
+    with qtbot.waitSignal(window.flow_runner.succeeded, timeout=ANALYSIS_TIMEOUT):
+        box.setCurrentIndex(box.findData("flow"))
+    assert window.state.sel.measure == "flow"
+    hat = fused_hat(an.arrays["attentions"], 0.5, "mean")
+    expected = flow_mod.attention_flow(hat, [focus], workers=1).flow
+    np.testing.assert_allclose(window.heatmap.values, expected, atol=1e-6)
+    assert window.heatmap.row_labels == [an.tokens[focus].text]
+    np.testing.assert_allclose(window.document.editor.values, expected[0], atol=1e-6)
+
+    other = next(i for i, t in enumerate(an.tokens) if t.text == "loan")
+    with qtbot.waitSignal(window.flow_runner.succeeded, timeout=ANALYSIS_TIMEOUT):
+        click_token(qtbot, window.document.editor, other)
+    assert sorted([focus, other]) == an.arrays["flow_rows"].tolist()
+    assert window.heatmap.values.shape == (2, len(an.tokens))
+    assert an.manifest["flow"]["rows"] == sorted([focus, other])
