@@ -44,6 +44,13 @@ def milestone(name: str) -> None:
 def start(window, model: str | None, text_file: str | None, session: str | None, device: str) -> None:
     """What the window does once it is on screen."""
     window.refresh_library()
+    if session and not session.lower().endswith(".attn"):
+        # a file manager passes any file as the positional argument (Exec=attn-desktop %f)
+        if Path(session).is_dir():
+            model = model or session
+        else:
+            text_file = text_file or session
+        session = None
     if session:
         window.open_session(session)
         if model:

@@ -560,8 +560,10 @@ class MainWindow(QMainWindow):
         self.status_tokens.setText(text)
         if prepared is not None:
             secs = prepared.seconds
-            self.status_time.setText(f"analysis {secs:.2f} s" if prepared.source == "analysis"
-                                     else f"session {Path(prepared.source).name}")
+            if prepared.source == "analysis":
+                self.status_time.setText(f"analysis {secs:.2f} s")
+            else:
+                self.status_time.setText(f"session {Path(prepared.source).name}" if prepared.source else "")
         self.model_view.grid.set_data(None, None, [])
         self._model_view_key = None
 
