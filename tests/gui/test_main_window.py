@@ -353,3 +353,69 @@ def test_flow_computed_on_request_for_focus_tokens(window, load, analyse, tiny_m
     assert sorted([focus, other]) == an.arrays["flow_rows"].tolist()
     assert window.heatmap.values.shape == (2, len(an.tokens))
     assert an.manifest["flow"]["rows"] == sorted([focus, other])
+
+
+def test_hover_shows_token_boundary_and_tooltip(window, load, analyse, tiny_model_paths, qtbot):
+    from PySide6.QtWidgets import QToolTip
+
+    load(window, tiny_model_paths["bert"])
+    an = analyse(window, TEXT, type_it=False).analysis
+    editor = window.document.editor
+    word = next(i for i, t in enumerate(an.tokens) if t.text == "approved")
+    point = editor.token_rects(word)[0].center().toPoint()
+    qtbot.mouseMove(editor.viewport(), point)
+    qtbot.waitUntil(lambda: editor.hover == word)
+    text = QToolTip.text()
+    assert "“approved”" in text and f"token {word}" in text and "weight" in text
+    # the special tokens live in the strip; clicking one focuses it
+    cls = next(i for i, t in enumerate(an.tokens) if t.special)
+    qtbot.mouseClick(window.document.strip.chips[cls], Qt.LeftButton)
+    assert window.state.sel.focus == cls
+    np.testing.assert_array_equal(editor.values, an.arrays["attentions"][0].astype(np.float32).mean(0)[cls])
+
+
+def test_cancel_model_loading(window, tiny_model_paths, qtbot, monkeypatch):
+    import attn_desktop.core.loading as loading
+
+    real = loading.load_model
+
+    def slow_load(path, device="cpu", progress=None, cancel=None):
+        progress(0.05, "waiting")
+        while not cancel():
+            time.sleep(0.005)
+        return real(path, device=device, progress=progress, cancel=cancel)
+
+    monkeypatch.setattr(loading, "load_model", slow_load)
+    with qtbot.waitSignal(window.loader.progressed, timeout=ANALYSIS_TIMEOUT):
+        window.load_model(str(tiny_model_paths["bert"]), "cpu")
+    assert window.model_panel.progress_row.isVisible()
+    with qtbot.waitSignal(window.loader.cancelled, timeout=ANALYSIS_TIMEOUT):
+        qtbot.mouseClick(window.model_panel.cancel_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not window.loader.busy)
+    assert window.loaded is None and not window.model_panel.progress_row.isVisible()
+
+
+def test_log_scale_colormap_and_recent_menu(window, load, analyse, tiny_model_paths, tmp_path):
+    load(window, tiny_model_paths["bert"])
+    an = analyse(window, TEXT, type_it=False).analysis
+    window.state.update(layer=0, head=1, scale="log", colormap="cividis")
+    expected, (lo, hi) = colormaps.quantise(an.arrays["attentions"][0, 1], "log")
+    np.testing.assert_array_equal(window.heatmap.image.image, expected)
+    assert window.heatmap.bar_axis.log and lo == np.log10(colormaps.LOG_FLOOR)
+    np.testing.assert_array_equal(window.heatmap.image.lut, colormaps.lut("cividis"))
+    doc = tmp_path / "recent.txt"
+    doc.write_text("The loan.", encoding="utf-8")
+    window.open_text_file(str(doc))
+    window._fill_recent()
+    assert str(doc.resolve()) in [a.text() for a in window.recent_menu.actions()]
+
+
+def test_about_lists_versions_without_importing_torch():
+    import sys
+
+    from attn_desktop.gui.about import versions
+
+    had_torch = "torch" in sys.modules
+    v = versions()
+    assert {"attn-desktop", "Qt", "PySide6", "torch", "transformers", "pyqtgraph"} <= set(v)
+    assert ("torch" in sys.modules) == had_torch
