@@ -749,11 +749,16 @@ class MainWindow(QMainWindow):
 
     def _toggle_opengl(self) -> None:
         on = self.act_opengl.isChecked()
+        if on and not opengl_available():
+            self.act_opengl.setChecked(False)
+            self.messages.warning("OpenGL is not available here; the heatmap stays on the raster viewport.")
+            return
         try:
             self.heatmap.graphics.useOpenGL(on)
-        except Exception as exc:  # no GL on this machine: stay on the raster viewport
+        except Exception as exc:  # a broken GL driver: stay on the raster viewport
             self.act_opengl.setChecked(False)
-            self.messages.warning(f"OpenGL is not available here ({exc}).")
+            self.heatmap.graphics.useOpenGL(False)
+            self.messages.warning(f"OpenGL could not be used ({exc}).")
 
     # -- drag and drop --------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
@@ -781,6 +786,21 @@ def read_text_file(path: str, limit: int = 5_000_000) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+def opengl_available() -> bool:
+    from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+
+    if QGuiApplication.platformName() in ("offscreen", "minimal"):
+        return False
+    context = QOpenGLContext()
+    if not context.create():
+        return False
+    surface = QOffscreenSurface()
+    surface.create()
+    ok = context.makeCurrent(surface)
+    context.doneCurrent()
+    return bool(ok)
 
 
 def available_devices() -> list[str]:
