@@ -1,5 +1,5 @@
 """Qt user interface. Imports nothing heavy (torch, transformers) at import time."""
 
-from ._none_refcount import protect_none
+from ._pyside_refcount import protect_singletons
 
-protect_none()
+protect_singletons()
