@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -23,13 +21,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import UserError
 from . import settings as app_settings
-from .about import show_about
 from .controls import SET_LABELS, SelectionBar
+from .devices import available_devices, opengl_available
 from .document import DocumentPanel, input_text
+from .files import FileActions
 from .heatmap import Heatmap
 from .measures import MEASURES, MatrixCache, prepare
+from .menus import build_menus
 from .messages import MessageBar
 from .model_panel import ModelPanel
 from .model_view import ModelView
@@ -37,11 +36,9 @@ from .state import ViewState
 from .workers import Job, LatestOnly, stop_all
 
 DEBOUNCE_MS = 600
-SESSION_FILTER = "attn-desktop sessions (*.attn)"
-TEXT_FILTER = "Text files (*.txt *.md *.text);;All files (*)"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(FileActions, QMainWindow):
     model_loaded = Signal(object)
     model_failed = Signal(str)
     analysis_shown = Signal(object)  # the Prepared now on screen
@@ -131,7 +128,7 @@ class MainWindow(QMainWindow):
         self.session_runner = LatestOnly("Session", self)
         self.flow_runner = LatestOnly("Attention flow", self)
         self._connect()
-        self._make_menus()
+        build_menus(self)
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
         self.debounce.setInterval(DEBOUNCE_MS)
@@ -206,65 +203,6 @@ class MainWindow(QMainWindow):
 
         self.session_runner.succeeded.connect(self._on_session_done)
         self.session_runner.failed.connect(self._on_session_failed)
-
-    def _make_menus(self) -> None:
-        bar = self.menuBar()
-        file = bar.addMenu("&File")
-        self.act_open_model = self._action(file, "Open &model folder…", self.choose_model_folder, "Ctrl+Shift+O")
-        self.act_open_text = self._action(file, "Open &text…", self.choose_text, QKeySequence.Open)
-        self.act_open_session = self._action(file, "Open &session…", self.choose_session, "Ctrl+Alt+O")
-        self.act_save_session = self._action(file, "&Save session…", self.choose_save_session, QKeySequence.Save)
-        self.act_export = self._action(file, "&Export heatmap as PNG…", self.choose_export, "Ctrl+E")
-        self.samples_menu = file.addMenu("Sample &documents")
-        for path in app_settings.sample_files():
-            act = self.samples_menu.addAction(path.stem.replace("_", " "))
-            act.triggered.connect(lambda _=False, p=path: self.open_text_file(str(p)))
-        self.samples_menu.setEnabled(bool(app_settings.sample_files()))
-        self.recent_menu = file.addMenu("&Recent files")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        file.addSeparator()
-        self._action(file, "&Quit", self.close, QKeySequence.Quit)
-
-        analysis = bar.addMenu("A&nalysis")
-        self._action(analysis, "Analyse &now", self.request_analysis, "Ctrl+Return")
-        self._action(analysis, "&Cancel analysis", self.cancel_analysis, "Esc")
-        self._action(analysis, "Compute attention &flow for the focus token", self.compute_flow, "Ctrl+Shift+F")
-        self.act_truncate = self._action(analysis, "&Truncate texts longer than the model accepts", None)
-        self.act_truncate.setCheckable(True)
-        self.act_truncate.toggled.connect(lambda _on: self.schedule_analysis())
-
-        view = bar.addMenu("&View")
-        s = self.state
-        self._action(view, "Next layer", lambda: s.step_layer(1), "Alt+Down")
-        self._action(view, "Previous layer", lambda: s.step_layer(-1), "Alt+Up")
-        self._action(view, "Next head", lambda: s.step_head(1), "Alt+Right")
-        self._action(view, "Previous head", lambda: s.step_head(-1), "Alt+Left")
-        self._action(view, "Cycle head / mean / max / min", s.cycle_aggregate, "Alt+A")
-        view.addSeparator()
-        for key, m in MEASURES.items():
-            self._action(view, f"Show {m.label.lower()}", lambda _=False, k=key: s.update(measure=k))
-        view.addSeparator()
-        self.act_opengl = self._action(view, "Use OpenGL for the heatmap", self._toggle_opengl)
-        self.act_opengl.setCheckable(True)
-        view.addSeparator()
-        view.addAction(self.model_dock.toggleViewAction())
-        self.act_heads = self._action(view, "Heads overview", lambda: self.heads_box.setVisible(self.act_heads.isChecked()))
-        self.act_heads.setCheckable(True)
-        self.act_heads.setChecked(True)
-        view.addAction(self.selection_bar.toggleViewAction())
-
-        help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "&About attn-desktop", lambda: show_about(self))
-
-    def _action(self, menu, text, slot, shortcut=None) -> QAction:
-        act = QAction(text, self)
-        if shortcut is not None:
-            act.setShortcut(QKeySequence(shortcut))
-            act.setShortcutContext(Qt.WindowShortcut)
-        if slot is not None:
-            act.triggered.connect(lambda _=False: slot())
-        menu.addAction(act)
-        return act
 
     # -- settings ---------------------------------------------------------------------------
     def _restore_settings(self) -> None:
@@ -625,128 +563,6 @@ class MainWindow(QMainWindow):
         rows = MEASURES[sel.measure].row_queries(an, sel)
         self.state.update(focus=int(rows[row]))
 
-    # -- files ----------------------------------------------------------------------------------
-    def open_paths(self, paths: list[str]) -> None:
-        for path in paths:
-            self.open_path(path)
-
-    def open_path(self, path: str) -> None:
-        p = Path(path)
-        if p.is_dir():
-            self.load_model(str(p))
-        elif p.suffix.lower() == ".attn":
-            self.open_session(str(p))
-        elif p.is_file():
-            self.open_text_file(str(p))
-        else:
-            self.messages.error(f"not found: {p}")
-
-    def choose_text(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open text", "", TEXT_FILTER)
-        if path:
-            self.open_text_file(path)
-
-    def open_text_file(self, path: str) -> bool:
-        try:
-            text = read_text_file(path)
-        except UserError as exc:
-            self.messages.error(str(exc))
-            return False
-        self.document.set_text(text)
-        app_settings.add_recent(path, self.settings)
-        self.setWindowTitle(f"{Path(path).name} — attn-desktop")
-        self._on_text_edited()
-        self.request_analysis()
-        return True
-
-    def choose_session(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", SESSION_FILTER)
-        if path:
-            self.open_session(path)
-
-    def open_session(self, path: str) -> int:
-        def work(progress, cancel):
-            from ..core.session import load_session
-
-            started = time.perf_counter()
-            progress(0.1, "reading the session")
-            prepared = prepare(load_session(path), cancel)
-            prepared.source = str(path)
-            prepared.seconds = time.perf_counter() - started
-            return prepared
-
-        return self.session_runner.request(work)
-
-    def _on_session_done(self, _gen, result) -> None:
-        if isinstance(result, str):  # a save
-            app_settings.add_recent(result, self.settings)
-            self.messages.info(f"Saved {Path(result).name}.")
-            self.session_saved.emit(result)
-            return
-        self.analyzer.invalidate()
-        self.debounce.stop()
-        self.document.set_text(input_text(result.analysis))
-        app_settings.add_recent(result.source, self.settings)
-        self.setWindowTitle(f"{Path(result.source).name} — attn-desktop")
-        model = result.analysis.manifest.get("model", {}).get("name", "?")
-        self.messages.info(f"Opened session {Path(result.source).name} (model {model}).")
-        self.show_prepared(result)
-
-    def _on_session_failed(self, _gen, message: str) -> None:
-        self.messages.error(message)
-        self.session_failed.emit(message)
-
-    def choose_save_session(self) -> None:
-        if self.state.analysis is None:
-            self.messages.warning("Nothing to save yet: analyse a text first.")
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", "analysis.attn", SESSION_FILTER)
-        if path:
-            if not path.endswith(".attn"):
-                path += ".attn"
-            self.save_session(path)
-
-    def save_session(self, path: str) -> int | None:
-        analysis = self.state.analysis
-        if analysis is None:
-            self.messages.warning("Nothing to save yet: analyse a text first.")
-            return None
-        if self.document.synced is not analysis:
-            self.messages.warning("The text has changed since the analysis; the session holds the analysed text.")
-
-        def work(progress, cancel):
-            from ..core.session import save_session
-
-            return str(save_session(analysis, path))
-
-        return self.session_runner.request(work)
-
-    def choose_export(self) -> None:
-        if self.heatmap.values is None:
-            self.messages.warning("No heatmap to export yet.")
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export heatmap", "heatmap.png", "PNG images (*.png)")
-        if path:
-            self.export_heatmap(path if path.lower().endswith(".png") else path + ".png")
-
-    def export_heatmap(self, path: str) -> bool:
-        ok = self.heatmap.export_png(path)
-        if ok:
-            self.messages.info(f"Exported {Path(path).name}.")
-        else:
-            self.messages.error(f"could not write {path}")
-        return ok
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        items = app_settings.recent_files(self.settings)
-        for path in items:
-            act = self.recent_menu.addAction(path)
-            act.setEnabled(os.path.exists(path))
-            act.triggered.connect(lambda _=False, p=path: self.open_path(p))
-        if not items:
-            self.recent_menu.addAction("(none)").setEnabled(False)
-
     def _toggle_opengl(self) -> None:
         on = self.act_opengl.isChecked()
         if on and not opengl_available():
@@ -759,62 +575,6 @@ class MainWindow(QMainWindow):
             self.act_opengl.setChecked(False)
             self.heatmap.graphics.useOpenGL(False)
             self.messages.warning(f"OpenGL could not be used ({exc}).")
-
-    # -- drag and drop --------------------------------------------------------------------------
-    def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if paths:
-            event.acceptProposedAction()
-            self.open_paths(paths)
-
-
-def read_text_file(path: str, limit: int = 5_000_000) -> str:
-    p = Path(path)
-    try:
-        if p.stat().st_size > limit:
-            raise UserError(f"{p.name} is {p.stat().st_size / 1e6:.1f} MB; attn-desktop opens texts up to {limit / 1e6:.0f} MB")
-        data = p.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {p.name}: {exc.strerror or exc}") from None
-    if b"\x00" in data[:4096]:
-        raise UserError(f"{p.name} looks like a binary file, not text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def opengl_available() -> bool:
-    from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
-
-    if QGuiApplication.platformName() in ("offscreen", "minimal"):
-        return False
-    context = QOpenGLContext()
-    if not context.create():
-        return False
-    surface = QOffscreenSurface()
-    surface.create()
-    ok = context.makeCurrent(surface)
-    context.doneCurrent()
-    return bool(ok)
-
-
-def available_devices() -> list[str]:
-    """Run in a worker, after torch is imported by the model load."""
-    devices = ["cpu"]
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            devices.append("cuda")
-    except Exception:
-        pass
-    return devices
-
 
 def list_library(progress, cancel):
     """(library folder, entries); the demo model first. Run in a worker."""
