@@ -15,7 +15,7 @@ SET_LABELS = {
     "self": "self-attention",
     "encoder": "encoder self-attention",
     "decoder": "decoder self-attention",
-    "cross": "cross-attention (decoder → encoder)",
+    "cross": "cross-attention",
 }
 
 
@@ -28,7 +28,8 @@ class SelectionBar(QToolBar):
         self.state = state
 
         self.set_box = QComboBox()
-        self.set_box.setToolTip("Which attention of an encoder-decoder model to show")
+        self.set_box.setToolTip("Which attention of an encoder-decoder model to show; in cross-attention "
+                                "the rows (queries) are decoder tokens and the columns (keys) encoder tokens")
         self.measure_box = QComboBox()
         self.measure_box.setToolTip("What the views show")
         for m in MEASURES.values():

@@ -349,6 +349,8 @@ class TokenStrip(QScrollArea):
     def set_tokens(self, caption: str, tokens: list[tuple[int, Token]]) -> None:
         for chip in self.chips.values():
             self.row.removeWidget(chip)
+            chip.hide()  # deleteLater waits for the event loop; never show a stale chip meanwhile
+            chip.setParent(None)
             chip.deleteLater()
         self.chips = {}
         self.caption.setText(caption)

@@ -105,9 +105,17 @@ class ValueAxis(pg.AxisItem):
     log = False
 
     def tickStrings(self, values, scale, spacing):
-        if self.log:
-            return [f"{10 ** v:.3g}" for v in values]
-        return [f"{v:.3g}" for v in values]
+        return [short_number(10 ** v if self.log else v) for v in values]
+
+
+def short_number(x: float) -> str:
+    """At most five characters, so colour bar labels never get dropped for lack of room."""
+    if x == 0:
+        return "0"
+    if abs(x) >= 0.01:
+        return f"{x:.2g}"
+    mantissa, exponent = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 class Heatmap(QWidget):
@@ -152,17 +160,25 @@ class Heatmap(QWidget):
         self.bar.setMenuEnabled(False)
         self.bar.hideButtons()
         self.bar.setMouseEnabled(False, False)
-        self.bar.setFixedWidth(62)
+        self.bar.setFixedWidth(66)
         self.bar_image = pg.ImageItem(np.arange(256, dtype=np.uint8)[:, None], axisOrder="row-major")
         self.bar.addItem(self.bar_image)
         self.graphics.ci.layout.setColumnStretchFactor(0, 1)
 
+        self.title = QLabel()  # a QLabel, not the plot title: a long title must not widen the plot
+        self.title.setAlignment(Qt.AlignCenter)
+        self.title.setWordWrap(True)
+        font = self.title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        self.title.setFont(font)
+        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.readout = QLabel(" ")
         self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.readout.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
+        layout.addWidget(self.title)
         layout.addWidget(self.graphics, 1)
         layout.addWidget(self.readout)
 
@@ -194,7 +210,7 @@ class Heatmap(QWidget):
             self.view.setLimits(xMin=0, xMax=cols, yMin=0, yMax=rows,
                                 minXRange=min(cols, 2), minYRange=min(rows, 2))
             self.view.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
-        self.plot.setTitle(title)
+        self.title.setText(title)
         self._place_focus()
 
     def shown_values(self) -> np.ndarray | None:
@@ -208,7 +224,7 @@ class Heatmap(QWidget):
         self.row_labels, self.col_labels = [], []
         self.left.set_labels([])
         self.bottom.set_labels([])
-        self.plot.setTitle(message)
+        self.title.setText(message)
         self.readout.setText(" ")
 
     def set_style(self, colormap: str, scale: str) -> None:
@@ -255,7 +271,6 @@ class Heatmap(QWidget):
         for axis in (self.left, self.bottom, self.bar_axis):
             axis.setPen(fg)
             axis.setTextPen(fg)
-        self.plot.titleLabel.setAttr("color", fg.name())
         accent = pal.color(QPalette.Highlight)
         if accent.lightnessF() < 0.35 or accent.saturationF() < 0.2:
             accent = QColor("#ff4081")

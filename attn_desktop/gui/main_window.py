@@ -321,9 +321,9 @@ class MainWindow(FileActions, QMainWindow):
         seq2seq = loaded.kind == "encoder-decoder"
         self.target_label.setVisible(seq2seq)
         self.target_edit.setVisible(seq2seq)
-        self.generate_box.setMinimum(1 if seq2seq else 0)
         if seq2seq and self.generate_box.value() == 0:
             self.generate_box.setValue(20)
+        self.generate_box.setMinimum(1 if seq2seq else 0)
         self.settings.setValue("last_model", str(loaded.path))
         app_settings.add_recent(str(loaded.path), self.settings)
         self.messages.info(f"Loaded {name} in {loaded.load_seconds:.1f} s.")
