@@ -1,5 +1,5 @@
 """Pieces of the window on their own: axis thinning, colour quantisation, the shared state,
-the latest-only worker, the PySide6 refcount workaround, the start-up import path."""
+the latest-only worker, PySide6's reference to None, the start-up import path."""
 
 from __future__ import annotations
 
@@ -134,17 +134,16 @@ def test_latest_only_runs_one_job_and_drops_superseded(qtbot):
     assert results == [(second, "fast")]
 
 
-def test_none_refcount_workaround_survives_many_void_calls(qtbot):
+def test_installed_pyside_keeps_none_alive_through_void_calls(qtbot):
+    """PySide6 6.12.0 dropped a reference to None on every void call (pinned out in pyproject)."""
     from PySide6.QtWidgets import QWidget
 
     w = QWidget()
     qtbot.addWidget(w)
     before = sys.getrefcount(None)
-    for _ in range(20_000):  # about four times None's whole refcount on an unpatched 3.11
+    for _ in range(2_000):
         w.update()
-    assert sys.getrefcount(None) > 0 and before > 20_000
-    if sys.version_info < (3, 12):
-        assert sys.getrefcount(True) > 1 << 39 and sys.getrefcount(False) > 1 << 39
+    assert sys.getrefcount(None) >= before - 10
 
 
 def test_gui_start_up_path_imports_no_torch():
