@@ -127,7 +127,7 @@ class SelectionBar(QToolBar):
         measure = MEASURES[s.measure]
         layers = self.state.num_layers()
         self.layer_box.setRange(0, max(layers - 1, 0))
-        self.layer_box.setSuffix(f" / {layers - 1}" if layers else "")
+        self.layer_box.setSuffix(f"  (of 0–{layers - 1})" if layers else "")
         self.layer_box.setValue(s.layer)
         self.layer_box.setEnabled(an is not None and measure.uses_layers)
         i = self.head_box.findData(s.head)
