@@ -26,7 +26,9 @@ def fuse_heads(att: np.ndarray, fusion: str | int = "mean") -> np.ndarray:
     """Fuse the head axis of ``[L, H, q, k]``: "mean", "max", "min" or one head by index."""
     att = np.asarray(att)
     if att.ndim != 4:
-        raise ValueError(f"expected attention [layers, heads, queries, keys], got shape {att.shape}")
+        raise ValueError(
+            f"expected attention [layers, heads, queries, keys], got shape {att.shape}"
+        )
     if isinstance(fusion, (int, np.integer)) and not isinstance(fusion, bool):
         heads = att.shape[1]
         if not -heads <= fusion < heads:
@@ -69,7 +71,9 @@ def _as_hat(att_or_hat: np.ndarray, alpha: float, fusion: str | int) -> np.ndarr
         return fused_hat(arr, alpha, fusion)
     if arr.ndim == 3 and arr.shape[1] == arr.shape[2]:
         return np.asarray(arr, dtype=np.float32)
-    raise ValueError(f"expected [L, H, n, n] attention or [L, n, n] fused matrices, got {arr.shape}")
+    raise ValueError(
+        f"expected [L, H, n, n] attention or [L, n, n] fused matrices, got {arr.shape}"
+    )
 
 
 def cumulative_rollout(
@@ -140,20 +144,39 @@ def rollout_row(
         raise ValueError(f"start_layer {start_layer} leaves no layer")
     if not 0 <= row < n:
         raise ValueError(f"row {row} out of range for {n} tokens")
-    # chains[m] is the chain that started at layer (layers - 1 - m); it ends as output row
-    # (layers - 1 - m) after the last step.
-    chains = np.zeros((layers, n), dtype=np.float32)
+    # chains[m] holds the chain that started at layer (layers - 1 - m); rows past the chains
+    # started so far stay zero.
+    chains = np.zeros((max(layers, _GEMM_ROWS), n), dtype=np.float32)
     spare = np.zeros_like(chains)
     chains[0] = hat[-1][row]
-    width = _support_width(chains[0])
+    width = _support_width(chains[:1])
     for k in range(layers - 2, -1, -1):
         _check(cancel)
         started = layers - 1 - k
-        np.matmul(chains[:started, :width], hat[k][:width], out=spare[:started])
+        _advance(chains, started, hat[k], width, spare)
         spare[started] = hat[k][row]
         chains, spare = spare, chains
         width = _support_width(chains[: started + 1])
-    return chains[::-1].copy()
+    return chains[:layers][::-1].copy()
+
+
+# OpenBLAS sgemm multiplies a stack of 8 rows faster than one of 3 to 7 (measured with
+# benchmarks/bench_rollout.py), so short stacks are padded with zero rows to 8; one or two
+# rows go through matrix-vector products instead.
+_GEMM_ROWS = 8
+
+
+def _advance(
+    chains: np.ndarray, count: int, matrix: np.ndarray, width: int, out: np.ndarray
+) -> None:
+    """out[:count] = chains[:count] @ matrix, reading only the first ``width`` columns of the
+    chains (the others are zero)."""
+    if count <= 2:
+        for r in range(count):
+            np.matmul(chains[r, :width], matrix[:width], out=out[r])
+        return
+    rows = max(count, _GEMM_ROWS)
+    np.matmul(chains[:rows, :width], matrix[:width], out=out[:rows])
 
 
 def _support_width(vectors: np.ndarray) -> int:
