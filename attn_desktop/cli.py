@@ -30,8 +30,29 @@ def _analyze_parser() -> argparse.ArgumentParser:
     gen = p.add_mutually_exclusive_group()
     gen.add_argument("--generate", type=int, metavar="N", help="append up to N greedy tokens")
     gen.add_argument("--target-text", metavar="TEXT", help="teacher-force this output instead")
+    meth = p.add_argument_group("propagation across layers (Abnar & Zuidema 2020)")
+    meth.add_argument("--methods", default="attention", metavar="LIST",
+                      help="comma-separated: attention (always), rollout, flow (default: attention)")
+    meth.add_argument("--flow-rows", default="focus", metavar="focus|all|I,J,K",
+                      help="output tokens whose flow is computed: the focus token (the first token, "
+                      "or the last for a causal LM), all, or indices (default: focus)")
+    meth.add_argument("--alpha", type=float, default=0.5, help="residual weight: A_hat = a*A + (1-a)*I (default 0.5)")
+    meth.add_argument("--head-fusion", default="mean", metavar="mean|max|min|H",
+                      help="how heads are fused before propagation, or one head's index (default: mean)")
+    meth.add_argument("--start-layer", type=int, default=0, metavar="K", help="rollout starts at layer K (default 0)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+METHODS = ("attention", "rollout", "flow")
+
+
+def parse_methods(text: str) -> list[str]:
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
+    return methods
 
 
 def _models_parser() -> argparse.ArgumentParser:
@@ -83,6 +104,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from attn_desktop.core.pipeline import check_text
 
     check_text(text)
+    methods = parse_methods(args.methods)
     out = check_writable(args.out)
     if out.suffix != ".attn":
         raise UserError(f"the session file must end in .attn: {out}")
@@ -95,9 +117,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     analysis = analyze(
         loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text
     )
+    add_methods(analysis, methods, args)
     save_session(analysis, out)
     print(summary_line(loaded, analysis, time.perf_counter() - started, out))
     return 0
+
+
+def add_methods(analysis, methods: list[str], args: argparse.Namespace) -> None:
+    if not {"rollout", "flow"} & set(methods):
+        return
+    from attn_desktop.core.propagation import add_flow, add_rollout, check_params, parse_fusion, parse_rows
+
+    fusion = parse_fusion(args.head_fusion)
+    check_params(analysis, args.alpha, fusion, args.start_layer)
+    rows = parse_rows(args.flow_rows, analysis) if "flow" in methods else []
+    if "rollout" in methods:
+        add_rollout(analysis, args.alpha, fusion, args.start_layer)
+    if rows:
+        add_flow(analysis, rows, args.alpha, fusion)
 
 
 def summary_line(loaded, analysis, seconds: float, out: Path) -> str:
@@ -115,7 +152,16 @@ def summary_line(loaded, analysis, seconds: float, out: Path) -> str:
         layers = f"{loaded.num_layers}+{loaded.num_decoder_layers} layers x {loaded.num_heads} heads"
     else:
         layers += " layers x heads"
-    parts += [layers, f"forward {analysis.manifest['timings']['forward'] * 1000:.0f} ms",
+    parts.append(layers)
+    methods = analysis.manifest.get("methods", {})
+    if "rollout" in methods:
+        parts.append(f"rollout {methods['rollout']['seconds'] * 1000:.0f} ms")
+    if "flow" in methods:
+        flow = methods["flow"]
+        exact = "exact" if flow["exact"] else "approximate"
+        parts.append(f"flow {len(flow['rows'])} row(s) {exact} (bound {flow['max_abs_error_bound']:.1e}) "
+                     f"{flow['seconds']:.2f} s")
+    parts += [f"forward {analysis.manifest['timings']['forward'] * 1000:.0f} ms",
               f"total {seconds:.2f} s", f"-> {out}"]
     return ", ".join(parts)
 
