@@ -578,6 +578,7 @@ class MainWindow(FileActions, QMainWindow):
 
 def list_library(progress, cancel):
     """(library folder, entries); the demo model first. Run in a worker."""
-    from .library import list_library_entries
+    from ..core import library
 
-    return list_library_entries()
+    folder = library.default_library_dir()
+    return str(folder), library.list_models(folder)
