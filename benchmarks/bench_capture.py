@@ -44,14 +44,14 @@ def timing(repeats: int = 30) -> None:
         ids = loaded.tokenizer(text)["input_ids"]
         inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
 
-        def run_bare():
+        def run_bare(inputs=inputs):
             with torch.no_grad():
                 bare(**inputs)
 
-        def run_capture():
+        def run_capture(ids=ids):
             _capture(loaded, ids, None, progress=lambda f, m: None, cancel=None)
 
-        def run_output_attentions():
+        def run_output_attentions(inputs=inputs):
             with torch.no_grad():
                 return bare(**inputs, output_attentions=True).attentions
 

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_scratch = Path(__import__("tempfile").mkdtemp(prefix="attn-desktop-tests-"))
+os.environ["ATTN_DESKTOP_CACHE"] = str(_scratch / "cache")  # never the user's own cache
 sys.path.insert(0, str(Path(__file__).parent))
 
 import attn_desktop  # noqa: E402,F401  (sets offline mode before anything imports transformers)

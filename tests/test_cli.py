@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from attn_desktop.cli import main
 from attn_desktop.core.session import load_session
@@ -143,7 +142,7 @@ def test_console_entry_point_reads_stdin(tiny_model_paths, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "attn_desktop", "analyze", "-", "--model", str(tiny_model_paths["bert"]),
          "--out", str(out)],
-        input="The river bank.".encode(), capture_output=True, timeout=120,
+        input=b"The river bank.", capture_output=True, timeout=120,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert proc.returncode == 0, proc.stderr.decode()

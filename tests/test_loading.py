@@ -187,3 +187,22 @@ def test_library_lists_models_with_reasons(tiny_model_paths, tmp_path, monkeypat
 def test_parameter_count_from_headers_matches_torch(loaded_models):
     loaded = loaded_models("bert-cls")
     assert inspect_folder(loaded.path).num_parameters == sum(p.numel() for p in loaded.model.parameters())
+
+
+def test_weights_hash_is_cached_and_refreshed_when_the_file_changes(copy_of, monkeypatch):
+    import hashlib
+
+    from attn_desktop.core import hashing
+
+    folder = copy_of()
+    weights = folder / "model.safetensors"
+    first = hashing.weights_sha256(weights)
+    assert first == hashlib.sha256(weights.read_bytes()).hexdigest()
+    calls = []
+    monkeypatch.setattr(hashing, "sha256_file", lambda p, **kw: calls.append(p) or "x")
+    assert hashing.weights_sha256(weights) == first and calls == []
+    weights.write_bytes(weights.read_bytes() + b"")  # same bytes, new mtime
+    import os
+
+    os.utime(weights, ns=(0, 10**18))
+    assert hashing.weights_sha256(weights) == "x" and calls == [weights]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from attn_desktop.core.errors import Cancelled, UserError
+from attn_desktop.core.hashing import weights_sha256
 from attn_desktop.core.model_folder import FolderInfo, inspect_folder
 from attn_desktop.core.offline import import_transformers
 
@@ -102,14 +102,6 @@ class LoadedModel:
         ]
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve_device(device: str) -> str:
     import torch
 
@@ -155,7 +147,7 @@ def load_model(
     hashes = {}
     for i, f in enumerate(info.weight_files):
         check_cancel()
-        hashes[f.name] = sha256_file(f)
+        hashes[f.name] = weights_sha256(f, cancel=cancel)
         report(0.1 + 0.3 * (i + 1) / len(info.weight_files), "hashing the weights")
 
     report(0.4, "reading the tokenizer")

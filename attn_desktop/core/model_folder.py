@@ -108,7 +108,8 @@ def safetensors_header(path: Path) -> dict:
             continue
         try:
             begin, stop = meta["data_offsets"]
-            shape = meta["shape"]
+            if not isinstance(meta["shape"], list) or int(begin) > int(stop):
+                raise ValueError
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{path.name}: weights file is corrupt (bad entry for {name})") from None
         end = max(end, int(stop))

@@ -83,7 +83,6 @@ def analyze(
     cancel: Callable[[], bool] | None = None,
 ) -> Analysis:
     """Run the model once over `text` and capture every layer's and head's attention."""
-    import torch
 
     started = time.perf_counter()
     report = progress or (lambda f, m: None)

@@ -134,7 +134,7 @@ def _validated(name: str, manifest: dict, arrays: dict[str, np.ndarray]) -> Anal
         if key not in arrays:
             raise UserError(f"{name}: the session lacks the array '{key}'")
         got = arrays[key].shape
-        if len(got) != 4 or any(e is not None and e != g for e, g in zip(shape, got)):
+        if len(got) != 4 or any(e is not None and e != g for e, g in zip(shape, got, strict=True)):
             raise UserError(f"{name}: array '{key}' has shape {list(got)}, expected {list(shape)}")
     _check_known(name, arrays, n)
     for t in tokens:
