@@ -126,7 +126,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def add_methods(analysis, methods: list[str], args: argparse.Namespace) -> None:
     if not {"rollout", "flow"} & set(methods):
         return
-    from attn_desktop.core.propagation import add_flow, add_rollout, check_params, parse_fusion, parse_rows
+    from attn_desktop.core.propagation import (
+        add_flow,
+        add_rollout,
+        check_params,
+        parse_fusion,
+        parse_rows,
+    )
 
     fusion = parse_fusion(args.head_fusion)
     check_params(analysis, args.alpha, fusion, args.start_layer)
@@ -183,7 +189,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             ))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6])
+        print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6])
     return 0
 
 
