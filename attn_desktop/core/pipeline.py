@@ -6,6 +6,7 @@ import datetime as _dt
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,31 @@ def check_text(text: str) -> str:
     return text
 
 
-def _encode(loaded: LoadedModel, text: str, reserve: int, truncate: bool) -> tuple[dict, dict]:
+@dataclass
+class _Sequence:
+    """Token ids with what build_tokens needs to turn them into Tokens of `text`."""
+
+    text: str
+    ids: list[int]
+    pieces: list[str]
+    offsets: list[tuple[int, int]]
+    special: list[bool]
+    generated: list[bool]
+
+    def tokens(self):
+        return build_tokens(self.text, self.pieces, self.offsets, self.special, self.generated)
+
+    def extended(self, tail: _Sequence) -> _Sequence:
+        """This sequence followed by `tail`, whose offsets move behind this text."""
+        base = len(self.text)
+        return _Sequence(
+            self.text + tail.text, self.ids + tail.ids, self.pieces + tail.pieces,
+            self.offsets + [(base + s, base + e) for s, e in tail.offsets],
+            self.special + tail.special, self.generated + tail.generated,
+        )
+
+
+def _encode(loaded: LoadedModel, text: str, reserve: int, truncate: bool) -> tuple[_Sequence, dict]:
     tok = loaded.tokenizer
     kwargs = dict(return_offsets_mapping=True, return_special_tokens_mask=True, add_special_tokens=True)
     enc = tok(text, **kwargs)
@@ -38,19 +63,24 @@ def _encode(loaded: LoadedModel, text: str, reserve: int, truncate: bool) -> tup
     if limit is not None and n + reserve > limit:
         room = limit - reserve
         if room < 2:
-            raise UserError(f"--generate {reserve} leaves no room for the text in {limit} positions")
-        what = f"{n} tokens" + (f" + {reserve} to generate" if reserve else "")
+            raise UserError(f"{reserve} output tokens leave no room for the text in {limit} positions")
+        what = f"{n} tokens" + (f" + {reserve} output tokens" if reserve else "")
         if not truncate:
             raise UserError(
                 f"the text is {what}, but {loaded.name} accepts at most {limit} positions; "
-                "shorten it or use --truncate"
+                "shorten it or allow truncation (--truncate)"
             )
         enc = tok(text, truncation=True, max_length=room, **kwargs)
         info["truncated"] = True
-    return enc, info
+    ids = list(enc["input_ids"])
+    seq = _Sequence(
+        text, ids, tok.convert_ids_to_tokens(ids), [tuple(o) for o in enc["offset_mapping"]],
+        [bool(s) for s in enc["special_tokens_mask"]], [False] * len(ids),
+    )
+    return seq, info
 
 
-def _decoded_spans(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]], list[bool]]:
+def _decoded(tokenizer, ids: list[int], generated: bool) -> _Sequence:
     """Text decoded from ids, with each id's span in it, found by decoding growing prefixes."""
     special_ids = set(tokenizer.all_special_ids)
     text, spans, special = "", [], []
@@ -63,13 +93,46 @@ def _decoded_spans(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]
             spans.append((len(current), len(current)))
         special.append(is_special)
         text = current
-    return text, spans, special
+    flags = [generated and not s for s in special]
+    return _Sequence(text, list(ids), tokenizer.convert_ids_to_tokens(ids), spans, special, flags)
 
 
 def _as_tensor(ids, device):
     import torch
 
     return torch.tensor([list(ids)], dtype=torch.long, device=device)
+
+
+def _check_request(loaded: LoadedModel, text: str, generate: int | None, target_text: str | None) -> int | None:
+    """Validate the request; returns how many tokens to generate (encoder-decoders default to some)."""
+    check_text(text)
+    if generate is not None and generate < 1:
+        raise UserError("--generate needs a positive number of tokens")
+    if generate and target_text is not None:
+        raise UserError("give either --generate or --target-text, not both")
+    if (generate or target_text is not None) and loaded.kind not in ("causal-lm", "encoder-decoder"):
+        raise UserError(f"{loaded.name} is a {loaded.kind} model: generation needs a causal LM or encoder-decoder")
+    if target_text is not None and not target_text.strip():
+        raise UserError("the target text is empty")
+    if loaded.is_encoder_decoder and not generate and target_text is None:
+        return DEFAULT_SEQ2SEQ_TOKENS
+    return generate
+
+
+def _decoder_sequence(loaded: LoadedModel, source_ids, generate, target_text) -> _Sequence:
+    model, tok = loaded.model, loaded.tokenizer
+    if target_text is not None:
+        start_id = model.config.decoder_start_token_id
+        if start_id is None:
+            start_id = getattr(model.generation_config, "decoder_start_token_id", None)
+        target = tok(text_target=target_text, add_special_tokens=True)
+        seq = _decoded(tok, [start_id] + list(target["input_ids"]), generated=False)
+    else:
+        seq = _decoded(tok, _greedy(model, tok, source_ids, generate, loaded.device, encoder_decoder=True), True)
+    limit = loaded.max_positions
+    if limit is not None and len(seq.ids) > limit:
+        raise UserError(f"the decoder output is {len(seq.ids)} tokens; {loaded.name} accepts {limit}")
+    return seq
 
 
 def analyze(
@@ -82,121 +145,68 @@ def analyze(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Analysis:
-    """Run the model once over `text` and capture every layer's and head's attention."""
+    """Run the model once over `text` and capture every layer's and head's attention.
 
+    Causal LMs: `generate` appends up to N greedy tokens, `target_text` appends given ones
+    (teacher forcing); both become part of `Analysis.text`, flagged `generated`. Encoder-decoders:
+    the output is the decoder's sequence (greedy by default, or `target_text`)."""
     started = time.perf_counter()
     report = progress or (lambda f, m: None)
-    check_text(text)
-    if generate is not None and generate < 1:
-        raise UserError("--generate needs a positive number of tokens")
-    if generate and target_text is not None:
-        raise UserError("give either --generate or --target-text, not both")
-    generative = loaded.kind in ("causal-lm", "encoder-decoder")
-    if (generate or target_text is not None) and not generative:
-        raise UserError(f"{loaded.name} is a {loaded.kind} model: generation needs a causal LM or encoder-decoder")
-    if target_text is not None and not target_text.strip():
-        raise UserError("the target text is empty")
-    if loaded.is_encoder_decoder and not generate and target_text is None:
-        generate = DEFAULT_SEQ2SEQ_TOKENS
+    generate = _check_request(loaded, text, generate, target_text)
 
     def check_cancel():
         if cancel is not None and cancel():
             raise Cancelled()
 
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
     tok = loaded.tokenizer
-    reserve = 0
     target_ids: list[int] = []
-    if loaded.kind == "causal-lm":
-        if target_text is not None:
-            target_ids = tok(target_text, add_special_tokens=False)["input_ids"]
-            reserve = len(target_ids)
-        elif generate:
-            reserve = generate
-    enc, trunc_info = _encode(loaded, text, reserve, truncate)
-    ids = list(enc["input_ids"])
-    offsets = [tuple(o) for o in enc["offset_mapping"]]
-    specials = [bool(s) for s in enc["special_tokens_mask"]]
-    pieces = tok.convert_ids_to_tokens(ids)
+    if loaded.kind == "causal-lm" and target_text is not None:
+        target_ids = tok(target_text, add_special_tokens=False)["input_ids"]
+    reserve = (len(target_ids) or generate or 0) if loaded.kind == "causal-lm" else 0
+    t0 = time.perf_counter()
+    seq, trunc_info = _encode(loaded, text, reserve, truncate)
     timings["tokenize"] = time.perf_counter() - t0
     check_cancel()
     report(0.05, "tokenized")
 
-    device = loaded.device
-    model = loaded.model
-    manifest_gen: dict[str, Any] = {}
-    full_text = text
-    generated_flags = [False] * len(ids)
-    decoder_text = None
-    decoder_ids: list[int] | None = None
-    dec_spans: list[tuple[int, int]] = []
-    dec_special: list[bool] = []
-    dec_generated: list[bool] = []
-
     t0 = time.perf_counter()
-    if loaded.kind == "causal-lm" and (generate or target_ids):
-        if generate:
-            out_ids = _greedy(model, tok, ids, generate, device)
-            source = "greedy"
-        else:
-            out_ids, source = target_ids, "target-text"
-        out_text, spans, out_special = _decoded_spans(tok, out_ids)
-        base = len(text)
-        full_text = text + out_text
-        ids = ids + out_ids
-        offsets += [(base + s, base + e) for s, e in spans]
-        specials += out_special
-        pieces += tok.convert_ids_to_tokens(out_ids)
-        generated_flags += [True] * len(out_ids)
-        manifest_gen = {"source": source, "output_text": out_text, "output_tokens": len(out_ids),
-                        "input_chars": len(text), "requested": generate or None}
+    generation: dict[str, Any] = {}
+    decoder: _Sequence | None = None
+    if loaded.kind == "causal-lm" and reserve:
+        out_ids = _greedy(loaded.model, tok, seq.ids, generate, loaded.device) if generate else target_ids
+        tail = _decoded(tok, out_ids, generated=True)
+        tail.generated = [True] * len(out_ids)
+        generation = {"source": "greedy" if generate else "target-text", "output_text": tail.text,
+                      "output_tokens": len(out_ids), "input_chars": len(text), "requested": generate}
+        seq = seq.extended(tail)
     elif loaded.is_encoder_decoder:
-        start_id = model.config.decoder_start_token_id
-        if start_id is None:
-            start_id = getattr(model.generation_config, "decoder_start_token_id", None)
-        if target_text is not None:
-            target = tok(text_target=target_text, add_special_tokens=True)
-            decoder_ids = [start_id] + list(target["input_ids"])
-            decoder_text, dec_spans, dec_special = _decoded_spans(tok, decoder_ids)
-            dec_generated = [False] * len(decoder_ids)
-            source = "target-text"
-        else:
-            decoder_ids = _greedy(model, tok, ids, generate, device, encoder_decoder=True)
-            decoder_text, dec_spans, dec_special = _decoded_spans(tok, decoder_ids)
-            dec_generated = [not s for s in dec_special]
-            source = "greedy"
-        limit = loaded.max_positions
-        if limit is not None and len(decoder_ids) > limit:
-            raise UserError(f"the decoder output is {len(decoder_ids)} tokens; {loaded.name} accepts {limit}")
-        manifest_gen = {"source": source, "output_text": decoder_text, "output_tokens": len(decoder_ids),
-                        "requested": generate or None}
-    if manifest_gen:
+        decoder = _decoder_sequence(loaded, seq.ids, generate, target_text)
+        generation = {"source": "target-text" if target_text is not None else "greedy",
+                      "output_text": decoder.text, "output_tokens": len(decoder.ids), "requested": generate}
+    if generation:
         timings["generate"] = time.perf_counter() - t0
     check_cancel()
     report(0.15, "running the model")
 
     t0 = time.perf_counter()
-    arrays = _capture(loaded, ids, decoder_ids, progress=report, cancel=cancel)
+    arrays = _capture(loaded, seq.ids, decoder.ids if decoder else None, progress=report, cancel=cancel)
     timings["forward"] = time.perf_counter() - t0
 
-    tokens = build_tokens(full_text, pieces, offsets, specials, generated_flags)
-    decoder_tokens = None
-    if decoder_ids is not None:
-        decoder_tokens = build_tokens(
-            decoder_text, tok.convert_ids_to_tokens(decoder_ids), dec_spans, dec_special, dec_generated
-        )
+    tokens = seq.tokens()
+    decoder_tokens = decoder.tokens() if decoder else None
+    decoder_text = decoder.text if decoder else None
     timings["total"] = time.perf_counter() - started
-    manifest = build_manifest(loaded, full_text, tokens, decoder_text, decoder_tokens, timings)
+    manifest = build_manifest(loaded, seq.text, tokens, decoder_text, decoder_tokens, timings)
     manifest["truncation"] = trunc_info
-    manifest["input_ids"] = ids
-    if decoder_ids is not None:
-        manifest["decoder_input_ids"] = decoder_ids
-    if manifest_gen:
-        manifest["generation"] = manifest_gen
+    manifest["input_ids"] = seq.ids
+    if decoder is not None:
+        manifest["decoder_input_ids"] = decoder.ids
+    if generation:
+        manifest["generation"] = generation
     report(1.0, "done")
     return Analysis(
-        text=full_text, tokens=tokens, arrays=arrays, manifest=manifest,
+        text=seq.text, tokens=tokens, arrays=arrays, manifest=manifest,
         decoder_text=decoder_text, decoder_tokens=decoder_tokens,
     )
 
