@@ -38,6 +38,9 @@ class DocumentPanel(QWidget):
         self.synced = None  # the Analysis whose token spans index the editor's text
         self._strip_key: tuple | None = None
         self.row_values: np.ndarray | None = None  # what the highlight shows, per key token
+        # (analysis, selection, measure) -> why there is no row for the focus token; the window
+        # sets it (it knows which jobs run)
+        self.missing_note = lambda an, sel, measure: f"{measure.label} has no row for token {sel.focus}."
 
         self.editor.user_edited.connect(self._on_edit)
         self.editor.files_dropped.connect(self.files_dropped)
@@ -128,7 +131,7 @@ class DocumentPanel(QWidget):
             hi = float(basis.max()) if basis.size else 0.0
             who = queries[sel.focus].text if 0 <= sel.focus < len(queries) else "?"
             self.legend.setText(
-                f"Highlight: {measure.value_name} from “{who}” (#{sel.focus}) · strongest word = "
+                f"Highlight: {measure.legend(an, sel, f'“{who}” (#{sel.focus})')} · strongest word = "
                 f"{hi:.3g}" + (" · log scale" if sel.scale == "log" else ""))
             fractions = colormaps.fraction(row, sel.scale, lv)
             values = row
@@ -145,8 +148,7 @@ class DocumentPanel(QWidget):
         focus = sel.focus if queries is strip_tokens else None
         self.strip.set_highlight(strip_values, strip_colors, focus, measure.value_name)
         if row is None and measure.key != "attention":
-            self.note.setText(f"{measure.label} has no row for token {sel.focus}; "
-                              "pick one of the rows shown in the heatmap.")
+            self.note.setText(self.missing_note(an, sel, measure))
             self.note.show()
 
     def _update_strip(self, an, set_name: str) -> None:

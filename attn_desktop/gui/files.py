@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QFileDialog
 from ..core.errors import UserError
 from . import settings as app_settings
 from .document import input_text
-from .measures import prepare
+from .measures import prepare, work_copy
 
 SESSION_FILTER = "attn-desktop sessions (*.attn)"
 TEXT_FILTER = "Text files (*.txt *.md *.text);;All files (*)"
@@ -109,11 +109,13 @@ class FileActions:
             return None
         if self.document.synced is not analysis:
             self.messages.warning("The text has changed since the analysis; the session holds the analysed text.")
+        # a copy made here: rollout and flow results may be filed into the analysis meanwhile
+        snapshot = work_copy(analysis)
 
         def work(progress, cancel):
             from ..core.session import save_session
 
-            return str(save_session(analysis, path))
+            return str(save_session(snapshot, path))
 
         return self.session_runner.request(work)
 

@@ -27,15 +27,18 @@ from .devices import available_devices, opengl_available
 from .document import DocumentPanel, input_text
 from .files import FileActions
 from .heatmap import Heatmap
-from .measures import MEASURES, MatrixCache, prepare
+from .measures import MEASURES, MatrixCache, prepare, saved_params, store
 from .menus import build_menus
 from .messages import MessageBar
 from .model_panel import ModelPanel
 from .model_view import ModelView
-from .state import ViewState
+from .propagation import Propagation
+from .state import ALPHA_MIN, ViewState
 from .workers import Job, LatestOnly, stop_all
 
 DEBOUNCE_MS = 600
+# selection fields that change what the heatmap matrix is
+MATRIX_FIELDS = frozenset(("set_name", "measure", "layer", "head", "alpha", "start_layer", "all"))
 
 
 class MainWindow(FileActions, QMainWindow):
@@ -126,7 +129,10 @@ class MainWindow(FileActions, QMainWindow):
         self.loader = LatestOnly("Loading the model", self)
         self.analyzer = LatestOnly("Analysis", self)
         self.session_runner = LatestOnly("Session", self)
-        self.flow_runner = LatestOnly("Attention flow", self)
+        self.propagation = Propagation(self.state, self)
+        self.rollout_runner = self.propagation.rollout_runner
+        self.flow_runner = self.propagation.flow_runner
+        self.document.missing_note = self._missing_note
         self._connect()
         build_menus(self)
         self.debounce = QTimer(self)
@@ -194,12 +200,15 @@ class MainWindow(FileActions, QMainWindow):
         self.analyzer.cancelled.connect(self._on_analysis_cancelled)
         self.analyzer.idle.connect(self._on_analysis_idle)
 
-        self.flow_runner.started.connect(self._on_analysis_started)
-        self.flow_runner.progressed.connect(self._on_analysis_progress)
-        self.flow_runner.succeeded.connect(self._on_flow_done)
-        self.flow_runner.failed.connect(lambda _g, m: self.messages.error(m))
-        self.flow_runner.idle.connect(self._on_analysis_idle)
-        self.selection_bar.measure_requested.connect(self._on_measure_requested)
+        for runner in (self.rollout_runner, self.flow_runner):
+            runner.started.connect(self._on_analysis_started)
+            runner.progressed.connect(self._on_analysis_progress)
+            runner.failed.connect(lambda _g, m: self.messages.error(m))
+            runner.idle.connect(self._on_analysis_idle)
+        self.flow_runner.cancelled.connect(self._on_flow_cancelled)
+        self.propagation.filed.connect(self._on_propagation_filed)
+        self.propagation.status_changed.connect(self._on_propagation_status)
+        self.selection_bar.flow_all_requested.connect(self.compute_flow_all)
 
         self.session_runner.succeeded.connect(self._on_session_done)
         self.session_runner.failed.connect(self._on_session_failed)
@@ -230,6 +239,12 @@ class MainWindow(FileActions, QMainWindow):
             fields["colormap"] = cmap
         if scale in SCALES:
             fields["scale"] = scale
+        try:
+            alpha = float(s.value("alpha", 0.5))
+        except (TypeError, ValueError):
+            alpha = 0.5
+        if ALPHA_MIN <= alpha <= 1.0:
+            fields["alpha"] = round(alpha, 4)
         if fields:
             self.state.update(**fields)
         self.act_truncate.setChecked(s.value("truncate", "false") in (True, "true"))
@@ -242,6 +257,7 @@ class MainWindow(FileActions, QMainWindow):
         s.setValue("show_heads", self.act_heads.isChecked())
         s.setValue("colormap", self.state.sel.colormap)
         s.setValue("scale", self.state.sel.scale)
+        s.setValue("alpha", self.state.sel.alpha)
         s.setValue("truncate", self.act_truncate.isChecked())
         if self.loaded is not None:
             s.setValue("last_model", str(self.loaded.path))
@@ -369,6 +385,8 @@ class MainWindow(FileActions, QMainWindow):
             self.analyzer.invalidate()
             return None
         loaded, opts = self.loaded, self.analysis_options()
+        sel = self.state.sel
+        rollout = (sel.alpha, sel.head, sel.start_layer) if sel.measure == "rollout" else None
 
         def work(progress, cancel):
             from ..core.pipeline import analyze
@@ -377,7 +395,7 @@ class MainWindow(FileActions, QMainWindow):
             analysis = analyze(loaded, text, progress=lambda f, m: progress(0.9 * f, m),
                                cancel=cancel, **opts)
             progress(0.92, "preparing the views")
-            prepared = prepare(analysis, cancel)
+            prepared = prepare(analysis, cancel, rollout=rollout)
             prepared.source = "analysis"
             prepared.seconds = time.perf_counter() - started
             return prepared
@@ -388,67 +406,81 @@ class MainWindow(FileActions, QMainWindow):
         if self.analyzer.busy:
             self.analyzer.cancel()
             self.debounce.stop()
-        if self.flow_runner.busy:
-            self.flow_runner.cancel()
+        self.propagation.cancel()
 
-    # -- attention flow (on request: exact max-flow per focus token, in a worker) -----------------
-    def _on_measure_requested(self, key: str) -> None:
-        if key == "flow":
-            self.compute_flow()
-
+    # -- rollout and attention flow (core.propagation, in workers) --------------------------------
     def compute_flow(self) -> int | None:
+        """The focus token's flow row (Ctrl+Shift+F), then show flow."""
+        return self._compute_flow([self.state.sel.focus])
+
+    def compute_flow_all(self) -> int | None:
+        """Every token's flow row, in the background (Ctrl+Alt+F), then show flow."""
+        return self._compute_flow(None)
+
+    def _compute_flow(self, rows) -> int | None:
         an, sel = self.state.analysis, self.state.sel
         if an is None:
             self.messages.info("Analyse a text first.")
             return None
-        if not MEASURES["flow"].computable(an, sel.set_name):
-            self.messages.warning("Attention flow needs self-attention of the input (encoder self-attention).")
-            return None
-        focus = sel.focus
-        rows = an.arrays.get("flow_rows")
-        if rows is not None and focus in set(int(r) for r in rows):
-            self.state.update(measure="flow")
-            return None
-        att = an.attention(sel.set_name)
-
-        def work(progress, cancel):
-            from ..core.flow import attention_flow
-            from ..core.rollout import fused_hat
-
-            progress(0.0, f"attention flow of token {focus}")
-            hat = fused_hat(att, 0.5, "mean")
-            result = attention_flow(hat, [focus], cancel=cancel,
-                                    progress=lambda done, total: progress(done / max(total, 1), "attention flow"))
-            return an, result
-
-        return self.flow_runner.request(work)
-
-    def _on_flow_done(self, _gen, outcome) -> None:
-        import numpy as np
-
-        an, result = outcome
-        if an is not self.state.analysis:
-            return  # a newer analysis replaced the one this flow was computed for
-        rows = [int(r) for r in an.arrays.get("flow_rows", [])]
-        flow = list(an.arrays["flow"]) if "flow" in an.arrays else []
-        for r, values in zip(result.rows, result.flow, strict=True):
-            if r not in rows:
-                rows.append(r)
-                flow.append(values)
-        order = np.argsort(rows)
-        an.arrays["flow_rows"] = np.asarray(rows, dtype=np.int64)[order]
-        an.arrays["flow"] = np.asarray(flow, dtype=np.float32)[order]
-        an.manifest["flow"] = {
-            "method": "maximum flow on the layered attention graph (Abnar & Zuidema 2020)",
-            "alpha": 0.5, "fusion": "mean", "rows": [int(r) for r in an.arrays["flow_rows"]],
-            "exact": bool(result.exact), "max_abs_error_bound": float(result.max_abs_error_bound),
-        }
-        if not result.exact:
-            self.messages.warning(f"Attention flow is approximate: error bound {result.max_abs_error_bound:.2g}.")
-        self.cache.clear()
+        if MEASURES["flow"].unavailable(an, sel.set_name):
+            if not an.is_encoder_decoder:
+                self.messages.warning("Attention flow needs the self-attention of the input.")
+                return None
+            self.state.update(set_name="encoder")  # flow runs on the encoder self-attention
+            sel = self.state.sel
+        gen = self.propagation.request_flow(rows, priority=sel.focus)
         self.state.update(measure="flow")
-        self.refresh_views()
-        self.document.refresh()
+        return gen
+
+    def _ensure_propagation(self, fields) -> None:
+        """Start what the selection shows but is not computed yet: the rollout for its
+        parameters; in flow view, the focus token's flow row."""
+        an, sel = self.state.analysis, self.state.sel
+        if an is None:
+            return
+        if sel.measure == "rollout" and fields & {"measure", "set_name", "head", "alpha", "start_layer", "all"}:
+            self.propagation.request_rollout()
+        elif sel.measure == "flow" and fields & {"measure", "focus", "alpha", "head", "set_name", "all"}:
+            measure = MEASURES["flow"]
+            if sel.focus not in set(int(r) for r in measure.row_queries(an, sel)):
+                self.propagation.request_flow([sel.focus], priority=sel.focus)
+            else:
+                self.propagation.request_flow([], priority=None)  # adopts the rows shown
+
+    def _on_propagation_filed(self, an, kind: str, params: tuple) -> None:
+        if an is not self.state.analysis:
+            return
+        self.cache.clear()
+        if self.state.sel.measure == kind:
+            self.refresh_views()
+            self.document.refresh()
+            if kind == "flow":
+                self._check_flow_exact(params)
+
+    def _check_flow_exact(self, params: tuple) -> None:
+        rows = store(self.state.analysis)["flow"].get(params)
+        if rows is not None and not rows.entry.get("exact", True):
+            bound = float(rows.entry.get("max_abs_error_bound", 0.0))
+            self.messages.warning(f"Attention flow is approximate: error bound {bound:.1e}.")
+
+    def _on_propagation_status(self) -> None:
+        if self.state.analysis is not None and self.state.sel.measure in ("rollout", "flow"):
+            self.refresh_views(frozenset(("notes",)))
+            self.document.refresh()
+
+    def _on_flow_cancelled(self, gen) -> None:
+        if gen == self.flow_runner.current:
+            self.messages.info("Attention flow cancelled; the rows already computed are kept.")
+
+    def _missing_note(self, an, sel, measure) -> str:
+        """Why the views show nothing for the focus token (the document panel asks)."""
+        if measure.key == "rollout":
+            return self.propagation.rollout_note(an, sel)
+        if measure.key == "flow":
+            queries = an.axis_tokens(sel.set_name)[0]
+            who = f"“{queries[sel.focus].text}” (#{sel.focus})" if 0 <= sel.focus < len(queries) else f"#{sel.focus}"
+            return self.propagation.flow_note(an, sel, sel.focus, who)
+        return f"{measure.label} has no row for token {sel.focus}."
 
     def _on_analysis_started(self, _gen) -> None:
         self.analysis_progress.setValue(0)
@@ -461,6 +493,8 @@ class MainWindow(FileActions, QMainWindow):
         self.analysis_progress.setFormat(f"{message} %p%")
 
     def _on_analysis_idle(self) -> None:
+        if self.analyzer.busy or self.propagation.busy:
+            return  # another job still reports here
         self.analysis_progress.hide()
         self.analysis_cancel.hide()
 
@@ -482,7 +516,15 @@ class MainWindow(FileActions, QMainWindow):
 
     def show_prepared(self, prepared) -> None:
         self.cache.clear()
-        self.state.set_prepared(prepared)
+        fields = {}
+        if prepared.source != "analysis":
+            # a session: show its rollout and flow under the parameters they were made with
+            fields = saved_params(prepared.analysis)
+        self.state.set_prepared(prepared, **fields)
+        sel = self.state.sel
+        rows = MEASURES["flow"].row_queries(prepared.analysis, sel)
+        if prepared.source != "analysis" and sel.measure == "flow" and len(rows) and sel.focus not in rows:
+            self.state.update(focus=int(rows[0]))
         for warning in prepared.analysis.extras.get("gui_warnings", []):
             self.messages.warning(warning)
         self.analysis_shown.emit(prepared)
@@ -504,19 +546,16 @@ class MainWindow(FileActions, QMainWindow):
                 self.status_time.setText(f"session {Path(prepared.source).name}" if prepared.source else "")
         self.model_view.grid.set_data(None, None, [])
         self._model_view_key = None
+        self.propagation.forget(an)
 
     def _on_selection(self, fields) -> None:
         self.refresh_views(fields)
-        an, sel = self.state.analysis, self.state.sel
-        if (sel.measure == "flow" and "focus" in fields and an is not None
-                and sel.focus not in set(int(r) for r in an.arrays.get("flow_rows", []))):
-            self.compute_flow()  # clicking a word in flow view computes its flow
+        self._ensure_propagation(fields)  # e.g. clicking a word in flow view computes its flow
 
     def current_matrix(self):
         an, sel = self.state.analysis, self.state.sel
         measure = MEASURES[sel.measure]
-        key = (id(an), sel.set_name, sel.measure, sel.layer if measure.uses_layers else 0,
-               sel.head if measure.uses_heads else None)
+        key = (id(an), sel.measure, measure.view_key(sel))
         return self.cache.get(key, lambda: measure.matrix(an, sel))
 
     def refresh_views(self, fields=frozenset(("all",))) -> None:
@@ -527,20 +566,28 @@ class MainWindow(FileActions, QMainWindow):
             self.heatmap.clear("no analysis yet")
             return
         measure = MEASURES[sel.measure]
-        if fields & {"set_name", "measure", "layer", "head", "all"} or self.heatmap.values is None:
+        title = self._title(sel, measure)
+        self._refresh_model_view()
+        if not measure.ready(an, sel):
+            self.heatmap.clear(f"{title}\n{self._missing_note(an, sel, measure)}")
+            return
+        if fields & MATRIX_FIELDS or self.heatmap.values is None:
             queries, keys = an.axis_tokens(sel.set_name)
             rows = measure.row_queries(an, sel)
             values = self.current_matrix()
             self.heatmap.set_matrix(values, [queries[i].text for i in rows], [k.text for k in keys],
-                                    title=self._title(sel, measure), value_name=measure.value_name)
+                                    title=title, value_name=measure.value_name)
         rows = measure.row_queries(an, sel)
         hit = [i for i, q in enumerate(rows) if q == sel.focus]
         self.heatmap.set_focus_row(hit[0] if hit else None)
-        self._refresh_model_view()
+        if not hit and measure.key != "attention":
+            title += f"\n{self._missing_note(an, sel, measure)}"
+        self.heatmap.title.setText(title)
 
     def _title(self, sel, measure) -> str:
-        title = measure.title(sel)
-        if len(self.state.analysis.attention_set_names()) > 1:
+        an = self.state.analysis
+        title = measure.title(an, sel)
+        if len(an.attention_set_names()) > 1 and measure.key != "rollout":
             title += f" · {SET_LABELS.get(sel.set_name, sel.set_name)}"
         return title
 

@@ -1,15 +1,14 @@
 """What a view can show: measures over an Analysis, and what workers derive before showing it.
 
 A measure turns (analysis, selection) into a matrix [rows, keys] whose rows are query tokens.
-Adding one (rollout, flow, ...) is a class with `unavailable`, `num_layers`, `matrix`, `row` and
+Adding one is a class with `unavailable`, `layer_range`, `ready`, `matrix`, `row`, `title` and
 optionally `prepare` (run in a worker thread, never on the GUI thread), then `register(...)`.
-Qt-free, so workers and tests can use it directly.
+Qt-free, so workers and tests can use it directly. The science (rollout, flow) is in
+core.propagation; this module only files its results by their parameters.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ THUMB = 48  # thumbnails are at most THUMB x THUMB cells
 class Measure:
     key = ""
     label = ""
-    uses_heads = True
+    uses_heads = True  # the head selector applies (an aggregate, or the head fusion)
     uses_layers = True
     value_name = "weight"
 
@@ -35,15 +34,20 @@ class Measure:
         """None when this measure can be shown for the set, else why not (one line)."""
         return None
 
-    def computable(self, analysis: Analysis | None, set_name: str) -> bool:
-        """True when the window can compute what is missing on request (in a worker)."""
-        return False
-
     def prepare(self, analysis: Analysis) -> None:
-        """Compute missing arrays into analysis.arrays. Runs in a worker thread."""
+        """Compute or index what views need into the analysis. Runs in a worker thread."""
 
-    def num_layers(self, analysis: Analysis, set_name: str) -> int:
-        return int(analysis.attention(set_name).shape[0])
+    def layer_range(self, analysis: Analysis, sel) -> tuple[int, int]:
+        """(first layer, number of layers) the layer selector offers."""
+        return 0, int(analysis.attention(sel.set_name).shape[0])
+
+    def ready(self, analysis: Analysis, sel) -> bool:
+        """False while what the selection asks for is still being computed (or never was)."""
+        return True
+
+    def view_key(self, sel) -> tuple:
+        """Everything in the selection the matrix depends on (for the matrix cache)."""
+        return (sel.set_name, sel.layer if self.uses_layers else 0, sel.head if self.uses_heads else None)
 
     def row_queries(self, analysis: Analysis, sel) -> np.ndarray:
         """The query index of each matrix row."""
@@ -54,16 +58,30 @@ class Measure:
 
     def row(self, analysis: Analysis, sel, query: int) -> np.ndarray | None:
         """Values over the keys for one query, or None when the measure has no such row."""
+        if not self.ready(analysis, sel):
+            return None
         rows = self.row_queries(analysis, sel)
         hit = np.flatnonzero(rows == query)
         return None if hit.size == 0 else self.matrix(analysis, sel)[hit[0]]
 
-    def title(self, sel) -> str:
+    def title(self, analysis: Analysis | None, sel) -> str:
         return self.label
+
+    def legend(self, analysis: Analysis, sel, who: str) -> str:
+        """What the editor highlight shows, for the focus token `who` (already quoted)."""
+        return f"{self.value_name} from {who}"
 
 
 def head_label(head) -> str:
     return f"head {head}" if isinstance(head, int) else f"{head} of heads"
+
+
+def fusion_label(fusion) -> str:
+    return f"head {fusion} alone" if isinstance(fusion, int) else f"heads fused by {fusion}"
+
+
+def alpha_label(alpha: float) -> str:
+    return f"α={float(alpha):g}"
 
 
 class AttentionMeasure(Measure):
@@ -96,56 +114,268 @@ class AttentionMeasure(Measure):
             return np.asarray(att[sel.head, query], dtype=np.float32)
         return aggregate_row(att, query, sel.head)
 
-    def title(self, sel):
+    def title(self, analysis, sel):
         return f"Attention · layer {sel.layer} · {head_label(sel.head)}"
 
 
+# -- rollout and flow: computed by core.propagation, kept per parameter set -------------------
+#
+# The window computes them in workers on a copy of the analysis (`work_copy`) and files the
+# results here on the GUI thread, keyed by their parameters. A view looks its data up by the
+# parameters of the current selection, so a result is only ever shown under its own labels.
+# The parameters last filed (or chosen) are also put in analysis.arrays and
+# manifest["methods"], which is what Save session writes.
+
+ROLLOUT_ARRAYS = {"self": "rollout", "encoder": "rollout", "decoder": "decoder_rollout",
+                  "cross": "decoder_source_rollout"}
+
+
+@dataclass
+class RolloutResult:
+    arrays: dict[str, np.ndarray]  # as core.propagation made them
+    shown: dict[str, np.ndarray]  # attention set -> [layers, queries, keys] as the views show it
+    entry: dict  # manifest["methods"]["rollout"]
+
+
+@dataclass
+class FlowRows:
+    flow: np.ndarray  # [r, n] float32, rows normalised
+    rows: np.ndarray  # [r] int64, sorted
+    entry: dict  # manifest["methods"]["flow"]: alpha, head_fusion, exact, max_abs_error_bound...
+
+
+def store(analysis: Analysis) -> dict[str, dict]:
+    return analysis.extras.setdefault("propagation", {"rollout": {}, "flow": {}})
+
+
+def normalise_fusion(fusion):
+    if isinstance(fusion, str) and fusion.strip().lstrip("-").isdigit():
+        return int(fusion)
+    if isinstance(fusion, (np.integer,)):
+        return int(fusion)
+    return fusion
+
+
+def rollout_params(analysis: Analysis, alpha: float, fusion, start_layer: int) -> tuple:
+    """The key of a rollout: (alpha, fusion, start layer); encoder-decoder models start at 0."""
+    start = 0 if analysis.is_encoder_decoder else int(start_layer)
+    return round(float(alpha), 4), normalise_fusion(fusion), start
+
+
+def flow_params(alpha: float, fusion) -> tuple:
+    return round(float(alpha), 4), normalise_fusion(fusion)
+
+
+def work_copy(analysis: Analysis) -> Analysis:
+    """A copy a worker may change: its own arrays dict and manifest (the arrays themselves are
+    shared and never written in place). Make it on the GUI thread."""
+    from ..core.analysis import Analysis as _Analysis
+
+    manifest = dict(analysis.manifest)
+    manifest["methods"] = {k: dict(v) if isinstance(v, dict) else v
+                           for k, v in (analysis.manifest.get("methods") or {}).items()}
+    return _Analysis(text=analysis.text, tokens=analysis.tokens, arrays=dict(analysis.arrays),
+                     manifest=manifest, decoder_text=analysis.decoder_text,
+                     decoder_tokens=analysis.decoder_tokens)
+
+
+def _rownorm(m: np.ndarray) -> np.ndarray:
+    sums = m.sum(axis=-1, keepdims=True, dtype=np.float64)
+    out = np.zeros(m.shape, np.float32)
+    np.divide(m, sums, out=out, where=sums > 0, casting="unsafe")
+    return out
+
+
+def rollout_result(arrays: dict[str, np.ndarray], entry: dict) -> RolloutResult:
+    if "decoder_rollout" in arrays:
+        # Each decoder row's target part sums to (1-α)^l and its source part to 1-(1-α)^l by
+        # construction (docs/propagation.md): show how each part is distributed, not its total.
+        shown = {"encoder": arrays["rollout"], "decoder": _rownorm(arrays["decoder_rollout"]),
+                 "cross": _rownorm(arrays["decoder_source_rollout"])}
+    else:
+        shown = {"self": arrays["rollout"]}
+    return RolloutResult(arrays=arrays, shown=shown, entry=entry)
+
+
+def compute_rollout(copy: Analysis, params: tuple, progress=None, cancel=None) -> RolloutResult:
+    """Runs in a worker, on a `work_copy`."""
+    from ..core import propagation
+
+    alpha, fusion, start = params
+    propagation.add_rollout(copy, alpha, fusion, start, progress=progress, cancel=cancel)
+    entry = copy.manifest["methods"]["rollout"]
+    return rollout_result({k: copy.arrays[k] for k in entry["arrays"]}, entry)
+
+
+def file_rollout(analysis: Analysis, params: tuple, result: RolloutResult) -> None:
+    store(analysis)["rollout"][params] = result
+    adopt_rollout(analysis, params)
+
+
+def adopt_rollout(analysis: Analysis, params: tuple) -> None:
+    """Make the rollout of `params` the one the analysis carries (and a session saves)."""
+    result = store(analysis)["rollout"].get(params)
+    if result is not None:
+        analysis.arrays.update(result.arrays)
+        analysis.manifest.setdefault("methods", {})["rollout"] = result.entry
+
+
+def file_flow(analysis: Analysis, params: tuple, rows: FlowRows) -> None:
+    store(analysis)["flow"][params] = rows
+    adopt_flow(analysis, params)
+
+
+def adopt_flow(analysis: Analysis, params: tuple) -> None:
+    rows = store(analysis)["flow"].get(params)
+    if rows is not None:
+        analysis.arrays["flow_rows"] = rows.rows
+        analysis.arrays["flow"] = rows.flow
+        analysis.manifest.setdefault("methods", {})["flow"] = rows.entry
+
+
+def flow_rows_of(copy: Analysis) -> FlowRows | None:
+    """What a worker's copy holds after core.propagation.add_flow."""
+    entry = copy.manifest.get("methods", {}).get("flow")
+    if entry is None or "flow" not in copy.arrays:
+        return None
+    return FlowRows(flow=copy.arrays["flow"], rows=copy.arrays["flow_rows"], entry=entry)
+
+
+def seed_flow(copy: Analysis, rows: FlowRows | None) -> None:
+    """Put rows already computed into a worker's copy, so add_flow keeps them."""
+    copy.arrays.pop("flow", None)
+    copy.arrays.pop("flow_rows", None)
+    copy.manifest.setdefault("methods", {}).pop("flow", None)
+    if rows is not None:
+        copy.arrays["flow"], copy.arrays["flow_rows"] = rows.flow, rows.rows
+        copy.manifest["methods"]["flow"] = dict(rows.entry)
+
+
+def index_saved(analysis: Analysis) -> None:
+    """File the rollout and flow a session (or the command line) stored, under the parameters
+    its manifest records. Arrays whose parameters are unknown are left alone (and replaced
+    when computed again)."""
+    methods = analysis.manifest.get("methods") or {}
+    n = len(analysis.tokens)
+    entry = methods.get("rollout")
+    if isinstance(entry, dict) and "rollout" in analysis.arrays:
+        try:
+            params = rollout_params(analysis, entry["alpha"], entry["head_fusion"], entry.get("start_layer", 0))
+            names = entry.get("arrays") or ["rollout"]
+            arrays = {k: analysis.arrays[k] for k in names}
+            layers = analysis.attention("encoder" if analysis.is_encoder_decoder else "self").shape[0]
+            if arrays["rollout"].shape == (layers - params[2], n, n):
+                store(analysis)["rollout"][params] = rollout_result(arrays, entry)
+        except (KeyError, TypeError, ValueError):
+            pass
+    entry = methods.get("flow")
+    legacy = analysis.manifest.get("flow")  # written by the window before core.propagation existed
+    if not isinstance(entry, dict) and isinstance(legacy, dict) and "fusion" in legacy:
+        entry = {"alpha": legacy.get("alpha", 0.5), "head_fusion": legacy["fusion"],
+                 "exact": bool(legacy.get("exact", True)),
+                 "max_abs_error_bound": float(legacy.get("max_abs_error_bound", 0.0))}
+    if isinstance(entry, dict) and "flow" in analysis.arrays and "flow_rows" in analysis.arrays:
+        try:
+            params = flow_params(entry["alpha"], entry["head_fusion"])
+            rows = np.asarray(analysis.arrays["flow_rows"], np.int64)
+            flow = np.asarray(analysis.arrays["flow"], np.float32)
+            order = np.argsort(rows, kind="stable")
+            if flow.shape == (len(rows), n):
+                store(analysis)["flow"][params] = FlowRows(flow[order], rows[order], entry)
+        except (KeyError, TypeError, ValueError):
+            pass
+
+
+def saved_params(analysis: Analysis) -> dict:
+    """Selection fields that show what a session holds: its rollout's parameters, else its flow's."""
+    methods = analysis.manifest.get("methods") or {}
+    for name in ("rollout", "flow"):
+        entry = methods.get(name)
+        if isinstance(entry, dict) and "alpha" in entry and "head_fusion" in entry:
+            fields = {"alpha": round(float(entry["alpha"]), 4), "head": normalise_fusion(entry["head_fusion"])}
+            if name == "rollout" and not analysis.is_encoder_decoder:
+                fields["start_layer"] = int(entry.get("start_layer", 0))
+            return fields
+    return {}
+
+
+def exactness_label(entry: dict) -> str:
+    """How exact the flow values are, with the certified bound, for every place flow shows."""
+    bound = float(entry.get("max_abs_error_bound", 0.0))
+    if entry.get("exact", False):
+        return f"exact (certified within 1e-6; bound {bound:.1e})"
+    return f"approximate (error bound {bound:.1e})"
+
+
 class RolloutMeasure(Measure):
-    """Attention rollout (Abnar & Zuidema 2020), cumulative per layer: arrays['rollout'] [L, n, n]
-    made by core.rollout. Heads are fused inside rollout, so no head choice applies here."""
+    """Attention rollout (Abnar & Zuidema 2020), cumulative per layer, from core.propagation.
+    The head selector chooses the head fusion; α and the start layer come from the selection.
+    Encoder-decoder models: the encoder, the decoder (target part) and decoder → source."""
 
     key = "rollout"
     label = "Rollout"
-    uses_heads = False
     value_name = "rollout"
 
     def unavailable(self, analysis, set_name):
-        if analysis is None:
-            return "no analysis"
-        if set_name not in ("self", "encoder"):
-            return "rollout is defined for self-attention of the input"
-        if "rollout" in analysis.arrays or _has_module("attn_desktop.core.rollout"):
-            return None
-        return "rollout is not available in this build"
+        return "no analysis" if analysis is None else None
 
-    def prepare(self, analysis):
-        if "rollout" in analysis.arrays or not _has_module("attn_desktop.core.rollout"):
-            return
-        mod = importlib.import_module("attn_desktop.core.rollout")
-        att = analysis.attention("self")
-        analysis.arrays["rollout"] = np.asarray(mod.rollout(att, 0.5, "mean"))
+    def params(self, analysis, sel) -> tuple:
+        return rollout_params(analysis, sel.alpha, sel.head, sel.start_layer)
 
-    def num_layers(self, analysis, set_name):
-        return int(analysis.arrays["rollout"].shape[0]) if "rollout" in analysis.arrays else 0
+    def result(self, analysis, sel) -> RolloutResult | None:
+        return store(analysis)["rollout"].get(self.params(analysis, sel))
+
+    def layer_range(self, analysis, sel):
+        layers = int(analysis.attention(sel.set_name).shape[0])
+        start = self.params(analysis, sel)[2]
+        return start, layers - start
+
+    def ready(self, analysis, sel):
+        return self.result(analysis, sel) is not None
+
+    def view_key(self, sel):
+        return (sel.set_name, sel.layer, sel.head, sel.alpha, sel.start_layer)
 
     def matrix(self, analysis, sel):
-        return np.asarray(analysis.arrays["rollout"][sel.layer], dtype=np.float32)
+        first, _ = self.layer_range(analysis, sel)
+        return self.result(analysis, sel).shown[sel.set_name][sel.layer - first]
 
     def row(self, analysis, sel, query):
-        r = analysis.arrays["rollout"]
-        return np.asarray(r[sel.layer, query], np.float32) if 0 <= query < r.shape[1] else None
+        result = self.result(analysis, sel)
+        if result is None:
+            return None
+        m = result.shown[sel.set_name]
+        first, _ = self.layer_range(analysis, sel)
+        return np.asarray(m[sel.layer - first, query], np.float32) if 0 <= query < m.shape[1] else None
 
-    def title(self, sel):
-        return f"Rollout · through layer {sel.layer} · heads fused by mean"
+    def part(self, analysis, sel) -> str:
+        if analysis is None or not analysis.is_encoder_decoder:
+            return ""
+        return {"encoder": "encoder · ", "decoder": "decoder → target prefix · ",
+                "cross": "decoder → source · "}.get(sel.set_name, "")
+
+    def title(self, analysis, sel):
+        decoder = analysis is not None and analysis.is_encoder_decoder and sel.set_name in ("decoder", "cross")
+        start = 0 if analysis is None else self.params(analysis, sel)[2]
+        text = (f"Rollout · {self.part(analysis, sel)}through {'decoder ' if decoder else ''}layer {sel.layer}"
+                f" · {fusion_label(sel.head)} · {alpha_label(sel.alpha)}")
+        if start:
+            text += f" · from layer {start}"
+        if decoder:
+            text += " · rows normalised"
+        return text
+
+    def legend(self, analysis, sel, who):
+        where = "decoder layer" if analysis.is_encoder_decoder and sel.set_name != "encoder" else "layer"
+        return f"rollout of {who} through {where} {sel.layer}"
 
 
 class FlowMeasure(Measure):
-    """Attention flow (Abnar & Zuidema 2020): arrays['flow'] [r, n] for the query rows listed
-    in arrays['flow_rows']."""
+    """Attention flow (Abnar & Zuidema 2020), exact, from core.propagation: the rows computed so
+    far for the selection's α and head fusion, labelled by their query tokens."""
 
     key = "flow"
     label = "Flow"
-    uses_heads = False
     uses_layers = False
     value_name = "flow"
 
@@ -153,35 +383,48 @@ class FlowMeasure(Measure):
         if analysis is None:
             return "no analysis"
         if set_name not in ("self", "encoder"):
-            return "flow is defined for self-attention of the input"
-        if "flow" in analysis.arrays:
-            return None
-        return "flow is computed on request, one focus token at a time (Ctrl+Shift+F)"
+            return "attention flow is defined on the encoder self-attention"
+        return None
 
-    def computable(self, analysis, set_name):
-        return (analysis is not None and set_name in ("self", "encoder")
-                and _has_module("attn_desktop.core.flow"))
+    def params(self, sel) -> tuple:
+        return flow_params(sel.alpha, sel.head)
 
-    def num_layers(self, analysis, set_name):
-        return 1
+    def rows(self, analysis, sel) -> FlowRows | None:
+        return store(analysis)["flow"].get(self.params(sel))
+
+    def layer_range(self, analysis, sel):
+        return 0, 1
+
+    def ready(self, analysis, sel):
+        rows = self.rows(analysis, sel)
+        return rows is not None and len(rows.rows) > 0
+
+    def view_key(self, sel):
+        return (sel.set_name, sel.head, sel.alpha)
 
     def row_queries(self, analysis, sel):
-        rows = analysis.arrays.get("flow_rows")
-        n = analysis.arrays["flow"].shape[0]
-        return np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        rows = self.rows(analysis, sel)
+        return np.zeros(0, np.int64) if rows is None else rows.rows
 
     def matrix(self, analysis, sel):
-        return np.asarray(analysis.arrays["flow"], dtype=np.float32)
+        return self.rows(analysis, sel).flow
 
-    def title(self, sel):
-        return "Attention flow · all layers · heads fused by mean"
+    def title(self, analysis, sel):
+        text = "Attention flow"
+        rows = None if analysis is None else self.rows(analysis, sel)
+        if analysis is not None:
+            n = len(analysis.tokens)
+            done = 0 if rows is None else len(rows.rows)
+            text += f" · {done} of {n} rows" if done < n else " · all rows"
+        text += f" · {fusion_label(sel.head)} · {alpha_label(sel.alpha)}"
+        if rows is not None and len(rows.rows):
+            text += f" · {exactness_label(rows.entry)}"
+        return text
 
-
-def _has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+    def legend(self, analysis, sel, who):
+        rows = self.rows(analysis, sel)
+        exact = f" · {exactness_label(rows.entry)}" if rows is not None else ""
+        return f"flow of {who}{exact}"
 
 
 MEASURES: dict[str, Measure] = {}
@@ -258,13 +501,15 @@ def thumbnails(att: np.ndarray, size: int = THUMB) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out))
 
 
-def prepare(analysis: Analysis, cancel=None) -> Prepared:
-    """Run in a worker: head diagnostics and thumbnails for every set, missing measure arrays."""
+def prepare(analysis: Analysis, cancel=None, rollout: tuple | None = None) -> Prepared:
+    """Run in a worker: head diagnostics and thumbnails for every set, what each measure derives,
+    the rollout and flow a session holds, and the rollout of `rollout` = (α, fusion, start
+    layer) when the window shows rollout (so it appears with the analysis, not after it)."""
+    from ..core.errors import Cancelled, UserError
+
     prepared = Prepared(analysis=analysis)
     for name in analysis.attention_set_names():
         if cancel is not None and cancel():
-            from ..core.errors import Cancelled
-
             raise Cancelled()
         att = analysis.attention(name)
         prepared.diagnostics[name] = head_diagnostics(att)
@@ -274,4 +519,12 @@ def prepare(analysis: Analysis, cancel=None) -> Prepared:
             measure.prepare(analysis)
         except Exception as exc:  # a broken optional measure must not lose the analysis
             analysis.extras.setdefault("gui_warnings", []).append(f"{measure.label}: {exc}")
+    index_saved(analysis)
+    if rollout is not None:
+        params = rollout_params(analysis, *rollout)
+        if params not in store(analysis)["rollout"]:
+            try:
+                file_rollout(analysis, params, compute_rollout(work_copy(analysis), params, cancel=cancel))
+            except UserError:
+                pass  # parameters that do not fit this model: the window asks again and says why
     return prepared

@@ -23,6 +23,12 @@ class Selection:
     focus: int = 0  # query index on the current set's query axis
     colormap: str = DEFAULT_COLORMAP
     scale: str = "linear"
+    alpha: float = 0.5  # rollout and flow: residual weight of the attention, Â = rownorm(αA + (1−α)I)
+    start_layer: int = 0  # rollout of a self-attention model: first layer multiplied in
+
+
+PROPAGATION_FIELDS = frozenset(("alpha", "start_layer"))
+ALPHA_MIN = 0.01
 
 
 class ViewState(QObject):
@@ -42,12 +48,13 @@ class ViewState(QObject):
         return self.prepared.analysis if self.prepared else None
 
     # -- analysis -------------------------------------------------------------------------
-    def set_prepared(self, prepared: Prepared | None) -> None:
+    def set_prepared(self, prepared: Prepared | None, **fields: Any) -> None:
+        """Show `prepared`; `fields` change the selection at the same time (one repaint)."""
         self.prepared = prepared
         if prepared is not None:
             sets = prepared.analysis.attention_set_names()
             set_name = self.sel.set_name if self.sel.set_name in sets else sets[0]
-            self.sel = replace(self.sel, set_name=set_name)
+            self.sel = replace(self.sel, set_name=set_name, **fields)
             self.sel = self._valid(self.sel, keep_focus=False)
         self.analysis_changed.emit()
         self.changed.emit(frozenset(Selection.__dataclass_fields__))
@@ -68,10 +75,14 @@ class ViewState(QObject):
         an = self.analysis
         return an.axis_tokens(a)[0] is an.axis_tokens(b)[0]
 
-    def num_layers(self) -> int:
+    def layer_range(self) -> tuple[int, int]:
+        """(first layer, number of layers) the current measure offers."""
         if self.prepared is None:
-            return 0
-        return MEASURES[self.sel.measure].num_layers(self.analysis, self.sel.set_name)
+            return 0, 0
+        return MEASURES[self.sel.measure].layer_range(self.analysis, self.sel)
+
+    def num_layers(self) -> int:
+        return self.layer_range()[1]
 
     def num_heads(self) -> int:
         if self.prepared is None:
@@ -90,9 +101,13 @@ class ViewState(QObject):
         if measure is None or measure.unavailable(an, s.set_name):
             s = replace(s, measure="attention")
             measure = MEASURES["attention"]
-        layers = measure.num_layers(an, s.set_name)
+        total = int(an.attention("self").shape[0])  # the encoder's for encoder-decoder models
+        start = 0 if an.is_encoder_decoder else min(max(int(s.start_layer), 0), total - 1)
+        alpha = min(max(round(float(s.alpha), 4), ALPHA_MIN), 1.0)
+        s = replace(s, start_layer=start, alpha=alpha)
+        first, layers = measure.layer_range(an, s)
         heads = int(an.attention(s.set_name).shape[1])
-        layer = min(max(s.layer, 0), max(layers - 1, 0))
+        layer = min(max(s.layer, first), first + max(layers - 1, 0))
         head = s.head
         if isinstance(head, int) and not 0 <= head < heads:
             head = min(max(head, 0), heads - 1)
@@ -104,9 +119,9 @@ class ViewState(QObject):
 
     # -- keyboard steps -------------------------------------------------------------------
     def step_layer(self, delta: int) -> None:
-        n = self.num_layers()
+        first, n = self.layer_range()
         if n:
-            self.update(layer=(self.sel.layer + delta) % n)
+            self.update(layer=first + (self.sel.layer - first + delta) % n)
 
     def step_head(self, delta: int) -> None:
         n = self.num_heads()

@@ -98,17 +98,6 @@ def test_model_view_marks_and_selects_heads(window, load, analyse, tiny_model_pa
     assert "normalised entropy" in grid.describe(1, 0)
 
 
-def test_rollout_measure_comes_from_core(window, load, analyse, tiny_model_paths):
-    from attn_desktop.core.rollout import rollout
-
-    load(window, tiny_model_paths["bert"])
-    an = analyse(window, TEXT, type_it=False).analysis
-    window.state.update(measure="rollout", layer=1)
-    expected = rollout(an.arrays["attentions"], 0.5, "mean")[1]
-    np.testing.assert_allclose(window.heatmap.values, expected, rtol=1e-5, atol=1e-6)
-    assert not window.selection_bar.head_box.isEnabled()
-
-
 def test_encoder_decoder_sets_and_labels(window, load, analyse, tiny_model_paths):
     loaded = load(window, tiny_model_paths["bart"])
     assert loaded.is_encoder_decoder
@@ -328,31 +317,6 @@ def test_event_loop_keeps_running_during_work(window, load, analyse, tiny_model_
     analyse(window, TEXT * 3, type_it=False)
     probe.stop()
     assert ticks
-
-
-def test_flow_computed_on_request_for_focus_tokens(window, load, analyse, tiny_model_paths, qtbot):
-    flow_mod = pytest.importorskip("attn_desktop.core.flow")
-    from attn_desktop.core.rollout import fused_hat
-
-    load(window, tiny_model_paths["bert"])
-    an = analyse(window, TEXT, type_it=False).analysis
-    focus = window.state.sel.focus
-    box = window.selection_bar.measure_box
-    with qtbot.waitSignal(window.flow_runner.succeeded, timeout=ANALYSIS_TIMEOUT):
-        box.setCurrentIndex(box.findData("flow"))
-    assert window.state.sel.measure == "flow"
-    hat = fused_hat(an.arrays["attentions"], 0.5, "mean")
-    expected = flow_mod.attention_flow(hat, [focus], workers=1).flow
-    np.testing.assert_allclose(window.heatmap.values, expected, atol=1e-6)
-    assert window.heatmap.row_labels == [an.tokens[focus].text]
-    np.testing.assert_allclose(window.document.editor.values, expected[0], atol=1e-6)
-
-    other = next(i for i, t in enumerate(an.tokens) if t.text == "loan")
-    with qtbot.waitSignal(window.flow_runner.succeeded, timeout=ANALYSIS_TIMEOUT):
-        click_token(qtbot, window.document.editor, other)
-    assert sorted([focus, other]) == an.arrays["flow_rows"].tolist()
-    assert window.heatmap.values.shape == (2, len(an.tokens))
-    assert an.manifest["flow"]["rows"] == sorted([focus, other])
 
 
 def test_hover_shows_token_boundary_and_tooltip(window, load, analyse, tiny_model_paths, qtbot):

@@ -104,8 +104,13 @@ def test_state_clamps_and_steps(qapp):
     state.cycle_aggregate()
     assert state.sel.head == "mean"
     assert all(isinstance(s, frozenset) for s in seen)
-    state.update(measure="flow")  # not computed for this analysis: falls back
-    assert state.sel.measure == "attention"
+    state.update(measure="flow")  # computed on request: selectable before any row exists
+    assert state.sel.measure == "flow" and state.layer_range() == (0, 1)
+    state.update(measure="rollout", start_layer=9, layer=0, alpha=0)
+    assert (state.sel.start_layer, state.sel.layer, state.layer_range()) == (1, 1, (1, 1))
+    assert state.sel.alpha == 0.01  # α = 0 would leave only the identity
+    state.step_layer(1)
+    assert state.sel.layer == 1
 
 
 def test_latest_only_runs_one_job_and_drops_superseded(qtbot):
