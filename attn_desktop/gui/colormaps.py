@@ -14,7 +14,10 @@ COLORMAPS: dict[str, str] = {
     "colour-blind safe (CET-CBL2)": "CET-CBL2",
 }
 DEFAULT_COLORMAP = "viridis"
-SCALES = ("linear", "log")
+SCALES = ("linear", "log", "min–max")
+SCALE_TIPS = ("Colour scale. linear: 0 to the largest value; log: 1e-4 to the largest value; "
+              "min–max: the smallest to the largest value shown, which separates near-uniform "
+              "values such as attention flow rows (the colour bar gives the range)")
 LOG_FLOOR = 1e-4  # smallest value a log scale shows; attention below it is indistinguishable
 
 
@@ -46,6 +49,10 @@ def levels(values: np.ndarray, scale: str) -> tuple[float, float]:
         hi = 1.0
     if scale == "log":
         return float(np.log10(LOG_FLOOR)), float(np.log10(max(hi, LOG_FLOOR * 10)))
+    if scale == "min–max" and values.size:
+        lo = float(np.min(values))
+        if np.isfinite(lo) and 0 <= lo < hi * (1 - 1e-3):
+            return lo, hi
     return 0.0, hi
 
 

@@ -39,6 +39,9 @@ HEAD_TIPS = {
     "flow": "How heads are fused before attention flow: mean, max or min over heads, or one head alone",
 }
 
+FLOW_ALL_TIP = ("Compute the attention flow of every token in the background, Ctrl+Alt+F "
+                "(progress and Cancel in the status bar; finished rows are kept)")
+
 
 class SelectionBar(QToolBar):
     flow_all_requested = Signal()
@@ -82,15 +85,14 @@ class SelectionBar(QToolBar):
         self.start_box.setToolTip("Rollout starts at this layer (earlier layers are left out)")
         self.flow_all_button = QToolButton()
         self.flow_all_button.setText("Flow for all tokens")
-        self.flow_all_button.setToolTip("Compute the attention flow of every token in the background "
-                                        "(progress and Cancel in the status bar; finished rows are kept)")
+        self.flow_all_button.setToolTip(FLOW_ALL_TIP)
         self.flow_all_button.clicked.connect(self.flow_all_requested)
         self.cmap_box = QComboBox()
         self.cmap_box.addItems(list(colormaps.COLORMAPS))
         self.cmap_box.setToolTip("Colormap")
         self.scale_box = QComboBox()
         self.scale_box.addItems(list(colormaps.SCALES))
-        self.scale_box.setToolTip("Colour scale")
+        self.scale_box.setToolTip(colormaps.SCALE_TIPS)
 
         self.set_label = QLabel(" Attention ")
         self.set_label_action = self.addWidget(self.set_label)
@@ -199,6 +201,11 @@ class SelectionBar(QToolBar):
         self.start_box.setValue(s.start_layer)
         self.start_action.setVisible(s.measure == "rollout" and an is not None and not an.is_encoder_decoder)
         self.flow_all_action.setVisible(s.measure == "flow")
+        if s.measure == "flow" and an is not None:
+            left = len(an.tokens) - len(MEASURES["flow"].row_queries(an, s))
+            self.flow_all_button.setEnabled(left > 0)
+            self.flow_all_button.setToolTip(FLOW_ALL_TIP if left else "Every token's flow row is computed "
+                                            "for this head fusion and α")
         self.cmap_box.setCurrentText(s.colormap)
         self.scale_box.setCurrentText(s.scale)
         del blockers

@@ -132,7 +132,8 @@ class DocumentPanel(QWidget):
             who = queries[sel.focus].text if 0 <= sel.focus < len(queries) else "?"
             self.legend.setText(
                 f"Highlight: {measure.legend(an, sel, f'“{who}” (#{sel.focus})')} · strongest word = "
-                f"{hi:.3g}" + (" · log scale" if sel.scale == "log" else ""))
+                f"{hi:.3g}" + (" · log scale" if sel.scale == "log" else "")
+                + (f" · colours from {lv[0]:.3g}" if sel.scale == "min–max" and lv[0] > 0 else ""))
             fractions = colormaps.fraction(row, sel.scale, lv)
             values = row
             pal = self.editor.palette()

@@ -452,6 +452,7 @@ class MainWindow(FileActions, QMainWindow):
             return
         self.cache.clear()
         if self.state.sel.measure == kind:
+            self.selection_bar.sync()
             self.refresh_views()
             self.document.refresh()
             if kind == "flow":

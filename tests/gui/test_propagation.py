@@ -233,6 +233,7 @@ def test_flow_rows_progress_cancel_and_session(window, load, analyse, tiny_model
     assert heatmap.row_labels == [t.text for t in an.tokens]
     np.testing.assert_allclose(heatmap.values, ref_flow, atol=1e-6)
     assert heatmap.title.text().startswith("Attention flow · all rows · heads fused by mean · α=0.5 · exact")
+    assert not bar.flow_all_button.isEnabled()  # nothing left to compute
 
 
 def test_flow_labelled_approximate_wherever_shown(window, load, analyse, tiny_model_paths, qtbot):

@@ -50,7 +50,7 @@ def test_long_labels_are_elided_and_whitespace_shown():
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
-@pytest.mark.parametrize("scale", ["linear", "log"])
+@pytest.mark.parametrize("scale", ["linear", "log", "min–max"])
 def test_quantise_matches_reference(dtype, scale):
     rng = np.random.default_rng(0)
     v = (rng.random((40, 30)) ** 6).astype(dtype)
@@ -60,6 +60,7 @@ def test_quantise_matches_reference(dtype, scale):
     expected = np.clip(np.floor((shown - lo) / (hi - lo) * 255 + 0.5), 0, 255)
     assert np.abs(q.astype(int) - expected).max() <= 1
     assert hi == pytest.approx(np.log10(v.max()) if scale == "log" else v.max(), rel=1e-6)
+    assert lo == pytest.approx(v.astype(np.float64).min() if scale == "min–max" else lo)
     assert colormaps.lut("cividis").shape == (256, 3)
 
 
