@@ -126,6 +126,7 @@ class AttentionMeasure(Measure):
 # The parameters last filed (or chosen) are also put in analysis.arrays and
 # manifest["methods"], which is what Save session writes.
 
+ROLLOUT_KEEP = 4
 ROLLOUT_ARRAYS = {"self": "rollout", "encoder": "rollout", "decoder": "decoder_rollout",
                   "cross": "decoder_source_rollout"}
 
@@ -208,14 +209,21 @@ def compute_rollout(copy: Analysis, params: tuple, progress=None, cancel=None) -
 
 
 def file_rollout(analysis: Analysis, params: tuple, result: RolloutResult) -> None:
-    store(analysis)["rollout"][params] = result
+    """Keeps the ROLLOUT_KEEP parameter sets used last: each is [layers, n, n] float32 (800 MB
+    at n=4096, 12 layers), and stepping α through its box makes a new one per step."""
+    kept = store(analysis)["rollout"]
+    kept[params] = result
     adopt_rollout(analysis, params)
+    while len(kept) > ROLLOUT_KEEP:
+        kept.pop(next(iter(kept)))
 
 
 def adopt_rollout(analysis: Analysis, params: tuple) -> None:
     """Make the rollout of `params` the one the analysis carries (and a session saves)."""
-    result = store(analysis)["rollout"].get(params)
+    kept = store(analysis)["rollout"]
+    result = kept.pop(params, None)
     if result is not None:
+        kept[params] = result  # most recently used last
         analysis.arrays.update(result.arrays)
         analysis.manifest.setdefault("methods", {})["rollout"] = result.entry
 

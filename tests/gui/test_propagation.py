@@ -47,7 +47,8 @@ def click_token(qtbot, editor, i):
     qtbot.mouseClick(editor.viewport(), Qt.LeftButton, pos=rect.center().toPoint())
 
 
-def test_rollout_follows_fusion_alpha_start_and_layer_slider(window, load, analyse, tiny_model_paths, qtbot):
+def test_rollout_follows_fusion_alpha_start_and_layer_slider(window, load, analyse, tiny_model_paths, qtbot,
+                                                             tmp_path):
     load(window, tiny_model_paths["bert"])
     an = analyse(window, TEXT, type_it=False).analysis
     bar, heatmap, editor = window.selection_bar, window.heatmap, window.document.editor
@@ -112,6 +113,19 @@ def test_rollout_follows_fusion_alpha_start_and_layer_slider(window, load, analy
     np.testing.assert_allclose(heatmap.values, cumulative[-1], atol=2e-6)
     window.save_settings()
     assert float(window.settings.value("alpha")) == 0.3
+
+    # a session keeps the rollout shown and its parameters: reopened, it shows without a worker
+    path = tmp_path / "rollout.attn"
+    with qtbot.waitSignal(window.session_saved, timeout=TIMEOUT):
+        window.save_session(str(path))
+    window.state.update(measure="attention", head="mean", alpha=0.5)
+    with qtbot.assertNotEmitted(window.rollout_runner.started):
+        with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT):
+            window.open_session(str(path))
+        window.state.update(measure="rollout")
+    sel = window.state.sel
+    assert (sel.head, sel.alpha, sel.start_layer) == ("max", 0.3, 0)
+    np.testing.assert_allclose(heatmap.values, cumulative[sel.layer], atol=2e-6)
 
 
 def test_rollout_for_new_parameters_never_shows_old_values(window, load, analyse, tiny_model_paths,

@@ -158,3 +158,25 @@ def test_gui_start_up_path_imports_no_torch():
             "print(bad); raise SystemExit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_rollout_results_kept_for_the_last_parameter_sets():
+    from attn_desktop.gui.measures import (
+        ROLLOUT_KEEP,
+        adopt_rollout,
+        compute_rollout,
+        file_rollout,
+        store,
+        work_copy,
+    )
+
+    an = tiny_analysis()
+    params = [(a, "mean", 0) for a in (0.1, 0.2, 0.3, 0.4, 0.5)]
+    for p in params[:ROLLOUT_KEEP]:
+        file_rollout(an, p, compute_rollout(work_copy(an), p))
+    adopt_rollout(an, params[0])  # shown again: used most recently
+    file_rollout(an, params[-1], compute_rollout(work_copy(an), params[-1]))
+    kept = store(an)["rollout"]
+    assert len(kept) == ROLLOUT_KEEP and params[0] in kept and params[1] not in kept
+    assert an.manifest["methods"]["rollout"]["alpha"] == 0.5  # the arrays a session would save
+    np.testing.assert_array_equal(an.arrays["rollout"], kept[params[-1]].arrays["rollout"])
