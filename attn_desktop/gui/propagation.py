@@ -255,7 +255,7 @@ class Propagation(QObject):
                 and query in job.wanted):
             return f"No flow row for {who} yet: computing it…"
         problem = self.problems.get((id(an), "flow", params, query))
-        tail = "Ctrl+Shift+F computes it, Ctrl+Alt+F computes every token's"
+        tail = "Ctrl+Shift+F computes it; Ctrl+Alt+F computes every token's."
         if problem:
-            return f"No flow row for {who} ({problem}): {tail}."
-        return f"No flow row for {who} yet: {tail}."
+            return f"No flow row for {who}: {problem}. {tail}"
+        return f"No flow row for {who} yet. {tail}"
