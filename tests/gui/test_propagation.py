@@ -161,6 +161,14 @@ def test_rollout_for_new_parameters_never_shows_old_values(window, load, analyse
     np.testing.assert_allclose(window.heatmap.values, core_rollout(an, 0.8)["rollout"][layer], rtol=1e-6, atol=1e-7)
     assert not window.document.note.isVisible()
 
+    # a new text while rollout is shown: the rollout comes with the analysis, no separate job
+    with qtbot.assertNotEmitted(window.rollout_runner.started):
+        again = analyse(window, "The loan was approved.", type_it=False).analysis
+        assert window.heatmap.values is not None
+    layer = window.state.sel.layer
+    np.testing.assert_allclose(window.heatmap.values, core_rollout(again, 0.8)["rollout"][layer],
+                               rtol=1e-6, atol=1e-7)
+
 
 def test_flow_rows_progress_cancel_and_session(window, load, analyse, tiny_model_paths, qtbot,
                                                monkeypatch, tmp_path):
