@@ -154,3 +154,24 @@ def test_cli_methods_write_rollout_and_flow(tmp_path, capsys):
     np.testing.assert_allclose(analysis.arrays["rollout"], numpy_rollout(analysis.arrays["attentions"], 0.6, "max"), atol=1e-5)
     methods = analysis.manifest["methods"]
     assert methods["rollout"]["alpha"] == 0.6 and methods["flow"]["head_fusion"] == "max"
+
+
+def test_flow_accepts_kept_matrices_and_records_both_bounds(demo_analysis):
+    from attn_desktop.core.rollout import fused_hat
+
+    hat = fused_hat(demo_analysis.arrays["attentions"], 0.5, "mean")
+    add_flow(demo_analysis, [2], hat=hat)
+    reference = analyze_flow_copy(demo_analysis, 2)
+    np.testing.assert_array_equal(demo_analysis.arrays["flow"][0], reference)
+    flow = demo_analysis.manifest["methods"]["flow"]
+    assert 0 <= flow["max_abs_error_bound"] <= 1e-6
+    assert 0 <= flow["max_abs_error_bound_normalised"] <= 1e-5
+
+
+def analyze_flow_copy(analysis, row):
+    from attn_desktop.core.analysis import Analysis
+
+    twin = Analysis(text=analysis.text, tokens=analysis.tokens,
+                    arrays={"attentions": analysis.arrays["attentions"]}, manifest={"model": {}})
+    add_flow(twin, [row])
+    return twin.arrays["flow"][0]

@@ -18,7 +18,7 @@ Cancel = Callable[[], bool]
 def check_params(analysis: Analysis, alpha: float, fusion: str | int, start_layer: int = 0) -> None:
     if not 0.0 < float(alpha) <= 1.0:
         raise UserError(f"alpha must be in (0, 1], got {alpha}")
-    heads = analysis.num_heads
+    heads = min(analysis.attention(name).shape[1] for name in analysis.attention_set_names())
     if isinstance(fusion, int) and not isinstance(fusion, bool):
         if not 0 <= fusion < heads:
             raise UserError(f"head {fusion} does not exist: the model has heads 0 to {heads - 1}")
@@ -110,11 +110,14 @@ def add_flow(
     *,
     progress: Callable[[int, int], object] | None = None,
     cancel: Cancel | None = None,
+    hat: np.ndarray | None = None,
 ) -> list[int]:
     """Exact attention flow of `rows` to every input token, merged into arrays['flow'] [r, n] and
     arrays['flow_rows'] [r]. Rows already there with the same alpha and fusion are kept, not
     recomputed; other parameters start afresh. Rows finish one at a time, so a cancel keeps
-    the finished ones. progress(done_rows, total_rows). Returns the rows computed now."""
+    the finished ones. progress(done_rows, total_rows). `hat`: the fused, residual-normalised
+    matrices for these alpha and fusion, when the caller keeps them between calls. Returns the
+    rows computed now."""
     from attn_desktop.core.flow import EXACT_TOL, attention_flow
     from attn_desktop.core.rollout import fused_hat
 
@@ -130,9 +133,11 @@ def add_flow(
     for r in todo:
         if not 0 <= r < n:
             raise UserError(f"flow row {r} does not exist: the text has tokens 0 to {n - 1}")
-    hat = fused_hat(self_attention(analysis), alpha, fusion)
+    if hat is None:
+        hat = fused_hat(self_attention(analysis), alpha, fusion)
     seconds = previous["seconds"] if previous else 0.0
     bound = previous["max_abs_error_bound"] if previous else 0.0
+    bound_normalised = previous.get("max_abs_error_bound_normalised", 0.0) if previous else 0.0
     done: list[int] = []
     try:
         for k, r in enumerate(todo):
@@ -142,6 +147,7 @@ def add_flow(
             _merge_row(analysis, r, result.flow[0])
             seconds += result.seconds
             bound = max(bound, float(result.max_abs_error_bound))
+            bound_normalised = max(bound_normalised, float(result.max_abs_error_bound_normalised))
             done.append(r)
             if progress is not None:
                 progress(k + 1, len(todo))
@@ -151,7 +157,9 @@ def add_flow(
                 "alpha": float(alpha), "head_fusion": fusion,
                 "rows": [int(r) for r in analysis.arrays["flow_rows"]],
                 "exact": bound <= EXACT_TOL, "max_abs_error_bound": bound,
-                "error_bound_meaning": "certified bound on each un-normalised max-flow value",
+                "max_abs_error_bound_normalised": bound_normalised,
+                "error_bound_meaning": "certified bounds on each max-flow value, before and after "
+                                       "the row normalisation",
                 "normalisation": "each row divided by its sum", "seconds": round(seconds, 6),
                 "definition": "Abnar & Zuidema 2020: max flow from (layer L, row i) to (layer 0, j) "
                               "on capacities A_hat_l",

@@ -313,9 +313,11 @@ def saved_params(analysis: Analysis) -> dict:
 def exactness_label(entry: dict) -> str:
     """How exact the flow values are, with the certified bound, for every place flow shows."""
     bound = float(entry.get("max_abs_error_bound", 0.0))
+    shown = entry.get("max_abs_error_bound_normalised")
+    after = "" if shown is None else f", {float(shown):.1e} on the normalised values shown"
     if entry.get("exact", False):
-        return f"exact (certified within 1e-6; bound {bound:.1e})"
-    return f"approximate (error bound {bound:.1e})"
+        return f"exact (certified within 1e-6; bound {bound:.1e}{after})"
+    return f"approximate (error bound {bound:.1e}{after})"
 
 
 class RolloutMeasure(Measure):

@@ -186,7 +186,9 @@ class Propagation(QObject):
 
         def work(progress, cancel):
             from ..core import propagation
+            from ..core.rollout import fused_hat
 
+            hat = fused_hat(propagation.self_attention(copy), alpha, fusion)
             try:
                 while True:
                     have_rows = {int(r) for r in copy.arrays.get("flow_rows", ())}
@@ -197,7 +199,7 @@ class Propagation(QObject):
                         raise Cancelled()
                     total = job.done + left
                     progress(job.done / total, f"attention flow: row {job.done + 1} of {total} (token {row})")
-                    propagation.add_flow(copy, [row], alpha, fusion, cancel=cancel)
+                    propagation.add_flow(copy, [row], alpha, fusion, cancel=cancel, hat=hat)
                     job.done += 1
                     emit_row(job, flow_rows_of(copy))
                     progress(job.done / total, f"attention flow: {job.done} of {total} rows")
