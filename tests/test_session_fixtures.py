@@ -1,0 +1,33 @@
+"""Session files written by earlier versions stay readable: they are kept here as fixtures, and a
+format change that breaks one of them breaks this test (as glue does for its session files)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attn_desktop.core.session import load_session
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("name", ["v1-bert.attn", "v1-bart.attn"])
+def test_schema_1_fixtures_still_load(name):
+    analysis = load_session(FIXTURES / name)
+    assert analysis.manifest["schema_version"] == 1
+    assert analysis.text == "The tenant shall pay the rent."
+    for set_name in analysis.attention_set_names():
+        att = analysis.attention(set_name).astype(np.float32)
+        q, k = analysis.axis_tokens(set_name)
+        assert att.shape[2:] == (len(q), len(k))
+        np.testing.assert_allclose(att.sum(-1), 1.0, atol=5e-3)
+    assert analysis.arrays["rollout"].shape[1:] == (len(analysis.tokens),) * 2
+    for t in analysis.tokens:
+        assert t.special or analysis.text[t.start:t.end] == t.text
+
+
+def test_schema_1_fixture_with_flow_rows():
+    analysis = load_session(FIXTURES / "v1-bert.attn")
+    assert list(analysis.arrays["flow_rows"]) == [0, 3]
+    np.testing.assert_allclose(analysis.arrays["flow"].sum(-1), 1.0, atol=1e-5)
+    assert analysis.manifest["methods"]["flow"]["exact"] is True
