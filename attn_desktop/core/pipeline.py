@@ -281,7 +281,7 @@ def library_versions() -> dict[str, str]:
     import transformers
 
     return {
-        "attn_desktop": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "attn_desktop": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
         "transformers": transformers.__version__, "numpy": numpy.__version__,
     }
 

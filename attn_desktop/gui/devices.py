@@ -18,14 +18,3 @@ def opengl_available() -> bool:
     return bool(ok)
 
 
-def available_devices() -> list[str]:
-    """Run in a worker, after torch is imported by the model load."""
-    devices = ["cpu"]
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            devices.append("cuda")
-    except Exception:
-        pass
-    return devices

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from . import settings as app_settings
 from .controls import SET_LABELS, SelectionBar
-from .devices import available_devices, opengl_available
+from .devices import opengl_available
 from .document import DocumentPanel, input_text
 from .files import FileActions
 from .heatmap import Heatmap
@@ -51,8 +51,15 @@ class MainWindow(FileActions, QMainWindow):
     session_failed = Signal(str)
     library_listed = Signal(list)
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", engine=None) -> None:
+        """`engine` runs the models: by default the shared child process (core.engine), so this
+        process never imports torch; tests that patch the pipeline pass an InProcessEngine."""
         super().__init__()
+        if engine is None:
+            from ..core.engine import shared_engine
+
+            engine = shared_engine()
+        self.engine = engine
         self.setWindowTitle("attn-desktop")
         self.setAcceptDrops(True)
         self.settings = app_settings.settings()
@@ -304,11 +311,10 @@ class MainWindow(FileActions, QMainWindow):
         self.loading_path = str(path)
         self.model_panel.set_busy(True, f"loading {Path(path).name}…")
 
-        def work(progress, cancel):
-            from ..core.loading import load_model
+        engine = self.engine
 
-            loaded = load_model(path, device=device, progress=progress, cancel=cancel)
-            return loaded, available_devices()
+        def work(progress, cancel):
+            return engine.load(path, device=device, progress=progress, cancel=cancel)
 
         self.loader.request(work)
 
@@ -388,12 +394,12 @@ class MainWindow(FileActions, QMainWindow):
         sel = self.state.sel
         rollout = (sel.alpha, sel.head, sel.start_layer) if sel.measure == "rollout" else None
 
-        def work(progress, cancel):
-            from ..core.pipeline import analyze
+        engine = self.engine
 
+        def work(progress, cancel):
             started = time.perf_counter()
-            analysis = analyze(loaded, text, progress=lambda f, m: progress(0.9 * f, m),
-                               cancel=cancel, **opts)
+            analysis = engine.analyze(loaded, text, progress=lambda f, m: progress(0.9 * f, m),
+                                      cancel=cancel, **opts)
             progress(0.92, "preparing the views")
             prepared = prepare(analysis, cancel, rollout=rollout)
             prepared.source = "analysis"

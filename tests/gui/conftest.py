@@ -36,16 +36,33 @@ def no_thread_left(qapp):
     assert not left, f"test left worker threads running: {left}"
 
 
-@pytest.fixture
-def window(qtbot):
+def _window(qtbot, engine=None):
     from attn_desktop.gui.app import make_app
     from attn_desktop.gui.main_window import MainWindow
 
     make_app()
-    w = MainWindow()
+    w = MainWindow(engine=engine)
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
+    return w
+
+
+@pytest.fixture
+def window(qtbot):
+    """The real window; models run in the shared child process, as for the user."""
+    w = _window(qtbot)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def in_process_window(qtbot):
+    """The window with models run in this process, for tests that patch core.pipeline or
+    core.loading to hold a load or an analysis at a chosen point."""
+    from attn_desktop.core.engine import InProcessEngine
+
+    w = _window(qtbot, InProcessEngine())
     yield w
     w.close()
 

@@ -35,3 +35,44 @@ def test_run_with_model_and_text_then_session(tiny_model_paths, tmp_path):
     out, marks = launch(tmp_path, session=session)
     assert out.returncode == 0, out.stderr[-3000:]
     assert marks == ["start", "window", "first-heatmap"]
+
+
+WINDOW_SCRIPT = r"""
+import sys
+from PySide6.QtCore import QEventLoop, QTimer
+from attn_desktop.gui.app import make_app
+from attn_desktop.gui.main_window import MainWindow
+
+app = make_app()
+window = MainWindow()
+window.show()
+
+def wait(signal):
+    loop = QEventLoop()
+    signal.connect(lambda *a: loop.quit())
+    QTimer.singleShot(120_000, loop.quit)
+    loop.exec()
+
+window.load_model(sys.argv[1], "cpu")
+wait(window.model_loaded)
+window.document.set_text("The bank approved the loan.")
+window.request_analysis()
+wait(window.analysis_shown)
+assert window.state.analysis is not None and window.state.analysis.arrays["attentions"].shape[:2] == (2, 4)
+heavy = [m for m in ("torch", "transformers") if m in sys.modules]
+window.close()
+window.engine.close()
+print("heavy:", heavy, flush=True)
+import os
+os._exit(1 if heavy else 0)  # this test is about imports; teardown is covered by test_run_...
+"""
+
+
+def test_the_window_process_never_imports_torch(tiny_model_paths, tmp_path):
+    """Models run in the model process (core.engine): the window's process stays free of torch
+    and transformers, whose imports would hold the GIL for hundreds of milliseconds."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", WINDOW_SCRIPT, str(tiny_model_paths["bert"])],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "heavy: []" in out.stdout

@@ -127,7 +127,8 @@ def test_causal_lm_with_generation(window, load, analyse, tiny_model_paths):
     np.testing.assert_array_equal(window.heatmap.values, aggregate_heads(att[0], "mean"))
 
 
-def test_cancel_running_analysis(window, load, tiny_model_paths, qtbot, monkeypatch):
+def test_cancel_running_analysis(in_process_window, load, tiny_model_paths, qtbot, monkeypatch):
+    window = in_process_window
     load(window, tiny_model_paths["bert"])
     import attn_desktop.core.pipeline as pipeline
 
@@ -153,7 +154,8 @@ def test_cancel_running_analysis(window, load, tiny_model_paths, qtbot, monkeypa
     assert window.messages.isVisible() and "cancelled" in window.messages.text.text()
 
 
-def test_edit_during_analysis_drops_stale_result(window, load, tiny_model_paths, qtbot, monkeypatch):
+def test_edit_during_analysis_drops_stale_result(in_process_window, load, tiny_model_paths, qtbot, monkeypatch):
+    window = in_process_window
     import threading
 
     load(window, tiny_model_paths["bert"])
@@ -338,7 +340,8 @@ def test_hover_shows_token_boundary_and_tooltip(window, load, analyse, tiny_mode
     np.testing.assert_array_equal(editor.values, an.arrays["attentions"][0].astype(np.float32).mean(0)[cls])
 
 
-def test_cancel_model_loading(window, tiny_model_paths, qtbot, monkeypatch):
+def test_cancel_model_loading(in_process_window, tiny_model_paths, qtbot, monkeypatch):
+    window = in_process_window
     import attn_desktop.core.loading as loading
 
     real = loading.load_model
