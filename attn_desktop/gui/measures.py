@@ -9,6 +9,7 @@ core.propagation; this module only files its results by their parameters.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 THUMB = 48  # thumbnails are at most THUMB x THUMB cells
 
 
-class Measure:
+class Measure(ABC):
     key = ""
     label = ""
     uses_heads = True  # the head selector applies (an aggregate, or the head fusion)
@@ -34,7 +35,7 @@ class Measure:
         """None when this measure can be shown for the set, else why not (one line)."""
         return None
 
-    def prepare(self, analysis: Analysis) -> None:
+    def prepare(self, analysis: Analysis) -> None:  # noqa: B027 (optional hook: most need nothing)
         """Compute or index what views need into the analysis. Runs in a worker thread."""
 
     def layer_range(self, analysis: Analysis, sel) -> tuple[int, int]:
@@ -53,8 +54,9 @@ class Measure:
         """The query index of each matrix row."""
         return np.arange(len(analysis.axis_tokens(sel.set_name)[0]))
 
+    @abstractmethod
     def matrix(self, analysis: Analysis, sel) -> np.ndarray:
-        raise NotImplementedError
+        """[rows, keys] for the selection; rows are the queries of `row_queries`."""
 
     def row(self, analysis: Analysis, sel, query: int) -> np.ndarray | None:
         """Values over the keys for one query, or None when the measure has no such row."""
