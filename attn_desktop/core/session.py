@@ -5,6 +5,7 @@ See docs/session-format.md. Written atomically; read with every shape checked.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -65,16 +66,10 @@ def save_session(analysis: Analysis, path: str | Path) -> Path:
                     np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
         os.replace(tmp, path)
     except BaseException:
-        with_suppressed_unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
     return path
-
-
-def with_suppressed_unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def load_session(path: str | Path) -> Analysis:

@@ -266,37 +266,32 @@ def seed_flow(copy: Analysis, rows: FlowRows | None) -> None:
 
 def index_saved(analysis: Analysis) -> None:
     """File the rollout and flow a session (or the command line) stored, under the parameters
-    its manifest records. Arrays whose parameters are unknown are left alone (and replaced
-    when computed again)."""
+    its manifest records. Arrays whose parameters cannot be read are left out with a warning
+    the window shows; rollout is then computed again on request, flow rows for a click."""
     methods = analysis.manifest.get("methods") or {}
     n = len(analysis.tokens)
+    warnings = analysis.extras.setdefault("gui_warnings", [])
     entry = methods.get("rollout")
-    if isinstance(entry, dict) and "rollout" in analysis.arrays:
+    if "rollout" in analysis.arrays:
         try:
             params = rollout_params(analysis, entry["alpha"], entry["head_fusion"], entry.get("start_layer", 0))
-            names = entry.get("arrays") or ["rollout"]
-            arrays = {k: analysis.arrays[k] for k in names}
+            arrays = {k: analysis.arrays[k] for k in entry.get("arrays") or ["rollout"]}
             layers = analysis.attention("encoder" if analysis.is_encoder_decoder else "self").shape[0]
-            if arrays["rollout"].shape == (layers - params[2], n, n):
-                store(analysis)["rollout"][params] = rollout_result(arrays, entry)
-        except (KeyError, TypeError, ValueError):
-            pass
+            if arrays["rollout"].shape != (layers - params[2], n, n):
+                raise ValueError("its shape does not match its start layer")
+            store(analysis)["rollout"][params] = rollout_result(arrays, entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            warnings.append(f"The saved rollout was not used (its parameters are unreadable: {exc!r}).")
     entry = methods.get("flow")
-    legacy = analysis.manifest.get("flow")  # written by the window before core.propagation existed
-    if not isinstance(entry, dict) and isinstance(legacy, dict) and "fusion" in legacy:
-        entry = {"alpha": legacy.get("alpha", 0.5), "head_fusion": legacy["fusion"],
-                 "exact": bool(legacy.get("exact", True)),
-                 "max_abs_error_bound": float(legacy.get("max_abs_error_bound", 0.0))}
-    if isinstance(entry, dict) and "flow" in analysis.arrays and "flow_rows" in analysis.arrays:
+    if "flow" in analysis.arrays and "flow_rows" in analysis.arrays:
         try:
             params = flow_params(entry["alpha"], entry["head_fusion"])
             rows = np.asarray(analysis.arrays["flow_rows"], np.int64)
-            flow = np.asarray(analysis.arrays["flow"], np.float32)
             order = np.argsort(rows, kind="stable")
-            if flow.shape == (len(rows), n):
-                store(analysis)["flow"][params] = FlowRows(flow[order], rows[order], entry)
-        except (KeyError, TypeError, ValueError):
-            pass
+            flow = np.asarray(analysis.arrays["flow"], np.float32)
+            store(analysis)["flow"][params] = FlowRows(flow[order], rows[order], entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            warnings.append(f"The saved flow rows were not used (their parameters are unreadable: {exc!r}).")
 
 
 def saved_params(analysis: Analysis) -> dict:

@@ -180,3 +180,19 @@ def test_rollout_results_kept_for_the_last_parameter_sets():
     assert len(kept) == ROLLOUT_KEEP and params[0] in kept and params[1] not in kept
     assert an.manifest["methods"]["rollout"]["alpha"] == 0.5  # the arrays a session would save
     np.testing.assert_array_equal(an.arrays["rollout"], kept[params[-1]].arrays["rollout"])
+
+
+def test_saved_propagation_with_unreadable_parameters_is_reported_not_dropped_silently():
+    from attn_desktop.gui.measures import index_saved, store
+
+    n = 3
+    an = Analysis(text="a b c", tokens=[Token(t, i * 2, i * 2 + 1) for i, t in enumerate("abc")],
+                  arrays={"attentions": np.full((2, 2, n, n), 1 / n, np.float16),
+                          "rollout": np.full((2, n, n), 1 / n, np.float32),
+                          "flow": np.full((1, n), 1 / n, np.float32), "flow_rows": np.array([0])},
+                  manifest={"methods": {"flow": {"alpha": 0.5}}})
+    index_saved(an)
+    warnings = an.extras["gui_warnings"]
+    assert any("saved rollout was not used" in w for w in warnings)
+    assert any("saved flow rows were not used" in w for w in warnings)
+    assert not store(an)["rollout"] and not store(an)["flow"]
