@@ -22,7 +22,6 @@ import torch
 from attn_desktop.core.errors import Cancelled
 
 IMPL_NAME = "attn_desktop_capture"
-SETS = ("self", "encoder", "decoder", "cross")
 _CROSS_PARTS = {"encoder_attn", "encdecattention", "crossattention", "cross_attn", "cross_attention"}
 
 

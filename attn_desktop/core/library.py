@@ -24,10 +24,6 @@ class ModelEntry:
     size_bytes: int | None = None
     error: str | None = None
 
-    @property
-    def loadable(self) -> bool:
-        return self.error is None
-
 
 def default_library_dir() -> Path:
     env = os.environ.get(LIBRARY_ENV)

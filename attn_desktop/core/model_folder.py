@@ -18,7 +18,6 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TOKENIZER_FILES = (
     "tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model",
 )
-KINDS = ("encoder", "sequence-classification", "masked-lm", "causal-lm", "encoder-decoder")
 CONVERT_HINT = (
     "convert them on a trusted machine with "
     "`AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)`"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
@@ -37,7 +36,6 @@ class DocumentPanel(QWidget):
         layout.addWidget(self.editor, 1)
         self.synced = None  # the Analysis whose token spans index the editor's text
         self._strip_key: tuple | None = None
-        self.row_values: np.ndarray | None = None  # what the highlight shows, per key token
         # (analysis, selection, measure) -> why there is no row for the focus token; the window
         # sets it (it knows which jobs run)
         self.missing_note = lambda an, sel, measure: f"{measure.label} has no row for token {sel.focus}."
@@ -100,7 +98,6 @@ class DocumentPanel(QWidget):
     def refresh(self) -> None:
         an = self.state.analysis
         if an is None or self.synced is not an:
-            self.row_values = None
             self.editor.set_highlight(None, None, None)
             self.strip.set_tokens("", [])
             self.legend.setText("")
@@ -115,7 +112,6 @@ class DocumentPanel(QWidget):
         queries, keys = an.axis_tokens(sel.set_name)
         self._update_strip(an, sel.set_name)
         row = measure.row(an, sel, sel.focus)
-        self.row_values = row
         lut = colormaps.lut(sel.colormap)
         on_editor = keys is an.tokens
         if row is None:

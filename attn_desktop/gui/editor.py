@@ -87,7 +87,6 @@ class TokenEditor(QPlainTextEdit):
         self.setPlaceholderText("Paste or type a document here, or drop a text file.")
         self.setLineWrapMode(QPlainTextEdit.WidgetWidth)
         self.tokens: list[Token] = []
-        self.token_indices: list[int] = []  # token index of each entry in `tokens`' span map
         self.values: np.ndarray | None = None  # per token (analysis order); NaN: no value
         self.colors: TokenColors | None = None
         self._order = np.zeros(0, dtype=np.intp)  # spanned tokens sorted by start

@@ -213,10 +213,6 @@ class Heatmap(QWidget):
         self.title.setText(title)
         self._place_focus()
 
-    def shown_values(self) -> np.ndarray | None:
-        """The matrix on screen as float32 (the stored matrix may be float16)."""
-        return None if self.values is None else self.values.astype(np.float32, copy=False)
-
     def clear(self, message: str = "") -> None:
         self.values = None
         self.image.clear()

@@ -65,10 +65,8 @@ class MainWindow(FileActions, QMainWindow):
         self.settings = app_settings.settings()
         self.state = ViewState(self)
         self.loaded = None
-        self.loading_path: str | None = None
         self.device = device
         self.cache = MatrixCache()
-        self.last_analysis_seconds: float | None = None
         self._library_job: Job | None = None
         self.model_names: dict[str, str] = {}  # folder -> name the library gives it
 
@@ -308,7 +306,6 @@ class MainWindow(FileActions, QMainWindow):
 
     def load_model(self, path: str, device: str | None = None) -> None:
         device = device or self.model_panel.device.currentText() or self.device
-        self.loading_path = str(path)
         self.model_panel.set_busy(True, f"loading {Path(path).name}…")
 
         engine = self.engine
@@ -508,7 +505,6 @@ class MainWindow(FileActions, QMainWindow):
     def _on_analysis_done(self, _gen, prepared) -> None:
         if input_text(prepared.analysis) != self.document.text():
             return  # belt and braces: an edit always invalidates first
-        self.last_analysis_seconds = prepared.seconds
         self.show_prepared(prepared)
 
     def _on_analysis_failed(self, _gen, message: str) -> None:

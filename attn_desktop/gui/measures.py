@@ -132,8 +132,6 @@ ROLLOUT_KEEP = 4
 # longer texts get their rollout from its own job (progress per layer, its own Cancel) after the
 # analysis shows: 3.4 s at n=2048 with 6 layers here
 ROLLOUT_WITH_ANALYSIS_MAX = 1024
-ROLLOUT_ARRAYS = {"self": "rollout", "encoder": "rollout", "decoder": "decoder_rollout",
-                  "cross": "decoder_source_rollout"}
 
 
 @dataclass
