@@ -1,6 +1,6 @@
 """attn-desktop: offline inspection of attention in local Transformer models."""
 
-from attn_desktop.core.offline import ensure_offline
+from attn_desktop.core.model.offline import ensure_offline
 
 __version__ = "0.1.0"
 

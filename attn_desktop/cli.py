@@ -95,7 +95,7 @@ def read_text_file(name: str) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from attn_desktop.core.session import check_writable
+    from attn_desktop.core.store.session import check_writable
 
     if args.text is not None:
         text = args.text
@@ -109,9 +109,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if out.suffix != ".attn":
         raise UserError(f"the session file must end in .attn: {out}")
     started = time.perf_counter()
-    from attn_desktop.core.loading import load_model
+    from attn_desktop.core.model.loading import load_model
     from attn_desktop.core.pipeline import analyze
-    from attn_desktop.core.session import save_session
+    from attn_desktop.core.store.session import save_session
 
     loaded = load_model(args.model, device=args.device)
     analysis = analyze(
@@ -126,7 +126,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def add_methods(analysis, methods: list[str], args: argparse.Namespace) -> None:
     if not {"rollout", "flow"} & set(methods):
         return
-    from attn_desktop.core.propagation import (
+    from attn_desktop.core.propagate.propagation import (
         add_flow,
         add_rollout,
         check_params,
@@ -173,7 +173,7 @@ def summary_line(loaded, analysis, seconds: float, out: Path) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from attn_desktop.core.library import default_library_dir, human_count, human_size, list_models
+    from attn_desktop.core.store.library import default_library_dir, human_count, human_size, list_models
 
     folder = Path(args.library).expanduser() if args.library else default_library_dir()
     entries = list_models(folder)

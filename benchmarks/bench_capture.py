@@ -32,7 +32,7 @@ def timing(repeats: int = 30) -> None:
     import torch
     import transformers
 
-    from attn_desktop.core.loading import load_model
+    from attn_desktop.core.model.loading import load_model
     from attn_desktop.core.pipeline import _capture
 
     torch.set_num_threads(2)
@@ -96,7 +96,7 @@ import torch
 torch.set_num_threads(2)
 if mode == "bare":
     import transformers
-    from attn_desktop.core.demo import demo_model_path
+    from attn_desktop.core.model.demo import demo_model_path
     path = demo_model_path()
     tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = transformers.AutoModel.from_pretrained(path, attn_implementation="eager", local_files_only=True).eval()
@@ -105,9 +105,9 @@ if mode == "bare":
     with torch.no_grad():
         model(**tok(text, return_tensors="pt"))
 else:
-    from attn_desktop.core.loading import load_model
+    from attn_desktop.core.model.loading import load_model
     from attn_desktop.core.pipeline import analyze
-    from attn_desktop.core.session import save_session
+    from attn_desktop.core.store.session import save_session
     loaded = load_model("demo")
     text = text_of(loaded.tokenizer, n)
     reset_hwm(); base = hwm_kib()

@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from attn_desktop.core.flow import attention_flow
-from attn_desktop.core.rollout import fused_hat
+from attn_desktop.core.propagate.flow import attention_flow
+from attn_desktop.core.propagate.rollout import fused_hat
 
 
 def synthetic_attention(layers: int, heads: int, n: int, seed: int = 0) -> np.ndarray:

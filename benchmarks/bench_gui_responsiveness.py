@@ -1,11 +1,11 @@
 """Is the event loop ever blocked while workers run? A 10 ms QTimer probe records the gaps
 between its ticks on the real window while (1) the demo model loads (torch and transformers
-are imported in the model process, core.engine;
+are imported in the model process, core.model.engine;
 transformers in the worker), (2) a ~500-token text is analysed, (3) a session is saved and
 reopened. Baseline: the same probe with the window idle. The target is no gap above 50 ms.
 
 Baseline for the model process: the same first load with the model in the window's own
-process (core.engine.InProcessEngine, run in a child of this script so that neither run sees
+process (core.model.engine.InProcessEngine, run in a child of this script so that neither run sees
 the other's imports). There, parts of the torch and transformers imports run C code that holds
 the GIL for 100-250 ms at a time, and no Python thread, the GUI's included, can run meanwhile.
 """
@@ -72,12 +72,12 @@ def report(name: str, gaps: list[float], seconds: float) -> float:
 
 
 def main(in_process: bool = False) -> int:
-    from attn_desktop.core.demo import demo_model_path
+    from attn_desktop.core.model.demo import demo_model_path
 
     app = make_app()
     engine = None
     if in_process:
-        from attn_desktop.core.engine import InProcessEngine
+        from attn_desktop.core.model.engine import InProcessEngine
 
         engine = InProcessEngine()
     window = MainWindow(engine=engine)

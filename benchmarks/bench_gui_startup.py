@@ -47,7 +47,7 @@ def wall(code: str) -> float:
 
 def main() -> int:
     bare = statistics.median(wall("pass") for _ in range(RUNS))
-    heavy = statistics.median(wall("import attn_desktop.core.offline as o; o.import_transformers(); import torch")
+    heavy = statistics.median(wall("import attn_desktop.core.model.offline as o; o.import_transformers(); import torch")
                               for _ in range(RUNS))
     runs = [launch() for _ in range(RUNS)]
     window = statistics.median(r["window"] for r in runs)

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from attn_desktop.core.rollout import cumulative_rollout, residual_normalise, rollout_row
+from attn_desktop.core.propagate.rollout import cumulative_rollout, residual_normalise, rollout_row
 
 
 def fused_attention(layers: int, n: int, seed: int = 0) -> np.ndarray:

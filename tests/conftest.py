@@ -23,7 +23,7 @@ def tiny_model_paths(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def demo_path() -> Path:
-    from attn_desktop.core.demo import demo_model_path
+    from attn_desktop.core.model.demo import demo_model_path
 
     return demo_model_path()
 
@@ -31,7 +31,7 @@ def demo_path() -> Path:
 @pytest.fixture(scope="session")
 def loaded_models(tiny_model_paths):
     """Loaded once per session through the real loading path; do not mutate."""
-    from attn_desktop.core.loading import load_model
+    from attn_desktop.core.model.loading import load_model
 
     cache = {}
 
@@ -45,6 +45,6 @@ def loaded_models(tiny_model_paths):
 
 @pytest.fixture(scope="session")
 def demo_model():
-    from attn_desktop.core.loading import load_model
+    from attn_desktop.core.model.loading import load_model
 
     return load_model("demo")

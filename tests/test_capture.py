@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from attn_desktop.core import capture
-from attn_desktop.core.loading import AUTO_CLASSES
+from attn_desktop.core.model import capture
+from attn_desktop.core.model.loading import AUTO_CLASSES
 from attn_desktop.core.pipeline import analyze
 
 TEXT = "The bank approved the loan after the river bank flooded."

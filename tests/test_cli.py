@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from attn_desktop.cli import main
-from attn_desktop.core.session import load_session
+from attn_desktop.core.store.session import load_session
 
 
 def run(capsys, *args):

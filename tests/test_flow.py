@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import attn_desktop.core.flow as flow_module
+import attn_desktop.core.propagate.flow as flow_module
 from attn_desktop.core.errors import Cancelled
-from attn_desktop.core.flow import EXACT_TOL, attention_flow
-from attn_desktop.core.rollout import residual_normalise, rollout
+from attn_desktop.core.propagate.flow import EXACT_TOL, attention_flow
+from attn_desktop.core.propagate.rollout import residual_normalise, rollout
 
 
 def random_hat(seed, layers, n, causal=False, sparse=False, temperature=2.0, alpha=0.5):
@@ -108,7 +108,7 @@ def test_one_layer_flow_is_hat_and_rollout(seed, n, causal, alpha):
     att = rng.random((1, 2, n, n)).astype(np.float32)
     att /= att.sum(-1, keepdims=True)
     one = rollout(att, alpha)[0]
-    from attn_desktop.core.rollout import fused_hat
+    from attn_desktop.core.propagate.rollout import fused_hat
 
     np.testing.assert_allclose(attention_flow(fused_hat(att, alpha), range(n)).flow, one, atol=1e-6)
 

@@ -1,4 +1,4 @@
-"""core.heads against an independent, loop-based numpy computation."""
+"""core.propagate.heads against an independent, loop-based numpy computation."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attn_desktop.core import heads
+from attn_desktop.core.propagate import heads
 
 
 def random_attention(rng, layers, nheads, n, causal=False, keys=None):

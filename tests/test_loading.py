@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from attn_desktop.core.errors import UserError
-from attn_desktop.core.library import list_models
-from attn_desktop.core.loading import load_model
-from attn_desktop.core.model_folder import inspect_folder
+from attn_desktop.core.store.library import list_models
+from attn_desktop.core.model.loading import load_model
+from attn_desktop.core.model.folder import inspect_folder
 
 EXPECTED_KIND = {
     "bert": "encoder", "bert-cls": "sequence-classification", "bert-mlm": "masked-lm", "mpnet": "encoder",
@@ -192,7 +192,7 @@ def test_parameter_count_from_headers_matches_torch(loaded_models):
 def test_weights_hash_is_cached_and_refreshed_when_the_file_changes(copy_of, monkeypatch):
     import hashlib
 
-    from attn_desktop.core import hashing
+    from attn_desktop.core.model import hashing
 
     folder = copy_of()
     weights = folder / "model.safetensors"

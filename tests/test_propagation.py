@@ -8,8 +8,8 @@ import pytest
 from attn_desktop.cli import main
 from attn_desktop.core.errors import Cancelled, UserError
 from attn_desktop.core.pipeline import analyze
-from attn_desktop.core.propagation import add_flow, add_rollout, default_focus, parse_rows
-from attn_desktop.core.session import load_session, save_session
+from attn_desktop.core.propagate.propagation import add_flow, add_rollout, default_focus, parse_rows
+from attn_desktop.core.store.session import load_session, save_session
 
 SENTENCE = "I sat by the river bank."
 
@@ -20,7 +20,7 @@ def demo_analysis(demo_model):
 
 
 def numpy_rollout(att, alpha, fusion):
-    """Written from the paper's formula, independent of core.rollout."""
+    """Written from the paper's formula, independent of core.propagate.rollout."""
     att = att.astype(np.float64)
     fused = {"mean": att.mean(1), "max": att.max(1), "min": att.min(1)}[fusion]
     n = fused.shape[-1]
@@ -157,7 +157,7 @@ def test_cli_methods_write_rollout_and_flow(tmp_path, capsys):
 
 
 def test_flow_accepts_kept_matrices_and_records_both_bounds(demo_analysis):
-    from attn_desktop.core.rollout import fused_hat
+    from attn_desktop.core.propagate.rollout import fused_hat
 
     hat = fused_hat(demo_analysis.arrays["attentions"], 0.5, "mean")
     add_flow(demo_analysis, [2], hat=hat)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attn_desktop.core.errors import Cancelled
-from attn_desktop.core.rollout import (
+from attn_desktop.core.propagate.rollout import (
     cumulative_rollout,
     fuse_heads,
     fused_hat,

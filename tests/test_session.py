@@ -9,7 +9,7 @@ import pytest
 
 from attn_desktop.core.errors import UserError
 from attn_desktop.core.pipeline import analyze
-from attn_desktop.core.session import load_session, save_session
+from attn_desktop.core.store.session import load_session, save_session
 
 TEXT = "The tenant shall pay the rent on the first day of each month."
 

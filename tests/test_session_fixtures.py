@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_desktop.core.session import load_session
+from attn_desktop.core.store.session import load_session
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

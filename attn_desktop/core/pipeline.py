@@ -14,7 +14,7 @@ import numpy as np
 from attn_desktop import __version__
 from attn_desktop.core.analysis import Analysis
 from attn_desktop.core.errors import Cancelled, UserError
-from attn_desktop.core.loading import CAPTURE_EAGER, LoadedModel
+from attn_desktop.core.model.loading import CAPTURE_EAGER, LoadedModel
 from attn_desktop.core.tokens import build_tokens
 
 DEFAULT_SEQ2SEQ_TOKENS = 20
@@ -228,7 +228,7 @@ def _greedy(model, tok, ids, n, device, encoder_decoder=False) -> list[int]:
 def _capture(loaded: LoadedModel, ids, decoder_ids, *, progress, cancel) -> dict[str, np.ndarray]:
     import torch
 
-    from attn_desktop.core import capture
+    from attn_desktop.core.model import capture
 
     model = loaded.model
     inputs = {"input_ids": _as_tensor(ids, loaded.device)}

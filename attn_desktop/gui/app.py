@@ -64,7 +64,7 @@ def start(window, model: str | None, text_file: str | None, session: str | None,
             window.open_text_file(str(samples[0]))
             window.setWindowTitle("attn-desktop")
     if model is None:
-        from ..core.demo import demo_model_path
+        from ..core.model.demo import demo_model_path
         from ..core.errors import UserError
 
         try:

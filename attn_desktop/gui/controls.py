@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.heads import AGGREGATES
+from ..core.propagate.heads import AGGREGATES
 from . import colormaps
 from .measures import MEASURES
 from .state import ALPHA_MIN, ViewState

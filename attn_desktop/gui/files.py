@@ -62,7 +62,7 @@ class FileActions:
 
     def open_session(self, path: str) -> int:
         def work(progress, cancel):
-            from ..core.session import load_session
+            from ..core.store.session import load_session
 
             started = time.perf_counter()
             progress(0.1, "reading the session")
@@ -113,7 +113,7 @@ class FileActions:
         snapshot = work_copy(analysis)
 
         def work(progress, cancel):
-            from ..core.session import save_session
+            from ..core.store.session import save_session
 
             return str(save_session(snapshot, path))
 

@@ -52,11 +52,11 @@ class MainWindow(FileActions, QMainWindow):
     library_listed = Signal(list)
 
     def __init__(self, device: str = "cpu", engine=None) -> None:
-        """`engine` runs the models: by default the shared child process (core.engine), so this
+        """`engine` runs the models: by default the shared child process (core.model.engine), so this
         process never imports torch; tests that patch the pipeline pass an InProcessEngine."""
         super().__init__()
         if engine is None:
-            from ..core.engine import shared_engine
+            from ..core.model.engine import shared_engine
 
             engine = shared_engine()
         self.engine = engine
@@ -411,7 +411,7 @@ class MainWindow(FileActions, QMainWindow):
             self.debounce.stop()
         self.propagation.cancel()
 
-    # -- rollout and attention flow (core.propagation, in workers) --------------------------------
+    # -- rollout and attention flow (core.propagate.propagation, in workers) --------------------------------
     def compute_flow(self) -> int | None:
         """The focus token's flow row (Ctrl+Shift+F), then show flow."""
         return self._compute_flow([self.state.sel.focus])
@@ -628,7 +628,7 @@ class MainWindow(FileActions, QMainWindow):
 
 def list_library(progress, cancel):
     """(library folder, entries); the demo model first. Run in a worker."""
-    from ..core import library
+    from ..core.store import library
 
     folder = library.default_library_dir()
     return str(folder), library.list_models(folder)

@@ -4,7 +4,7 @@ A measure turns (analysis, selection) into a matrix [rows, keys] whose rows are 
 Adding one is a class with `unavailable`, `layer_range`, `ready`, `matrix`, `row`, `title` and
 optionally `prepare` (run in a worker thread, never on the GUI thread), then `register(...)`.
 Qt-free, so workers and tests can use it directly. The science (rollout, flow) is in
-core.propagation; this module only files its results by their parameters.
+core.propagate.propagation; this module only files its results by their parameters.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.heads import HeadDiagnostics, aggregate_heads, aggregate_row, head_diagnostics
+from ..core.propagate.heads import HeadDiagnostics, aggregate_heads, aggregate_row, head_diagnostics
 
 if TYPE_CHECKING:
     from ..core.analysis import Analysis
@@ -120,7 +120,7 @@ class AttentionMeasure(Measure):
         return f"Attention · layer {sel.layer} · {head_label(sel.head)}"
 
 
-# -- rollout and flow: computed by core.propagation, kept per parameter set -------------------
+# -- rollout and flow: computed by core.propagate.propagation, kept per parameter set -------------------
 #
 # The window computes them in workers on a copy of the analysis (`work_copy`) and files the
 # results here on the GUI thread, keyed by their parameters. A view looks its data up by the
@@ -136,7 +136,7 @@ ROLLOUT_WITH_ANALYSIS_MAX = 1024
 
 @dataclass
 class RolloutResult:
-    arrays: dict[str, np.ndarray]  # as core.propagation made them
+    arrays: dict[str, np.ndarray]  # as core.propagate.propagation made them
     shown: dict[str, np.ndarray]  # attention set -> [layers, queries, keys] as the views show it
     entry: dict  # manifest["methods"]["rollout"]
 
@@ -203,7 +203,7 @@ def rollout_result(arrays: dict[str, np.ndarray], entry: dict) -> RolloutResult:
 
 def compute_rollout(copy: Analysis, params: tuple, progress=None, cancel=None) -> RolloutResult:
     """Runs in a worker, on a `work_copy`."""
-    from ..core import propagation
+    from ..core.propagate import propagation
 
     alpha, fusion, start = params
     propagation.add_rollout(copy, alpha, fusion, start, progress=progress, cancel=cancel)
@@ -245,7 +245,7 @@ def adopt_flow(analysis: Analysis, params: tuple) -> None:
 
 
 def flow_rows_of(copy: Analysis) -> FlowRows | None:
-    """What a worker's copy holds after core.propagation.add_flow."""
+    """What a worker's copy holds after core.propagate.propagation.add_flow."""
     entry = copy.manifest.get("methods", {}).get("flow")
     if entry is None or "flow" not in copy.arrays:
         return None
@@ -316,7 +316,7 @@ def exactness_label(entry: dict) -> str:
 
 
 class RolloutMeasure(Measure):
-    """Attention rollout (Abnar & Zuidema 2020), cumulative per layer, from core.propagation.
+    """Attention rollout (Abnar & Zuidema 2020), cumulative per layer, from core.propagate.propagation.
     The head selector chooses the head fusion; α and the start layer come from the selection.
     Encoder-decoder models: the encoder, the decoder (target part) and decoder → source."""
 
@@ -379,7 +379,7 @@ class RolloutMeasure(Measure):
 
 
 class FlowMeasure(Measure):
-    """Attention flow (Abnar & Zuidema 2020), exact, from core.propagation: the rows computed so
+    """Attention flow (Abnar & Zuidema 2020), exact, from core.propagate.propagation: the rows computed so
     far for the selection's α and head fusion, labelled by their query tokens."""
 
     key = "flow"

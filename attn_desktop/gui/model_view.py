@@ -8,7 +8,7 @@ from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
-from ..core.heads import DIFFUSE_THRESHOLD, SINGLE_POSITION_THRESHOLD, HeadDiagnostics
+from ..core.propagate.heads import DIFFUSE_THRESHOLD, SINGLE_POSITION_THRESHOLD, HeadDiagnostics
 from . import colormaps
 
 DIFFUSE_MARK = "≈"

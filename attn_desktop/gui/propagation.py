@@ -1,9 +1,9 @@
-"""Rollout and attention flow in the window. core.propagation computes them in workers, on a
+"""Rollout and attention flow in the window. core.propagate.propagation computes them in workers, on a
 copy of the analysis (measures.work_copy); results are filed on the GUI thread under their
 parameters (measures.file_rollout / file_flow), so a view only ever shows a result under the
 parameters it was computed with.
 
-Flow rows are computed one at a time by core.propagation.add_flow: each finished row reaches the
+Flow rows are computed one at a time by core.propagate.propagation.add_flow: each finished row reaches the
 window at once (a queued signal), so the heatmap fills in row by row, the progress bar moves per
 row, and a cancel keeps every finished row. A running job takes more rows (a token clicked
 meanwhile) and computes the focus token's row next.
@@ -185,8 +185,8 @@ class Propagation(QObject):
         emit_row = self._flow_row.emit
 
         def work(progress, cancel):
-            from ..core import propagation
-            from ..core.rollout import fused_hat
+            from ..core.propagate import propagation
+            from ..core.propagate.rollout import fused_hat
 
             hat = fused_hat(propagation.self_attention(copy), alpha, fusion)
             try:

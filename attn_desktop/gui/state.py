@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from ..core.heads import AGGREGATES
+from ..core.propagate.heads import AGGREGATES
 from .colormaps import DEFAULT_COLORMAP
 from .measures import MEASURES, Prepared
 

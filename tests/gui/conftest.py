@@ -59,8 +59,8 @@ def window(qtbot):
 @pytest.fixture
 def in_process_window(qtbot):
     """The window with models run in this process, for tests that patch core.pipeline or
-    core.loading to hold a load or an analysis at a chosen point."""
-    from attn_desktop.core.engine import InProcessEngine
+    core.model.loading to hold a load or an analysis at a chosen point."""
+    from attn_desktop.core.model.engine import InProcessEngine
 
     w = _window(qtbot, InProcessEngine())
     yield w

@@ -26,9 +26,9 @@ def test_run_with_model_and_text_then_session(tiny_model_paths, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert marks == ["start", "window", "first-heatmap"]
 
-    from attn_desktop.core.loading import load_model
+    from attn_desktop.core.model.loading import load_model
     from attn_desktop.core.pipeline import analyze
-    from attn_desktop.core.session import save_session
+    from attn_desktop.core.store.session import save_session
 
     session = tmp_path / "s.attn"
     save_session(analyze(load_model(tiny_model_paths["bert"]), "The bank approved the loan."), session)
@@ -69,7 +69,7 @@ os._exit(1 if heavy else 0)  # this test is about imports; teardown is covered b
 
 
 def test_the_window_process_never_imports_torch(tiny_model_paths, tmp_path):
-    """Models run in the model process (core.engine): the window's process stays free of torch
+    """Models run in the model process (core.model.engine): the window's process stays free of torch
     and transformers, whose imports would hold the GIL for hundreds of milliseconds."""
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", WINDOW_SCRIPT, str(tiny_model_paths["bert"])],

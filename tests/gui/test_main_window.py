@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from attn_desktop.core.heads import aggregate_heads
+from attn_desktop.core.propagate.heads import aggregate_heads
 from attn_desktop.gui import colormaps
 
 ANALYSIS_TIMEOUT = 60_000
@@ -342,7 +342,7 @@ def test_hover_shows_token_boundary_and_tooltip(window, load, analyse, tiny_mode
 
 def test_cancel_model_loading(in_process_window, tiny_model_paths, qtbot, monkeypatch):
     window = in_process_window
-    import attn_desktop.core.loading as loading
+    import attn_desktop.core.model.loading as loading
 
     real = loading.load_model
 

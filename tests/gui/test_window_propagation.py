@@ -1,4 +1,4 @@
-"""Rollout and attention flow in the real window: computed by core.propagation in workers,
+"""Rollout and attention flow in the real window: computed by core.propagate.propagation in workers,
 shown under exactly the parameters they were computed with, flow rows per row with cancel,
 kept in sessions."""
 
@@ -9,7 +9,7 @@ import threading
 import numpy as np
 from PySide6.QtCore import Qt
 
-from attn_desktop.core import propagation
+from attn_desktop.core.propagate import propagation
 from attn_desktop.core.analysis import Analysis
 from attn_desktop.gui.measures import MEASURES, FlowRows, file_flow
 

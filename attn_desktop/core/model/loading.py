@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from attn_desktop.core.errors import Cancelled, UserError
-from attn_desktop.core.hashing import weights_sha256
-from attn_desktop.core.model_folder import FolderInfo, inspect_folder
-from attn_desktop.core.offline import import_transformers
+from attn_desktop.core.model.hashing import weights_sha256
+from attn_desktop.core.model.folder import FolderInfo, inspect_folder
+from attn_desktop.core.model.offline import import_transformers
 
 AUTO_CLASSES = {
     "encoder": "AutoModel",
@@ -57,7 +57,7 @@ class LoadedModel:
     @functools.cached_property
     def site_of(self):
         """Maps an attention module of this model to its capture Site."""
-        from attn_desktop.core.capture import site_namer
+        from attn_desktop.core.model.capture import site_namer
 
         return site_namer(self.model, self.is_encoder_decoder)
 
@@ -130,13 +130,13 @@ def load_model(
 
     label = None
     if str(spec) == "demo":
-        from attn_desktop.core.demo import DEMO_NAME, demo_model_path
+        from attn_desktop.core.model.demo import DEMO_NAME, demo_model_path
 
         spec, label = demo_model_path(), DEMO_NAME
     report(0.0, "reading the model folder")
     info = inspect_folder(spec, label=label)
     tf = import_transformers()
-    from attn_desktop.core import capture
+    from attn_desktop.core.model import capture
 
     capture.register()
     check_cancel()

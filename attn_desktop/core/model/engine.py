@@ -48,7 +48,7 @@ class InProcessEngine:
         self.loaded = None
 
     def load(self, path: str, device: str = "cpu", progress: Progress = None, cancel: Cancel = None):
-        from attn_desktop.core.loading import load_model
+        from attn_desktop.core.model.loading import load_model
 
         self.loaded = load_model(path, device=device, progress=progress, cancel=cancel)
         return self.loaded, _available_devices()
@@ -144,7 +144,7 @@ def _serve(conn: Connection, cancel_fd: int) -> None:
 class ProcessEngine:
     """Runs models in one long-lived child process, started on first use.
 
-    The child is a fresh interpreter (`python -m attn_desktop.core.engine`), not a fork of this
+    The child is a fresh interpreter (`python -m attn_desktop.core.model.engine`), not a fork of this
     Qt process and not multiprocessing's spawn, which would re-import the caller's __main__."""
 
     def __init__(self) -> None:
@@ -160,7 +160,7 @@ class ProcessEngine:
         cancel_r, cancel_w = os.pipe()
         fds = (to_child_r, from_child_w, cancel_r)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "attn_desktop.core.engine", *map(str, fds)],
+            [sys.executable, "-m", "attn_desktop.core.model.engine", *map(str, fds)],
             pass_fds=fds, stdin=subprocess.DEVNULL, close_fds=True,
         )
         for fd in fds:
@@ -284,7 +284,7 @@ def shared_engine() -> ProcessEngine:
 
 if __name__ == "__main__":
     # Serve from the imported module, not __main__, so pickled classes name their real module.
-    from attn_desktop.core import engine as _engine
+    from attn_desktop.core.model import engine as _engine
 
     _in, _out, _cancel = (int(a) for a in sys.argv[1:4])
     _engine._serve(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import Cancelled
+from ..errors import Cancelled
 from .heads import AGGREGATES, aggregate_heads
 
 Progress = Callable[[int, int], object]

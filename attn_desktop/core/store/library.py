@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attn_desktop.core.errors import UserError
-from attn_desktop.core.model_folder import inspect_folder
+from attn_desktop.core.model.folder import inspect_folder
 
 LIBRARY_ENV = "ATTN_DESKTOP_MODELS"
 
@@ -52,7 +52,7 @@ def list_models(library_dir: str | Path | None = None, include_demo: bool = True
     """The demo model first, then every sub-folder of the library, sorted by name."""
     entries = []
     if include_demo:
-        from attn_desktop.core.demo import DEMO_NAME, demo_model_path
+        from attn_desktop.core.model.demo import DEMO_NAME, demo_model_path
 
         try:
             entries.append(describe_folder(demo_model_path(), name=f"demo ({DEMO_NAME})"))

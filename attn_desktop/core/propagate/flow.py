@@ -45,7 +45,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
-from .errors import Cancelled
+from ..errors import Cancelled
 
 EXACT_TOL = 1e-6  # a result is labelled exact when every flow is certified within this
 DEFAULT_TOL = 5e-7

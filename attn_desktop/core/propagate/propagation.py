@@ -74,7 +74,7 @@ def add_rollout(
 ) -> None:
     """arrays['rollout'] [L − start, n, n], cumulative after each layer; for encoder-decoder
     models also 'decoder_rollout' [Ld, t, t] and 'decoder_source_rollout' [Ld, t, s]."""
-    from attn_desktop.core import rollout as ro
+    from attn_desktop.core.propagate import rollout as ro
 
     check_params(analysis, alpha, fusion, start_layer)
     started = time.perf_counter()
@@ -118,8 +118,8 @@ def add_flow(
     the finished ones. progress(done_rows, total_rows). `hat`: the fused, residual-normalised
     matrices for these alpha and fusion, when the caller keeps them between calls. Returns the
     rows computed now."""
-    from attn_desktop.core.flow import EXACT_TOL, attention_flow
-    from attn_desktop.core.rollout import fused_hat
+    from attn_desktop.core.propagate.flow import EXACT_TOL, attention_flow
+    from attn_desktop.core.propagate.rollout import fused_hat
 
     check_params(analysis, alpha, fusion)
     n = len(analysis.tokens)

@@ -1,0 +1,1 @@
+"""Propagation of attention: head aggregation and diagnostics, rollout, exact flow."""

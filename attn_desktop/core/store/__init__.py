@@ -1,0 +1,1 @@
+"""Storage: session files and the model library."""
