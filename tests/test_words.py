@@ -1,0 +1,127 @@
+"""Words from word pieces (core.words) on the demo model's real tokenizer, checked against the
+tokenizer's own word ids and against explicit loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attn_desktop.core import words
+from attn_desktop.core.analysis import Token
+from attn_desktop.core.pipeline import analyze
+
+# no apostrophe or hyphen: here the tokenizer's own pre-tokenizer words are exactly ours
+TEXT = ("The Tenant shall indemnify the Landlord against unforeseeable liabilities, "
+        "réévaluer CHF 😷 in 2026.")
+
+
+@pytest.fixture(scope="module")
+def contract(demo_model):
+    return analyze(demo_model, TEXT)
+
+
+def loop_groups(analysis):
+    """Units by an independent route: the fast tokenizer's word_ids (specials: None)."""
+    from transformers import AutoTokenizer
+
+    from attn_desktop.core.model.demo import demo_model_path
+
+    tok = AutoTokenizer.from_pretrained(str(demo_model_path()), local_files_only=True)
+    ids = tok(TEXT).word_ids()
+    assert len(ids) == len(analysis.tokens)
+    groups: list[list[int]] = []
+    for i, w in enumerate(ids):
+        if i > 0 and w is not None and ids[i - 1] == w:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def test_words_match_the_tokenizers_words(contract):
+    units = words.group_words(contract.text, contract.tokens)
+    expected = loop_groups(contract)
+    assert [units.tokens(u) for u in range(len(units))] == expected
+    labels = dict(zip(units.labels, range(len(units))))
+    indemnify = units.tokens(labels["indemnify"])
+    assert len(indemnify) > 1  # several pieces: "ind ##em ##ni ##fy"
+    assert [contract.tokens[i].text for i in indemnify] != ["indemnify"]
+    assert len(units.tokens(labels["réévaluer"])) > 1
+    # specials stay single units, with their own label
+    assert units.labels[0] == "[CLS]" and units.tokens(0) == [0]
+    assert units.labels[-1] == "[SEP]" and units.tokens(len(units) - 1) == [len(contract.tokens) - 1]
+    assert "," in units.labels and "." in units.labels  # punctuation is its own unit
+
+
+def test_apostrophes_and_hyphens_stay_inside_words(demo_model):
+    an = analyze(demo_model, "Each party's non-compete ends.")
+    units = words.group_words(an.text, an.tokens)
+    assert "party's" in units.labels and "non-compete" in units.labels
+    assert "ends" in units.labels and "." in units.labels
+
+
+def test_unit_matrix_equals_explicit_loops_and_rows_sum_to_one(contract):
+    att = contract.arrays["attentions"][2, 5].astype(np.float64)  # one layer, one head
+    units = words.group_words(contract.text, contract.tokens)
+    got, which = words.unit_matrix(att, np.arange(len(contract.tokens)), units, units)
+    groups = loop_groups(contract)
+    assert list(which) == list(range(len(groups)))
+    expected = np.zeros((len(groups), len(groups)))
+    for a, qs in enumerate(groups):
+        for b, ks in enumerate(groups):
+            total = 0.0
+            for q in qs:
+                for k in ks:
+                    total += att[q, k]
+            expected[a, b] = total / len(qs)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-3)  # stored as float16
+
+
+def test_rows_of_a_subset_only_for_complete_words(contract):
+    att = contract.arrays["attentions"][0, 0].astype(np.float32)
+    units = words.group_words(contract.text, contract.tokens)
+    word = units.labels.index("indemnify")
+    pieces = units.tokens(word)
+    rows = np.array([0] + pieces[:-1])  # [CLS] and all but the last piece of "indemnify"
+    got, which = words.mean_rows(att[rows], rows, units)
+    assert list(which) == [0]
+    rows = np.array(pieces + [0])  # unsorted, complete
+    got, which = words.mean_rows(att[rows], rows, units)
+    assert list(which) == [0, word]
+    np.testing.assert_allclose(got[1], att[pieces].mean(axis=0), rtol=1e-6)
+
+
+def test_selection_row_is_mean_of_piece_rows_with_summed_columns(contract):
+    att = contract.arrays["attentions"][3].astype(np.float64).mean(axis=0)
+    units = words.group_words(contract.text, contract.tokens)
+    chosen = units.expand([units.starts[units.labels.index(w)] for w in ("Tenant", "indemnify")])
+    got = words.selection_row(lambda q: att[q], chosen, units)
+    mean = np.zeros(len(contract.tokens))
+    for q in chosen:
+        mean += att[q] / len(chosen)
+    expected = [sum(mean[k] for k in units.tokens(u)) for u in range(len(units))]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert got.sum() == pytest.approx(1.0, abs=1e-3)
+    # pieces mode: the same mean over rows, columns untouched
+    got = words.selection_row(lambda q: att[q], chosen, words.pieces(contract.tokens))
+    np.testing.assert_allclose(got, mean, rtol=1e-5, atol=1e-7)
+    assert words.selection_row(lambda q: None if q == chosen[-1] else att[q], chosen, units) is None
+
+
+def test_uniform_expected_and_spans():
+    text = "ab cd"
+    toks = [Token("[CLS]", 0, 0, special=True), Token("a", 0, 1), Token("b", 1, 2), Token("cd", 3, 5),
+            Token("[SEP]", 5, 5, special=True)]
+    units = words.group_words(text, toks)
+    assert units.labels == ("[CLS]", "ab", "cd", "[SEP]")
+    np.testing.assert_allclose(words.uniform_expected(units), [0.2, 0.4, 0.2, 0.2])
+    assert words.tokens_in_span(toks, 1, 4) == [2, 3]
+    assert units.expand([2]) == [1, 2]
+    assert list(units.of_token) == [0, 1, 1, 2, 3]
+
+
+def test_overlapping_pieces_share_a_unit():
+    text = "a 😷"
+    toks = [Token("a", 0, 1), Token("\ufffd", 2, 3), Token("\ufffd", 2, 3)]  # byte pieces of one emoji
+    assert words.group_words(text, toks).labels == ("a", "😷")
