@@ -148,6 +148,11 @@ def summary_line(loaded, analysis, seconds: float, out: Path) -> str:
     parts = [f"{loaded.name} ({loaded.kind})", f"{n} tokens"]
     if analysis.decoder_tokens is not None:
         parts.append(f"{len(analysis.decoder_tokens)} decoder tokens")
+    from attn_desktop.core.tokens import count_unknown
+
+    unknown = count_unknown(analysis.tokens) + count_unknown(analysis.decoder_tokens)
+    if unknown:
+        parts.append(f"{unknown} unknown token" + ("s" if unknown != 1 else "") + " (not in the vocabulary)")
     if analysis.manifest.get("truncation", {}).get("truncated"):
         parts.append(f"truncated from {analysis.manifest['truncation']['tokens_before_truncation']}")
     gen = analysis.manifest.get("generation")

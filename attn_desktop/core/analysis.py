@@ -15,15 +15,21 @@ class Token:
     end: int
     special: bool = False
     generated: bool = False  # appended by greedy generation, not part of the user's text
+    piece: str | None = None  # the model's own vocabulary piece (e.g. "##eva", "[UNK]"); None: not recorded
+    unknown: bool = False  # the tokenizer mapped this text to its unknown token
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d = {
             "text": self.text,
             "start": self.start,
             "end": self.end,
             "special": self.special,
             "generated": self.generated,
         }
+        if self.piece is not None:
+            d["piece"] = self.piece
+            d["unknown"] = self.unknown
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Token:
@@ -33,6 +39,8 @@ class Token:
             end=int(d["end"]),
             special=bool(d.get("special", False)),
             generated=bool(d.get("generated", False)),
+            piece=None if d.get("piece") is None else str(d["piece"]),
+            unknown=bool(d.get("unknown", False)),
         )
 
 

@@ -39,9 +39,11 @@ class _Sequence:
     offsets: list[tuple[int, int]]
     special: list[bool]
     generated: list[bool]
+    unk_id: int | None = None  # the tokenizer's unknown-token id: marks text the model never saw
 
     def tokens(self):
-        return build_tokens(self.text, self.pieces, self.offsets, self.special, self.generated)
+        unknown = [self.unk_id is not None and i == self.unk_id for i in self.ids]
+        return build_tokens(self.text, self.pieces, self.offsets, self.special, self.generated, unknown)
 
     def extended(self, tail: _Sequence) -> _Sequence:
         """This sequence followed by `tail`, whose offsets move behind this text."""
@@ -49,11 +51,12 @@ class _Sequence:
         return _Sequence(
             self.text + tail.text, self.ids + tail.ids, self.pieces + tail.pieces,
             self.offsets + [(base + s, base + e) for s, e in tail.offsets],
-            self.special + tail.special, self.generated + tail.generated,
+            self.special + tail.special, self.generated + tail.generated, self.unk_id,
         )
 
 
-def _encode(loaded: LoadedModel, text: str, reserve: int, truncate: bool) -> tuple[_Sequence, dict]:
+def _encode(loaded: LoadedModel, text: str, reserve: int, truncate: bool,
+            truncate_hint: str = "--truncate") -> tuple[_Sequence, dict]:
     tok = loaded.tokenizer
     kwargs = dict(return_offsets_mapping=True, return_special_tokens_mask=True, add_special_tokens=True)
     enc = tok(text, **kwargs)
@@ -68,15 +71,18 @@ def _encode(loaded: LoadedModel, text: str, reserve: int, truncate: bool) -> tup
         if not truncate:
             raise UserError(
                 f"the text is {what}, but {loaded.name} accepts at most {limit} positions; "
-                "shorten it or allow truncation (--truncate)"
+                f"shorten it or allow truncation ({truncate_hint})"
             )
         enc = tok(text, truncation=True, max_length=room, **kwargs)
         info["truncated"] = True
     ids = list(enc["input_ids"])
     seq = _Sequence(
         text, ids, tok.convert_ids_to_tokens(ids), [tuple(o) for o in enc["offset_mapping"]],
-        [bool(s) for s in enc["special_tokens_mask"]], [False] * len(ids),
+        [bool(s) for s in enc["special_tokens_mask"]], [False] * len(ids), tok.unk_token_id,
     )
+    if info["truncated"]:
+        spans = [e for (s, e), sp in zip(seq.offsets, seq.special, strict=True) if e > s and not sp]
+        info["analysed_chars"] = max(spans, default=0)  # the text from here on is outside the analysis
     return seq, info
 
 
@@ -94,7 +100,8 @@ def _decoded(tokenizer, ids: list[int], generated: bool) -> _Sequence:
         special.append(is_special)
         text = current
     flags = [generated and not s for s in special]
-    return _Sequence(text, list(ids), tokenizer.convert_ids_to_tokens(ids), spans, special, flags)
+    return _Sequence(text, list(ids), tokenizer.convert_ids_to_tokens(ids), spans, special, flags,
+                     tokenizer.unk_token_id)
 
 
 def _as_tensor(ids, device):
@@ -140,6 +147,7 @@ def analyze(
     text: str,
     *,
     truncate: bool = False,
+    truncate_hint: str = "--truncate",
     generate: int | None = None,
     target_text: str | None = None,
     progress: Progress | None = None,
@@ -149,7 +157,8 @@ def analyze(
 
     Causal LMs: `generate` appends up to N greedy tokens, `target_text` appends given ones
     (teacher forcing); both become part of `Analysis.text`, flagged `generated`. Encoder-decoders:
-    the output is the decoder's sequence (greedy by default, or `target_text`)."""
+    the output is the decoder's sequence (greedy by default, or `target_text`). `truncate_hint` names,
+    in the too-long message, where the caller's user allows truncation (a flag, a menu entry)."""
     started = time.perf_counter()
     report = progress or (lambda f, m: None)
     generate = _check_request(loaded, text, generate, target_text)
@@ -165,7 +174,7 @@ def analyze(
         target_ids = tok(target_text, add_special_tokens=False)["input_ids"]
     reserve = (len(target_ids) or generate or 0) if loaded.kind == "causal-lm" else 0
     t0 = time.perf_counter()
-    seq, trunc_info = _encode(loaded, text, reserve, truncate)
+    seq, trunc_info = _encode(loaded, text, reserve, truncate, truncate_hint)
     timings["tokenize"] = time.perf_counter() - t0
     check_cancel()
     report(0.05, "tokenized")

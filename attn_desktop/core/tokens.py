@@ -24,8 +24,10 @@ def build_tokens(
     offsets: Sequence[tuple[int, int]],
     special: Sequence[bool],
     generated: Sequence[bool] | None = None,
+    unknown: Sequence[bool] | None = None,
 ) -> list[Token]:
-    """One Token per id; spans are trimmed of surrounding whitespace so highlights sit on the word."""
+    """One Token per id; spans are trimmed of surrounding whitespace so highlights sit on the word.
+    Each Token keeps its raw vocabulary piece; `unknown` flags ids that are the tokenizer's unknown token."""
     tokens = []
     for i, (piece, (start, end), is_special) in enumerate(zip(pieces, offsets, special, strict=True)):
         start, end = int(start), int(end)
@@ -42,6 +44,27 @@ def build_tokens(
             Token(
                 text=display, start=start, end=end, special=bool(is_special),
                 generated=bool(generated[i]) if generated is not None else False,
+                piece=str(piece), unknown=bool(unknown[i]) and not is_special if unknown is not None else False,
             )
         )
     return tokens
+
+
+def seen_differently(token: Token) -> bool:
+    """True when the model's piece says something other than the text shown: accents stripped,
+    case folded, characters unknown to the vocabulary. Word-piece markers alone do not count."""
+    if token.piece is None or token.special:
+        return False
+    return token.unknown or clean_piece(token.piece) != token.text
+
+
+def model_pieces(tokens: Sequence[Token]) -> str | None:
+    """The model's pieces for `tokens` ("re ##eva ##lu ##er", "[UNK]"), or None when the pieces
+    read as the text does (or were not recorded, as in sessions from older versions)."""
+    if not any(seen_differently(t) for t in tokens):
+        return None
+    return " ".join(t.piece for t in tokens if t.piece is not None)
+
+
+def count_unknown(tokens: Sequence[Token] | None) -> int:
+    return sum(1 for t in tokens or () if t.unknown)

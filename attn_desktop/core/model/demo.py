@@ -22,3 +22,11 @@ def demo_model_path() -> Path:
     if not (folder / "config.json").is_file():
         raise UserError(f"the demo model package is damaged: no config.json in {folder}")
     return folder
+
+
+def demo_label(path) -> str | None:
+    """DEMO_NAME when `path` is the demo model's folder (its folder is just called "model")."""
+    try:
+        return DEMO_NAME if Path(path).expanduser().resolve() == demo_model_path().resolve() else None
+    except (UserError, OSError):
+        return None

@@ -133,6 +133,10 @@ def load_model(
         from attn_desktop.core.model.demo import DEMO_NAME, demo_model_path
 
         spec, label = demo_model_path(), DEMO_NAME
+    else:
+        from attn_desktop.core.model.demo import demo_label
+
+        label = demo_label(spec)  # the demo's folder opened by its path keeps its real name
     report(0.0, "reading the model folder")
     info = inspect_folder(spec, label=label)
     tf = import_transformers()
