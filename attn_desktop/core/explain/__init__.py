@@ -1,0 +1,1 @@
+"""Checking attention against the output: targets, gradients, perturbation, faithfulness, agreement, verdict."""
