@@ -22,6 +22,8 @@ import torch
 from attn_desktop.core.errors import Cancelled
 
 IMPL_NAME = "attn_desktop_capture"
+KEPT_HEADS = "attn_desktop_kept_heads"  # set on an attention module by core.model.prune
+FULL_HEADS = "attn_desktop_full_heads"
 _CROSS_PARTS = {"encoder_attn", "encdecattention", "crossattention", "cross_attn", "cross_attention"}
 
 
@@ -40,7 +42,7 @@ class CapturePlan:
     sites: Callable[[torch.nn.Module], Site]
     record: bool = True
     dtype: torch.dtype = torch.float16
-    head_mask: dict[Site, torch.Tensor] = field(default_factory=dict)  # per-head multipliers [H]
+    head_mask: dict[Site, torch.Tensor] = field(default_factory=dict)  # multipliers [H] or [batch, H]
     edit: Callable[[Site, torch.Tensor], torch.Tensor] | None = None
     keep_grad: bool = False
     cancel: Callable[[], bool] | None = None
@@ -147,6 +149,30 @@ def _generic_eager(module, query, key, value, attention_mask, scaling=None, drop
     return out, weights
 
 
+def _mask_shape(module, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """A head mask [H] (all rows) or [B, H] (one per batch row) as [B or 1, heads here, 1, 1].
+    Masks index the model's original heads; a pruned module keeps some of them (KEPT_HEADS)."""
+    kept = getattr(module, KEPT_HEADS, None)
+    if kept is not None:
+        mask = mask[..., list(kept)]
+    mask = mask.to(device=weights.device, dtype=weights.dtype)
+    if mask.dim() == 1:
+        return mask.view(1, -1, 1, 1)
+    if mask.dim() != 2 or mask.shape[0] not in (1, weights.shape[0]):
+        raise ValueError(f"head mask of shape {tuple(mask.shape)} for a batch of {weights.shape[0]}")
+    return mask.view(mask.shape[0], -1, 1, 1)
+
+
+def _all_heads(module, weights: torch.Tensor) -> torch.Tensor:
+    """Weights of a pruned module placed at their original head indices; removed heads are zero."""
+    kept = getattr(module, KEPT_HEADS, None)
+    if kept is None:
+        return weights
+    full = weights.new_zeros((weights.shape[0], getattr(module, FULL_HEADS), *weights.shape[2:]))
+    full[:, list(kept)] = weights
+    return full
+
+
 _EAGER_CACHE: dict[type, Callable] = {}
 
 
@@ -171,8 +197,14 @@ def capture_attention(module, query, key, value, attention_mask, scaling=None, d
     changed = False
     mask = plan.head_mask.get(site)
     if mask is not None:
-        weights = weights * mask.to(weights.dtype).view(1, -1, 1, 1)
-        changed = True
+        mask = _mask_shape(module, mask, weights)
+        weights = weights * mask
+        # out is [batch, query, heads, dim]: scaling it by head equals recomputing from the weights
+        b, h, q = weights.shape[:3]
+        if plan.edit is None and not plan.keep_grad and out.shape[:3] == (b, q, h):
+            out = out * mask.transpose(1, 2).to(out.dtype)
+        else:
+            changed = True
     if plan.edit is not None:
         weights = plan.edit(site, weights)
         changed = True
@@ -184,7 +216,7 @@ def capture_attention(module, query, key, value, attention_mask, scaling=None, d
         v = _repeat_kv(value, weights.shape[1])
         out = torch.matmul(weights.to(v.dtype), v).transpose(1, 2).contiguous()
     if plan.record:
-        plan.store(site, weights)
+        plan.store(site, _all_heads(module, weights))
     if plan.on_layer is not None:
         plan.on_layer(site)
     return out, weights

@@ -166,6 +166,10 @@ def load_model(
         raise UserError(f"{info.name}: {info.model_type} has no {info.kind} model class in transformers") from None
     interface = capture.dispatches_through_interface(model_class)
     impl = capture.IMPL_NAME if interface else "eager"
+    from attn_desktop.core.model.prune import pruned_class, pruned_layout
+
+    if pruned_layout(config):  # a folder written by `attn-desktop prune`: layers hold fewer heads
+        model_class = pruned_class(model_class, pruned_layout(config), info.kind == "encoder-decoder")
     try:
         model, loading_info = model_class.from_pretrained(
             info.path, config=config, local_files_only=True, trust_remote_code=False,
