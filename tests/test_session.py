@@ -32,7 +32,7 @@ def test_round_trip_and_numpy_load(bert_analysis, tmp_path):
     back = load_session(path)
     assert back.text == TEXT and back.tokens == bert_analysis.tokens
     manifest = back.manifest
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == 2
     assert manifest["model"]["kind"] == "encoder" and len(manifest["model"]["weights_sha256"]) == 1
     assert {"tokenize", "forward", "total"} <= set(manifest["timings"])
     assert {"torch", "transformers", "numpy", "attn_desktop"} <= set(manifest["versions"])
@@ -118,7 +118,7 @@ def test_failed_save_leaves_the_old_file_and_no_temporary(bert_analysis, tmp_pat
     before = path.read_bytes()
     bert_analysis.arrays["broken"] = np.array([object()], dtype=object)
     try:
-        with pytest.raises(ValueError):
+        with pytest.raises(UserError, match="not numeric"):
             save_session(bert_analysis, path)
     finally:
         del bert_analysis.arrays["broken"]

@@ -1,25 +1,36 @@
 """Session files (.attn): a zip that numpy.load opens, holding manifest.json and one .npy per array.
 
-See docs/session-format.md. Written atomically; read with every shape checked.
+See docs/session-format.md. Written atomically (core.store.writes); read through one reader per
+schema version, each refusing in one line anything damaged or hostile (core.store.archive for the
+container, core.store.schema for the manifest and the arrays).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-import tempfile
+import struct
 import zipfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from attn_desktop.core import bounded_json
 from attn_desktop.core.analysis import Analysis, Token
 from attn_desktop.core.errors import UserError
+from attn_desktop.core.quoting import quote
+from attn_desktop.core.store import schema
+from attn_desktop.core.store.archive import ARRAY_NAME, MANIFEST, MANIFEST_LIMIT, SessionArchive
+from attn_desktop.core.store.schema import Dims, fail, is_int
+from attn_desktop.core.store.writes import atomic_write
+from attn_desktop.core.store.writes import check_writable as _check_writable
 
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
+SCHEMA_VERSION = 2
+# exceptions that a damaged archive, manifest or array can raise while it is read
+DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, ValueError,
+           TypeError, KeyError, AttributeError, IndexError, OverflowError, RuntimeError,
+           NotImplementedError, RecursionError, struct.error, UnicodeDecodeError)
 
 
 def _json_default(obj):
@@ -33,19 +44,11 @@ def _json_default(obj):
 
 
 def check_writable(path: str | Path) -> Path:
-    path = Path(path).expanduser()
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UserError(f"cannot write the session: {path} is a folder")
-    if not parent.is_dir():
-        raise UserError(f"cannot write the session: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"cannot write the session: {path} is not writable")
-    return path
+    return _check_writable(path, "session")
 
 
-def save_session(analysis: Analysis, path: str | Path) -> Path:
-    path = check_writable(path)
+def session_manifest(analysis: Analysis) -> dict:
+    """The manifest a session file of this schema version holds for `analysis`."""
     manifest = dict(analysis.manifest)
     manifest["schema_version"] = SCHEMA_VERSION
     manifest["text"] = analysis.text
@@ -57,95 +60,158 @@ def save_session(analysis: Analysis, path: str | Path) -> Path:
     manifest["arrays"] = {
         name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in analysis.arrays.items()
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return json.loads(json.dumps(manifest, ensure_ascii=False, default=_json_default))
+
+
+def save_session(analysis: Analysis, path: str | Path) -> Path:
+    """Write `analysis` to `path` atomically, after checking it as a reader would."""
+    path = check_writable(path)
+    label = quote(path.name)
+    for name, array in analysis.arrays.items():
+        if not ARRAY_NAME.fullmatch(name):
+            raise UserError(f"{label}: array name {quote(name)} is not allowed (letters, digits and _ only)")
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "iuf":
+            raise UserError(f"{label}: array {quote(name)} is not numeric and cannot be saved")
     try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
-            zf.writestr(MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False, default=_json_default))
+        manifest = session_manifest(analysis)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{label}: the manifest cannot be written ({exc})") from None
+    _validated(label, manifest, _InMemory(analysis.arrays), view=True)
+    text = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
+    if len(text) > MANIFEST_LIMIT:
+        raise UserError(f"{label}: the manifest would be {len(text) / 1e6:.0f} MB "
+                        f"(sessions hold at most {MANIFEST_LIMIT / 1e6:.0f} MB)")
+
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr(MANIFEST, text)
             for name, array in analysis.arrays.items():
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, write, what="session")
 
 
 def load_session(path: str | Path) -> Analysis:
+    """Read a session file of any supported schema version, or raise UserError with one line."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"session file not found: {path}")
+    label = quote(path.name or str(path))
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if MANIFEST not in names:
-                raise UserError(f"{path.name} is not an attn-desktop session (no manifest.json)")
-            manifest = json.loads(zf.read(MANIFEST).decode("utf-8"))
-            version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-            if version != SCHEMA_VERSION:
-                raise UserError(
-                    f"{path.name}: session schema version {version!r} is not supported "
-                    f"(this version reads {SCHEMA_VERSION})"
-                )
-            arrays = {}
-            for member in sorted(n for n in names if n.endswith(".npy")):
-                with zf.open(member) as fh:
-                    arrays[member[:-4]] = np.lib.format.read_array(io.BufferedReader(fh), allow_pickle=False)
+        with SessionArchive(path, label) as archive:
+            manifest = bounded_json.loads(archive.read_manifest(), f"{label}: the manifest",
+                                          max_bytes=MANIFEST_LIMIT, allow_nan=True)
+            if not isinstance(manifest, dict):
+                raise fail(label, "the manifest is not a JSON object")
+            version = manifest.get("schema_version")
+            reader = READERS.get(version) if is_int(version) else None
+            if reader is None:
+                raise fail(label, f"session schema version {version!r} is not supported "
+                                  f"(this version reads {', '.join(map(str, READERS))})")
+            return reader(label, manifest, archive)
     except UserError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
-        raise UserError(f"{path.name} is damaged or not a session file ({exc.__class__.__name__}: {exc})") from None
-    return _validated(path.name, manifest, arrays)
+    except MemoryError:
+        raise UserError(f"{label}: not enough memory to open this session") from None
+    except DAMAGED as exc:
+        lines = str(exc).strip().splitlines()
+        raise UserError(f"{label} is damaged or not a session file "
+                        f"({exc.__class__.__name__}: {(lines[0] if lines else '')[:200]})") from None
 
 
-def _tokens(name: str, raw) -> list[Token]:
-    try:
-        return [Token.from_json(t) for t in raw]
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"{name}: the token list in the manifest is damaged") from None
+# -- one reader per schema version ------------------------------------------------------------------
+def _read_v1(label: str, manifest: dict, archive: SessionArchive) -> Analysis:
+    """Schema 1: text, tokens, attention, rollout and flow. It had no 'view'."""
+    manifest.pop("view", None)
+    return _validated(label, manifest, archive, view=False)
 
 
-def _validated(name: str, manifest: dict, arrays: dict[str, np.ndarray]) -> Analysis:
+def _read_v2(label: str, manifest: dict, archive: SessionArchive) -> Analysis:
+    """Schema 2: schema 1 plus the view shown when saved and the arrays of ARRAY_RULES."""
+    return _validated(label, manifest, archive, view=True)
+
+
+READERS: dict[int, Callable[[str, dict, SessionArchive], Analysis]] = {1: _read_v1, 2: _read_v2}
+
+
+class _InMemory:
+    """The arrays of an Analysis seen through the archive's interface, to check before saving."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self._arrays = arrays
+        self.arrays = sorted(arrays)
+
+    def npy_header(self, name: str):
+        a = self._arrays[name]
+        return _Header(tuple(a.shape), a.dtype)
+
+    def read_npy(self, name: str, header) -> np.ndarray:
+        return self._arrays[name]
+
+
+class _Header:
+    def __init__(self, shape, dtype) -> None:
+        self.shape, self.dtype = shape, dtype
+
+
+def _validated(label: str, manifest: dict, source, view: bool) -> Analysis:
     text = manifest.get("text")
-    if not isinstance(text, str) or not isinstance(manifest.get("tokens"), list):
-        raise UserError(f"{name}: the manifest lacks the text or the tokens")
-    tokens = _tokens(name, manifest["tokens"])
-    decoder_tokens = None
-    if manifest.get("decoder_tokens") is not None:
-        decoder_tokens = _tokens(name, manifest["decoder_tokens"])
-    model = manifest.get("model") or {}
-    n, m = len(tokens), len(decoder_tokens or [])
-    heads = model.get("heads")
-    expect: dict[str, tuple] = {}
-    if decoder_tokens is None:
-        expect["attentions"] = (model.get("layers"), heads, n, n)
-    else:
-        dec_layers = model.get("decoder_layers") or model.get("layers")
-        expect["encoder_attentions"] = (model.get("layers"), heads, n, n)
-        expect["decoder_attentions"] = (dec_layers, heads, m, m)
-        expect["cross_attentions"] = (dec_layers, heads, m, n)
-    for key, shape in expect.items():
-        if key not in arrays:
-            raise UserError(f"{name}: the session lacks the array '{key}'")
-        got = arrays[key].shape
-        if len(got) != 4 or any(e is not None and e != g for e, g in zip(shape, got, strict=True)):
-            raise UserError(f"{name}: array '{key}' has shape {list(got)}, expected {list(shape)}")
-    _check_known(name, arrays, n)
-    for t in tokens:
-        if not (0 <= t.start <= t.end <= len(text)):
-            raise UserError(f"{name}: a token span lies outside the text")
+    if not isinstance(text, str):
+        raise fail(label, "the manifest lacks the text")
+    if len(text) > schema.MAX_TEXT:
+        raise fail(label, f"the text is {len(text)} characters (at most {schema.MAX_TEXT})")
+    tokens = schema.check_tokens(label, manifest.get("tokens"), text, "tokens")
+    decoder_text, decoder_tokens = manifest.get("decoder_text"), manifest.get("decoder_tokens")
+    if decoder_text is not None and not isinstance(decoder_text, str):
+        raise fail(label, "the manifest's decoder text is not text")
+    if decoder_tokens is not None:
+        decoder_tokens = schema.check_tokens(label, decoder_tokens, decoder_text or "", "decoder tokens")
+    layers, decoder_layers, heads = schema.check_model(label, manifest.get("model"))
+    encoder_decoder = decoder_tokens is not None
+    dims = Dims(n=len(tokens), m=len(decoder_tokens) if encoder_decoder else None, L=layers,
+                Ld=(decoder_layers or layers) if encoder_decoder else None, H=heads)
+    schema.check_methods(label, manifest.get("methods"), dims)
+    schema.check_sections(label, manifest)
+    for key, check in schema.SECTION_CHECKS.items():
+        if key in manifest:
+            check(label, manifest[key], dims)
+    if view:
+        schema.check_view(label, manifest.get("view"))
+    headers = _headers(label, manifest, source, dims)
+    arrays = {}
+    for name, header in headers.items():
+        values = source.read_npy(name, header)
+        schema.check_array_values(label, name, values, dims)
+        arrays[name] = values
+    schema.check_together(label, arrays, manifest, dims, encoder_decoder)
     return Analysis(
-        text=text, tokens=tokens, arrays=arrays, manifest=manifest,
-        decoder_text=manifest.get("decoder_text"), decoder_tokens=decoder_tokens,
+        text=text, tokens=[_token(t) for t in tokens], arrays=arrays, manifest=manifest,
+        decoder_text=decoder_text,
+        decoder_tokens=None if decoder_tokens is None else [_token(t) for t in decoder_tokens],
     )
 
 
-def _check_known(name: str, arrays: dict[str, np.ndarray], n: int) -> None:
-    """Shapes of the arrays later stages add; arrays this version does not know are kept unchecked."""
-    if "rollout" in arrays and (arrays["rollout"].ndim != 3 or arrays["rollout"].shape[1:] != (n, n)):
-        raise UserError(f"{name}: array 'rollout' has shape {list(arrays['rollout'].shape)}, expected [layers, {n}, {n}]")
-    if "flow" in arrays:
-        flow, rows = arrays["flow"], arrays.get("flow_rows")
-        if rows is None or flow.ndim != 2 or flow.shape != (len(rows), n):
-            raise UserError(f"{name}: arrays 'flow' and 'flow_rows' do not match")
+def _headers(label: str, manifest: dict, source, dims: Dims) -> dict:
+    """Every array's header, checked against the manifest's table and the rules, before any data."""
+    table = manifest.get("arrays")
+    if not isinstance(table, dict):
+        raise fail(label, "the manifest lacks its table of arrays")
+    listed, present = set(table), set(source.arrays)
+    if listed != present:
+        odd = sorted(listed ^ present)[0]
+        where = "listed in the manifest but missing" if odd in listed else "present but not listed in the manifest"
+        raise fail(label, f"array {quote(odd)} is {where}")
+    headers = {name: source.npy_header(name) for name in sorted(present)}
+    attention = [h for name, h in headers.items() if name in schema.REQUIRED[dims.m is not None]]
+    bound = max([schema.UNKNOWN_ARRAY_MIN_ELEMENTS] + [int(np.prod(h.shape)) for h in attention])
+    for name, header in headers.items():
+        entry = table[name]
+        if (not isinstance(entry, dict) or entry.get("shape") != list(header.shape)
+                or entry.get("dtype") not in (header.dtype.name, str(header.dtype))):
+            raise fail(label, f"array {quote(name)} has shape {list(header.shape)} and dtype "
+                              f"{header.dtype}, which the manifest does not list")
+        schema.check_array_shape(label, name, header.shape, header.dtype, dims, bound)
+    return headers
+
+
+def _token(raw: dict) -> Token:
+    return Token.from_json(raw)  # every field's type checked by schema.check_tokens
