@@ -152,16 +152,27 @@ def analyze(
     target_text: str | None = None,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
+    methods: list[str] | None = None,
+    target: dict | None = None,
+    explain_options: dict | None = None,
 ) -> Analysis:
     """Run the model once over `text` and capture every layer's and head's attention.
 
     Causal LMs: `generate` appends up to N greedy tokens, `target_text` appends given ones
     (teacher forcing); both become part of `Analysis.text`, flagged `generated`. Encoder-decoders:
     the output is the decoder's sequence (greedy by default, or `target_text`). `truncate_hint` names,
-    in the too-long message, where the caller's user allows truncation (a flag, a menu entry)."""
+    in the too-long message, where the caller's user allows truncation (a flag, a menu entry).
+    `methods` with explanation names (docs/explain.md) adds the explanation stage for `target`."""
     started = time.perf_counter()
     report = progress or (lambda f, m: None)
     generate = _check_request(loaded, text, generate, target_text)
+    from attn_desktop.core.explain import run as explain_run
+
+    explaining = explain_run.wants_explanation(methods)
+    if explaining:
+        explain_run.check_request(loaded, methods, target, explain_options)
+        whole = report
+        report = lambda f, m: whole(0.3 * f, m)  # noqa: E731  the model run takes the first 30 %
 
     def check_cancel():
         if cancel is not None and cancel():
@@ -213,11 +224,20 @@ def analyze(
         manifest["decoder_input_ids"] = decoder.ids
     if generation:
         manifest["generation"] = generation
-    report(1.0, "done")
-    return Analysis(
+    analysis = Analysis(
         text=seq.text, tokens=tokens, arrays=arrays, manifest=manifest,
         decoder_text=decoder_text, decoder_tokens=decoder_tokens,
     )
+    if explaining:
+        t0 = time.perf_counter()
+        explain_run.explain(loaded, analysis, methods, target, explain_options,
+                            progress=lambda f, m: whole(0.3 + 0.7 * f, m), cancel=cancel)
+        timings["explain"] = time.perf_counter() - t0
+        manifest["timings"]["explain"] = round(timings["explain"], 6)
+        manifest["timings"]["total"] = round(time.perf_counter() - started, 6)
+        report = whole
+    report(1.0, "done")
+    return analysis
 
 
 def _greedy(model, tok, ids, n, device, encoder_decoder=False) -> list[int]:
