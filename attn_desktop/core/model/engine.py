@@ -5,7 +5,18 @@ global lock inside C code for up to ~200 ms at a time, long enough to freeze the
 process holds the loaded model and answers `load` and `analyze` over a pipe; the caller waits
 in a worker thread with the lock released, forwards progress and passes cancellation through an
 event the child checks at every layer. A crash of the child (a native library fault, the
-out-of-memory killer) becomes a one-line error, and the next load starts a fresh child.
+out-of-memory killer) becomes a one-line error; the next request starts a fresh child, and an
+analysis reloads the model the child held first.
+
+The child never outlives its parent: a "lifeline" pipe whose writing end only the parent holds
+reaches end-of-file when the parent dies however it dies (SIGKILL included), and a watchdog
+thread in the child exits at once then, whatever the main thread is doing (loading, analysing,
+idle). PR_SET_PDEATHSIG is not used: on Linux it fires when the parent *thread* that started the
+child ends, and the window starts the child from a short-lived worker thread.
+
+Large arrays come back as .npy files in the child's own temporary folder, named after its pid
+(`attn-desktop-model-PID-*`), so the folders of model processes that were killed are recognised
+and removed when the next one starts; the caller reads and deletes only files inside that folder.
 """
 
 from __future__ import annotations
@@ -13,14 +24,18 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
+import re
 import select
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from attn_desktop.core.errors import Cancelled, UserError
@@ -28,6 +43,10 @@ from attn_desktop.core.errors import Cancelled, UserError
 Progress = Callable[[float, str], None] | None
 Cancel = Callable[[], bool] | None
 POLL_S = 0.02
+WATCH_S = 0.5  # the child also checks this often that its parent is still its parent
+FOLDER_PREFIX = "attn-desktop-model-"
+_FOLDER_NAME = re.compile(re.escape(FOLDER_PREFIX) + r"(\d+)-[A-Za-z0-9_]+")
+_MODULE = "attn_desktop.core.model.engine"
 
 
 def _summary(loaded):
@@ -65,6 +84,11 @@ class InProcessEngine:
 _BIG = 1 << 20  # arrays from this size travel as .npy files: the pipe's unpickling holds the GIL
 
 
+@dataclasses.dataclass(frozen=True)
+class _ArrayFile:
+    path: str
+
+
 def _send_arrays_as_files(analysis, folder: str) -> None:
     import numpy as np
 
@@ -76,47 +100,119 @@ def _send_arrays_as_files(analysis, folder: str) -> None:
             analysis.arrays[name] = _ArrayFile(path)
 
 
-def _take_arrays_from_files(analysis) -> None:
+def _take_arrays_from_files(analysis, folder: str | None) -> None:
+    """Read the arrays the child left as files, accepting only regular `.npy` files directly
+    inside its own folder; any other path it names is refused and left untouched."""
     import numpy as np
 
+    refused = []
     for name, array in list(analysis.arrays.items()):
-        if isinstance(array, _ArrayFile):
-            try:
-                analysis.arrays[name] = np.load(array.path, allow_pickle=False)
-            finally:
-                os.unlink(array.path)
+        if not isinstance(array, _ArrayFile):
+            continue
+        path = array.path
+        if not _inside(path, folder):
+            refused.append(path)
+            continue
+        try:
+            analysis.arrays[name] = np.load(path, allow_pickle=False)
+        finally:
+            os.unlink(path)
+    if refused:
+        raise UserError(f"the model process named a file outside its own folder ({refused[0]!r}); "
+                        "it was not read")
 
 
-@dataclasses.dataclass(frozen=True)
-class _ArrayFile:
-    path: str
+def _inside(path, folder: str | None) -> bool:
+    if folder is None or not isinstance(path, str):
+        return False
+    name = os.path.basename(path)
+    if os.path.dirname(path) != folder or not name.endswith(".npy") or name.startswith("."):
+        return False
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)  # a symlink is refused, whatever it points to
+    except OSError:
+        return False
 
 
-def _serve(conn: Connection, cancel_fd: int) -> None:
+def clean_stale_folders(root: str | None = None) -> list[str]:
+    """Remove the temporary folders of model processes that no longer run (killed ones never
+    removed theirs). Only this user's folders whose name carries a pid are considered."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _FOLDER_NAME.fullmatch(entry.name)
+        if m is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or _is_model_process(int(m.group(1))):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
+def _is_model_process(pid: int) -> bool:
+    """Whether `pid` runs a model process now (a reused pid that runs something else does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: not ours to judge
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return _MODULE.encode() in fh.read()  # a zombie's is empty
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")  # no /proc here: assume it is
+    except OSError:
+        return True
+
+
+def _serve(conn: Connection, cancel_fd: int, folder: str, gone: Callable[[], None]) -> None:
     """The child's loop: one request at a time, answered by progress messages then one outcome.
-    A byte on `cancel_fd` asks the running request to stop."""
+    A byte on `cancel_fd` asks the running request to stop; end-of-file there (or on `conn`)
+    means the parent is gone, and `gone()` ends the process."""
     import attn_desktop  # noqa: F401  (offline mode before anything imports transformers)
 
     engine = InProcessEngine()
-    folder = tempfile.mkdtemp(prefix="attn-desktop-model-")
-    atexit.register(shutil.rmtree, folder, True)
+    stop = [False]
+
+    def send(message) -> None:
+        try:
+            conn.send(message)
+        except OSError:  # the parent closed its end
+            gone()
 
     def progress(fraction: float, message: str) -> None:
-        conn.send(("progress", (fraction, message)))
+        send(("progress", (fraction, message)))
 
     def cancelled() -> bool:
-        return bool(select.select([cancel_fd], [], [], 0)[0])
+        if not stop[0] and select.select([cancel_fd], [], [], 0)[0]:
+            if not os.read(cancel_fd, 4096):
+                gone()
+            stop[0] = True
+        return stop[0]
 
     while True:
         try:
             op, args = conn.recv()
         except (EOFError, OSError):
+            gone()
             return
-        while cancelled():  # a stop asked for after the previous request had finished
-            os.read(cancel_fd, 4096)
+        while select.select([cancel_fd], [], [], 0)[0]:  # a stop asked for after the previous request ended
+            if not os.read(cancel_fd, 4096):
+                gone()
+        stop[0] = False
         if op == "quit":
             return
-        conn.send(("started", None))  # from here on a byte on cancel_fd is meant for this request
+        send(("started", None))  # from here on a byte on cancel_fd is meant for this request
         try:
             if op == "load":
                 loaded, devices = engine.load(args["path"], args["device"], progress, cancelled)
@@ -131,14 +227,50 @@ def _serve(conn: Connection, cancel_fd: int) -> None:
                 _send_arrays_as_files(result, folder)
             else:
                 raise RuntimeError(f"unknown request {op!r}")
-            conn.send(("result", result))
+            send(("result", result))
         except UserError as exc:
-            conn.send(("user-error", str(exc)))
+            send(("user-error", str(exc)))
         except Cancelled:
-            conn.send(("cancelled", None))
+            send(("cancelled", None))
         except Exception as exc:  # reported to the caller as one line; the child stays up
             lines = str(exc).strip().splitlines()
-            conn.send(("error", f"{exc.__class__.__name__}: {lines[0] if lines else ''}"))
+            send(("error", f"{exc.__class__.__name__}: {lines[0] if lines else ''}"))
+
+
+def _watch_parent(lifeline_fd: int, parent: int, gone: Callable[[], None]) -> None:
+    """Watchdog thread: end the child as soon as its parent is gone."""
+    while True:
+        try:
+            ready = select.select([lifeline_fd], [], [], WATCH_S)[0]
+        except OSError:
+            ready = True
+        if ready or os.getppid() != parent:
+            gone()
+
+
+def _child_main(argv: list[str]) -> None:
+    in_fd, out_fd, cancel_fd, lifeline_fd, parent = (int(a) for a in argv[:5])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the window
+    clean_stale_folders()
+    folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
+
+    def remove_folder() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def gone(*_signal) -> None:
+        remove_folder()
+        os._exit(0)
+
+    atexit.register(remove_folder)
+    signal.signal(signal.SIGTERM, gone)
+    threading.Thread(target=_watch_parent, args=(lifeline_fd, parent, gone), daemon=True,
+                     name="parent-watch").start()
+    conn = _Duplex(Connection(in_fd, writable=False), Connection(out_fd, readable=False))
+    try:
+        conn.send(("ready", folder))
+    except OSError:
+        gone()
+    _serve(conn, cancel_fd, folder, gone)
 
 
 class ProcessEngine:
@@ -150,86 +282,150 @@ class ProcessEngine:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
-        self._conn: Connection | None = None
+        self._conn: _Duplex | None = None
         self._cancel_w: int | None = None
+        self._lifeline_w: int | None = None
+        self._folder: str | None = None  # the child's temporary folder, once it said which
+        self._held: dict | None = None  # the last load request that succeeded
+        self._child_model: str | None = None  # the folder of the model the running child holds
+        self.restarts = 0  # transparent restarts after the child had stopped
 
     def _start(self) -> None:
         self._close_pipes()
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         cancel_r, cancel_w = os.pipe()
-        fds = (to_child_r, from_child_w, cancel_r)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "attn_desktop.core.model.engine", *map(str, fds)],
-            pass_fds=fds, stdin=subprocess.DEVNULL, close_fds=True,
-        )
+        lifeline_r, lifeline_w = os.pipe()  # never written: its end-of-file tells the child we are gone
+        fds = (to_child_r, from_child_w, cancel_r, lifeline_r)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", _MODULE, *map(str, fds), str(os.getpid())],
+                pass_fds=fds, stdin=subprocess.DEVNULL, close_fds=True,
+            )
+        except BaseException:
+            for fd in (*fds, to_child_w, from_child_r, cancel_w, lifeline_w):
+                os.close(fd)
+            raise
         for fd in fds:
             os.close(fd)
         self._conn = _Duplex(Connection(from_child_r), Connection(to_child_w, readable=False))
         self._cancel_w = cancel_w
+        self._lifeline_w = lifeline_w
+        self._folder = None
+        self._child_model = None
 
     def _close_pipes(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        if self._cancel_w is not None:
-            os.close(self._cancel_w)
-            self._cancel_w = None
+        for name in ("_cancel_w", "_lifeline_w"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def _accept_folder(self, folder) -> None:
+        """The child names its temporary folder; it must be the one named after its pid, in the
+        temporary directory, a real folder of this user."""
+        expected = os.path.join(tempfile.gettempdir(), f"{FOLDER_PREFIX}{self._proc.pid}-")
+        ok = (isinstance(folder, str) and folder.startswith(expected)
+              and _FOLDER_NAME.fullmatch(os.path.basename(folder)) is not None)
+        if ok:
+            try:
+                st = os.lstat(folder)
+                ok = stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+            except OSError:
+                ok = False
+        self._folder = folder if ok else None
+
     def _call(self, op: str, args: dict, progress: Progress, cancel: Cancel):
         with self._lock:
-            if not self._alive():
-                self._start()
-            try:
-                self._conn.send((op, args))
-            except OSError:
-                return self._died()
-            started = asked = False
-            while True:
-                if started and not asked and cancel is not None and cancel():
-                    os.write(self._cancel_w, b"x")
-                    asked = True
-                if not self._conn.poll(POLL_S):
-                    if not self._alive():
-                        return self._died()
-                    continue
-                try:
-                    kind, payload = self._conn.recv()
-                except (EOFError, OSError):
+            return self._request(op, args, progress, cancel)
+
+    def _request(self, op: str, args: dict, progress: Progress, cancel: Cancel):
+        if not self._alive():
+            self._start()
+        try:
+            self._conn.send((op, args))
+        except OSError:
+            return self._died()
+        started = asked = False
+        while True:
+            if started and not asked and cancel is not None and cancel():
+                os.write(self._cancel_w, b"x")
+                asked = True
+            if not self._conn.poll(POLL_S):
+                if not self._alive():
                     return self._died()
-                if kind == "started":
-                    started = True
-                elif kind == "progress":
-                    if progress is not None:
-                        progress(*payload)
-                elif kind == "result":
-                    if op == "analyze":
-                        _take_arrays_from_files(payload)
-                    return payload
-                elif kind == "user-error":
-                    raise UserError(payload)
-                elif kind == "cancelled":
-                    raise Cancelled()
-                else:
-                    raise RuntimeError(payload)
+                continue
+            try:
+                kind, payload = self._conn.recv()
+            except (EOFError, OSError):
+                return self._died()
+            if kind == "ready":
+                self._accept_folder(payload)
+            elif kind == "started":
+                started = True
+            elif kind == "progress":
+                if progress is not None:
+                    progress(*payload)
+            elif kind == "result":
+                if op == "analyze":
+                    _take_arrays_from_files(payload, self._folder)
+                elif op == "load":
+                    self._child_model = str(payload[0].path)
+                    self._held = {**args, "path": self._child_model}
+                return payload
+            elif kind == "user-error":
+                raise UserError(payload)
+            elif kind == "cancelled":
+                raise Cancelled()
+            else:
+                raise RuntimeError(payload)
 
     def _died(self):
         code = self._proc.wait() if self._proc is not None else None
         self._proc = None
         self._close_pipes()
+        if self._folder is not None:  # a killed child cannot remove its own
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+        self._child_model = None
         raise UserError(
-            f"the model process stopped unexpectedly (exit code {code}); load the model again"
+            f"the model process stopped unexpectedly (exit code {code}); try again to restart it"
         )
 
     def load(self, path: str, device: str = "cpu", progress: Progress = None, cancel: Cancel = None):
         return self._call("load", {"path": str(path), "device": device}, progress, cancel)
 
     def analyze(self, model, text: str, progress: Progress = None, cancel: Cancel = None, **options):
+        """Analyse with the model the child holds. If the child stopped since that model was
+        loaded (killed, crashed), a fresh child reloads it first and the result says so."""
         args = {"model": str(model.path), "text": text, "options": options}
-        return self._call("analyze", args, progress, cancel)
+        with self._lock:
+            held = self._held
+            holds = self._alive() and self._child_model == args["model"]
+            if holds or held is None or held["path"] != args["model"]:
+                return self._request("analyze", args, progress, cancel)
+            say = progress or (lambda f, m: None)
+            name = Path(held["path"]).name
+            restart = not self._alive()
+            say(0.0, (f"the model process had stopped; restarting it and reloading {name}" if restart
+                      else f"reloading {name}"))
+            try:
+                self._request("load", held, lambda f, m: say(0.0, f"reloading {name}: {m}"), cancel)
+            except UserError as exc:
+                self._held = None
+                raise UserError(f"the model process had stopped and reloading {name} failed: {exc}") from None
+            self.restarts += restart
+            result = self._request("analyze", args, progress, cancel)
+        note = (f"The model process had stopped; it was restarted and {name} reloaded." if restart
+                else f"{name} was reloaded in the model process.")
+        result.extras.setdefault("gui_warnings", []).append(note)
+        return result
 
     @property
     def pid(self) -> int | None:
@@ -246,6 +442,10 @@ class ProcessEngine:
                     self._proc.wait()
             self._proc = None
             self._close_pipes()
+            if self._folder is not None:  # the child removes it on a clean exit, not when killed
+                shutil.rmtree(self._folder, ignore_errors=True)
+                self._folder = None
+            self._child_model = None
 
 
 class _Duplex:
@@ -275,8 +475,6 @@ def shared_engine() -> ProcessEngine:
     """The process-wide model process (one child however many windows)."""
     global _shared
     if _shared is None:
-        import atexit
-
         _shared = ProcessEngine()
         atexit.register(_shared.close)
     return _shared
@@ -286,7 +484,4 @@ if __name__ == "__main__":
     # Serve from the imported module, not __main__, so pickled classes name their real module.
     from attn_desktop.core.model import engine as _engine
 
-    _in, _out, _cancel = (int(a) for a in sys.argv[1:4])
-    _engine._serve(
-        _engine._Duplex(Connection(_in, writable=False), Connection(_out, readable=False)), _cancel
-    )
+    _engine._child_main(sys.argv[1:])
