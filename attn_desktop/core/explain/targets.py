@@ -238,8 +238,12 @@ def _pick_label(labels: list[str], label) -> int | None:
         if not 0 <= i < len(labels):
             raise UserError(f"label {i} does not exist: there are labels 0 to {len(labels) - 1}")
         return i
+    wanted = str(label).strip().lower()
     for i, text in enumerate(labels):
-        if text.lower() == str(label).strip().lower():
+        if text.lower() == wanted:
+            return i
+    for i, text in enumerate(labels):  # "cardiology" names "cardiology: heart failure, ..."
+        if ":" in text and text.split(":", 1)[0].strip().lower() == wanted:
             return i
     raise UserError(f"{label!r} is not one of the labels ({'; '.join(labels[:5])}{' ...' if len(labels) > 5 else ''})")
 
