@@ -31,3 +31,17 @@ def test_schema_1_fixture_with_flow_rows():
     assert list(analysis.arrays["flow_rows"]) == [0, 3]
     np.testing.assert_allclose(analysis.arrays["flow"].sum(-1), 1.0, atol=1e-5)
     assert analysis.manifest["methods"]["flow"]["exact"] is True
+
+
+def test_schema_2_fixture_opens_with_its_view():
+    analysis = load_session(FIXTURES / "v2-bert.attn")
+    assert analysis.manifest["schema_version"] == 2
+    assert analysis.text == "The tenant shall pay the rent."
+    assert analysis.manifest["view"] == {"measure": "rollout", "layer": 1, "head": "mean", "focus": 3,
+                                         "attention_set": "self", "alpha": 0.5, "start_layer": 0,
+                                         "scroll": {"x": 0, "y": 0}}
+    att = analysis.attention("self").astype(np.float32)
+    np.testing.assert_allclose(att.sum(-1), 1.0, atol=5e-3)
+    assert list(analysis.arrays["flow_rows"]) == [0, 3]
+    assert analysis.arrays["rollout"].shape == (2, len(analysis.tokens), len(analysis.tokens))
+    assert all(t.piece is not None for t in analysis.tokens)

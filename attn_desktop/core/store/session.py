@@ -58,7 +58,7 @@ def session_manifest(analysis: Analysis) -> dict:
         None if analysis.decoder_tokens is None else [t.to_json() for t in analysis.decoder_tokens]
     )
     manifest["arrays"] = {
-        name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in analysis.arrays.items()
+        name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in sorted(analysis.arrays.items())
     }
     return json.loads(json.dumps(manifest, ensure_ascii=False, default=_json_default))
 
@@ -85,7 +85,7 @@ def save_session(analysis: Analysis, path: str | Path) -> Path:
     def write(fh) -> None:
         with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
             zf.writestr(MANIFEST, text)
-            for name, array in analysis.arrays.items():
+            for name, array in sorted(analysis.arrays.items()):
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
