@@ -32,7 +32,9 @@ def _analyze_parser() -> argparse.ArgumentParser:
     gen.add_argument("--target-text", metavar="TEXT", help="teacher-force this output instead")
     meth = p.add_argument_group("propagation across layers (Abnar & Zuidema 2020)")
     meth.add_argument("--methods", default="attention", metavar="LIST",
-                      help="comma-separated: attention (always), rollout, flow (default: attention)")
+                      help="comma-separated: attention (always), rollout, flow, and the checks below "
+                      "(saliency, grad_input, ig, grad_rollout, loo, interventions, faithfulness, agreement), "
+                      "or all (default: attention)")
     meth.add_argument("--flow-rows", default="focus", metavar="focus|all|I,J,K",
                       help="output tokens whose flow is computed: the focus token (the first token, "
                       "or the last for a causal LM), all, or indices (default: focus)")
@@ -40,15 +42,21 @@ def _analyze_parser() -> argparse.ArgumentParser:
     meth.add_argument("--head-fusion", default="mean", metavar="mean|max|min|H",
                       help="how heads are fused before propagation, or one head's index (default: mean)")
     meth.add_argument("--start-layer", type=int, default=0, metavar="K", help="rollout starts at layer K (default 0)")
+    from attn_desktop.cli_explain import add_explain_arguments
+
+    add_explain_arguments(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
-METHODS = ("attention", "rollout", "flow")
+METHODS = ("attention", "rollout", "flow", "saliency", "grad_input", "ig", "grad_rollout", "loo",
+           "interventions", "faithfulness", "agreement", "all")
 
 
 def parse_methods(text: str) -> list[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
+    if "all" in methods:
+        methods = [m for m in METHODS if m != "all"] + [m for m in methods if m not in METHODS]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
@@ -112,14 +120,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from attn_desktop.core.model.loading import load_model
     from attn_desktop.core.pipeline import analyze
     from attn_desktop.core.store.session import save_session
+    from attn_desktop.cli_explain import explain_options, target_spec, verdict_headline
 
+    explain = {"methods": methods, "target": target_spec(args), "explain_options": explain_options(args)}
     loaded = load_model(args.model, device=args.device)
     analysis = analyze(
-        loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text
+        loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text, **explain
     )
     add_methods(analysis, methods, args)
     save_session(analysis, out)
     print(summary_line(loaded, analysis, time.perf_counter() - started, out))
+    if verdict_headline(analysis):
+        print(verdict_headline(analysis))
     return 0
 
 

@@ -65,7 +65,11 @@ def integrated_gradients(
     Captum's LayerIntegratedGradients) or by a zero embedding (Captum's IntegratedGradients on the
     same layer's output). steps="auto": start_steps, doubled up to max_steps until
     |delta| <= tolerance * |f(x) - f(b)|; the run with the smallest |delta| is kept."""
+    import os
+
     import torch
+
+    os.environ.setdefault("MPLBACKEND", "Agg")  # captum imports matplotlib.pyplot; never a GUI backend here
     from captum.attr import IntegratedGradients, LayerIntegratedGradients
 
     if baseline not in BASELINES:

@@ -96,9 +96,22 @@ def attention_vectors(analysis_arrays: dict[str, np.ndarray], row: ReadRow, meth
         if "flow" in methods:
             from attn_desktop.core.propagate.flow import attention_flow
 
-            rows = list(range(hat.shape[-1])) if row.rule == "mean" else [row.index]
-            result = attention_flow(hat, rows, cancel=cancel)
-            vectors["flow_importance"] = result.flow.astype(np.float32).mean(0)
-            info["flow"] = {"rows": len(rows), "normalisation": "each row divided by its sum",
+            if row.rule == "mean":
+                result = attention_flow(pooled_layer(hat), [0], cancel=cancel)
+                how = ("flow of a pooled node that reads every final token with capacity 1/n (an extra "
+                       "uniform layer on top); flow is not linear, so this is not the mean of n per-row flows")
+            else:
+                result = attention_flow(hat, [row.index], cancel=cancel)
+                how = "flow of the read row"
+            vectors["flow_importance"] = result.flow[0].astype(np.float32)
+            info["flow"] = {"rule": how, "normalisation": "divided by its sum",
                             "max_abs_error_bound": float(result.max_abs_error_bound)}
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in vectors.items()}, info, skipped
+
+
+def pooled_layer(hat: np.ndarray) -> np.ndarray:
+    """`hat` [L, n, n] with one more layer on top whose row 0 reads every token with weight 1/n."""
+    n = hat.shape[-1]
+    top = np.zeros((1, n, n), dtype=hat.dtype)
+    top[0, 0, :] = 1.0 / n
+    return np.concatenate([hat, top])
