@@ -9,6 +9,7 @@ from pathlib import Path
 
 from attn_desktop import __version__
 from attn_desktop.core.errors import Cancelled, UserError
+from attn_desktop.core.quoting import quote
 
 SUBCOMMANDS = ("analyze", "models")
 
@@ -85,28 +86,22 @@ def _gui_parser() -> argparse.ArgumentParser:
 
 
 def read_text_file(name: str) -> str:
-    if name == "-":
-        data = sys.stdin.buffer.read()
-        label = "standard input"
-    else:
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise UserError(f"text file not found: {path}")
-        data = path.read_bytes()
-        label = path.name
-    if b"\x00" in data:
-        raise UserError(f"{label} looks like a binary file, not text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{label} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    """A text from a file, a device, a FIFO or standard input ('-'), capped and decoded by the
+    rule the window uses too (core.text_source)."""
+    from attn_desktop.core.text_source import read_text
+
+    return read_text(name)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from attn_desktop.core.store.session import check_writable
 
+    from attn_desktop.core.text_source import text_argument
+
+    if args.target_text is not None:
+        text_argument(args.target_text, "--target-text")
     if args.text is not None:
-        text = args.text
+        text = text_argument(args.text)
     else:
         text = read_text_file("-" if args.stdin else args.text_file)
     from attn_desktop.core.pipeline import check_text
@@ -115,7 +110,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     out = check_writable(args.out)
     if out.suffix != ".attn":
-        raise UserError(f"the session file must end in .attn: {out}")
+        raise UserError(f"the session file must end in .attn: {quote(out)}")
     started = time.perf_counter()
     from attn_desktop.core.model.loading import load_model
     from attn_desktop.core.pipeline import analyze
@@ -185,7 +180,7 @@ def summary_line(loaded, analysis, seconds: float, out: Path) -> str:
         parts.append(f"flow {len(flow['rows'])} row(s) {exact} (bound {flow['max_abs_error_bound']:.1e}) "
                      f"{flow['seconds']:.2f} s")
     parts += [f"forward {analysis.manifest['timings']['forward'] * 1000:.0f} ms",
-              f"total {seconds:.2f} s", f"-> {out}"]
+              f"total {seconds:.2f} s", f"-> {quote(out)}"]
     return ", ".join(parts)
 
 
@@ -210,12 +205,36 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_error(message: str) -> None:
+    """One line on stderr, whatever bytes the message carries (a surrogate-escaped path)."""
+    line = f"attn-desktop: error: {' '.join(message.splitlines())}\n"
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    sys.stderr.write(line.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+
+
+def _end_on_sigterm() -> None:
+    """SIGTERM during a headless command unwinds like Ctrl+C, so a save in progress removes its
+    temporary file (SIGKILL cannot be caught: the next save to that folder removes it)."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         if argv and argv[0] in SUBCOMMANDS:
             command, rest = argv[0], argv[1:]
+            if as_program:
+                _end_on_sigterm()
             parser = _analyze_parser() if command == "analyze" else _models_parser()
             args = parser.parse_args(rest)
             return cmd_analyze(args) if command == "analyze" else cmd_models(args)
@@ -226,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        print(f"attn-desktop: error: {exc}", file=sys.stderr)
+        _print_error(str(exc))
         return 2
     except Cancelled:
         print("attn-desktop: cancelled", file=sys.stderr)
