@@ -11,7 +11,7 @@ from attn_desktop import __version__
 from attn_desktop.core.errors import Cancelled, UserError
 from attn_desktop.core.quoting import quote
 
-SUBCOMMANDS = ("analyze", "models")
+SUBCOMMANDS = ("analyze", "models", "report")
 
 
 def _analyze_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,9 @@ def _analyze_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE.attn", help="session file to write")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--truncate", action="store_true", help="cut text longer than the model's maximum")
+    from attn_desktop.cli_report import add_analyze_arguments
+
+    add_analyze_arguments(p)
     gen = p.add_mutually_exclusive_group()
     gen.add_argument("--generate", type=int, metavar="N", help="append up to N greedy tokens")
     gen.add_argument("--target-text", metavar="TEXT", help="teacher-force this output instead")
@@ -111,6 +114,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     out = check_writable(args.out)
     if out.suffix != ".attn":
         raise UserError(f"the session file must end in .attn: {quote(out)}")
+    from attn_desktop.cli_report import check_report_args, write_analysis_report
+
+    report = check_report_args(args)
     started = time.perf_counter()
     from attn_desktop.core.model.loading import load_model
     from attn_desktop.core.pipeline import analyze
@@ -124,7 +130,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     )
     add_methods(analysis, methods, args)
     save_session(analysis, out)
-    print(summary_line(loaded, analysis, time.perf_counter() - started, out))
+    if report is not None:
+        name = None if args.text is not None or args.stdin else Path(args.text_file).name
+        write_analysis_report(analysis, args, out, document_name=name)
+    print(summary_line(loaded, analysis, time.perf_counter() - started, out)
+          + (f", report -> {report}" if report is not None else ""))
     if verdict_headline(analysis):
         print(verdict_headline(analysis))
     return 0
@@ -233,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS:
             command, rest = argv[0], argv[1:]
+            if command == "report":
+                from attn_desktop.cli_report import cmd_report, report_parser
+
+                return cmd_report(report_parser().parse_args(rest))
             if as_program:
                 _end_on_sigterm()
             parser = _analyze_parser() if command == "analyze" else _models_parser()

@@ -1,0 +1,87 @@
+"""Heads: how focused each head's attention is, and (when the analysis holds them) how much
+the output depends on each head and layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from attn_desktop.core.propagate.heads import head_diagnostics
+
+from .. import svg
+from ..grids import grid_table
+from ..markup import esc, how_to_read, note
+from . import Section
+
+HOWTO = ("A model has several layers, and each layer several 'heads' that attend in different ways. "
+         "The first table gives, for each head, how spread out its attention is: near 1 means it looks "
+         "at everything almost evenly (marked ≈), near 0 that it looks at very few tokens; ▲ marks heads "
+         "that put most of their weight on one position (often a separator token), which usually means "
+         "'nothing in particular'. Where the analysis measured it, 'importance' is how much the output "
+         "changes when one head is switched off: large values mark heads the output depends on.")
+GRID_MAX_HEADS = 16
+# arrays of the heads stage (docs/heads.md): name -> (title, signed)
+HEAD_ARRAYS = {
+    "head_importance": ("Head importance (output change when the head is switched off)", True),
+    "head_importance_grad": ("Head importance, gradient estimate", True),
+    "head_entropy": ("Head entropy as measured by the heads stage", False),
+}
+LAYER_ARRAYS = {
+    "layer_importance": "Layer importance",
+    "layer_smoothing": "Over-smoothing per layer (mean similarity of token states)",
+}
+
+
+def render(ctx):
+    an = ctx.analysis
+    parts = [how_to_read(HOWTO)]
+    att = an.attention(ctx.set_name)
+    diag = head_diagnostics(att)
+    layers, heads = diag.entropy.shape
+    marks = {}
+    for i in range(layers):
+        for j in range(heads):
+            marks[(i, j)] = (" ≈" if diag.diffuse[i, j] else "") + (" ▲" if diag.single_position[i, j] else "")
+    parts.append(f"<h3>Spread of attention per head ({esc(ctx.set_name)})</h3>")
+    parts.append(_grid(diag.entropy, marks, "normalised entropy (0 focused – 1 uniform)", ctx, value_range=(0.0, 1.0)))
+    prefixes = [""] + [p for p in ("decoder_", "encoder_", "cross_") if any(k.startswith(p) for k in an.arrays)]
+    for prefix in prefixes:
+        for name, (title, signed) in HEAD_ARRAYS.items():
+            a = an.arrays.get(prefix + name)
+            if a is None or a.ndim != 2:
+                continue
+            m = np.asarray(a, np.float64)
+            if signed and np.nanmax(np.abs(m)) > 0:
+                shown = m / np.nanmax(np.abs(m))
+                parts.append(f"<h3>{esc(prefix.replace('_', ' ') + title)}</h3>"
+                             + note(f"Scaled to the largest absolute value, {np.nanmax(np.abs(m)):.3g} (red: the "
+                                    "output drops without the head; blue: it rises)."))
+                parts.append(_grid(shown, {}, title, ctx, signed=True))
+            else:
+                parts.append(f"<h3>{esc(prefix.replace('_', ' ') + title)}</h3>" + _grid(m, {}, title, ctx))
+        for name, title in LAYER_ARRAYS.items():
+            a = an.arrays.get(prefix + name)
+            if a is None or a.ndim != 1:
+                continue
+            xs = list(range(len(a)))
+            fig = svg.line_chart([svg.Series(title, xs, [float(x) for x in a])], x_label="layer",
+                                 y_label=title.split(" (")[0], title=prefix + title, height=220)
+            parts.append(f"<figure>{fig}<figcaption>{esc(prefix.replace('_', ' ') + title)}</figcaption></figure>")
+    heads_meta = ctx.manifest.get("heads")
+    if isinstance(heads_meta, dict) and heads_meta:
+        from ..markup import flatten, kv_table
+
+        pairs = [(k, v) for k, v in flatten(heads_meta) if not isinstance(v, list) or len(v) <= 32]
+        parts.append("<h3>How the head measures were made</h3>" + kv_table(pairs))
+    return Section("heads", "Layers and heads", "".join(parts))
+
+
+def _grid(m, marks, title, ctx, signed=False, value_range=None):
+    layers, heads = m.shape
+    if heads <= GRID_MAX_HEADS:
+        return grid_table(m, [f"layer {i}" for i in range(layers)], [f"h{j}" for j in range(heads)],
+                          corner="", colormap=ctx.options.colormap, signed=signed, marks=marks, caption=title,
+                          value_range=value_range)
+    values = (m + 1) / 2 if signed else m
+    return svg.heatmap(values, [f"layer {i}" for i in range(layers)], [f"head {j}" for j in range(heads)],
+                       colormap=ctx.options.colormap, value_name=title, title=title,
+                       row_title="layer", col_title="head")

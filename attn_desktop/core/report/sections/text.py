@@ -1,0 +1,84 @@
+"""The document with every token shaded by the chosen measure for the focus token(s)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..markup import esc, how_to_read, note, number, table
+from . import Section
+
+HOWTO = ("The text is shown as the model read it, cut into tokens (words or pieces of words). The "
+         "darker a token's shading, the larger the value of the measure named above the text for the "
+         "token in the box (the focus). Shading compares tokens within this one text only: a dark token "
+         "is large relative to the others here, not large in any absolute sense. Hover over a token (on "
+         "screen) to see its index and exact value; the table below lists the largest values. The "
+         "shading shows where the model's internal weighting points; it does not by itself show why the "
+         "model produced its output.")
+TOP = 12
+POS = (217, 119, 6)  # amber: positive values
+NEG = (37, 99, 235)  # blue: negative values (signed attributions)
+
+
+def shade(fraction: float, rgb=POS) -> str:
+    """A background that stays readable under black text: white blended towards `rgb`."""
+    f = 0.08 + 0.77 * min(max(fraction, 0.0), 1.0)
+    r, g, b = (round(255 + (c - 255) * f) for c in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def render(ctx) -> Section:
+    view, an = ctx.view, ctx.analysis
+    hl = ctx.highlight()
+    parts = [how_to_read(HOWTO)]
+    for n in ctx.notes:
+        parts.append(note(n, "warn"))
+    if hl is None:
+        parts.append(note("No values to shade the text with."))
+        return Section("text", "The text", "".join(parts))
+    decoder = not ctx.highlights_input()
+    tokens = an.decoder_tokens if decoder else an.tokens
+    labels = view.decoder_labels() if decoder else view.labels()
+    values = np.nan_to_num(np.asarray(hl.values, np.float64))
+    scale = float(np.abs(values).max()) or 1.0
+    focus = set(ctx.focus) if (ctx.set_name in ("self", "encoder") and not decoder) or \
+        (ctx.set_name == "decoder" and decoder) else set()
+
+    parts.append(f"<p class='legendline'><strong>Shading:</strong> {esc(hl.label)}. "
+                 f"{_legend(hl.signed, scale)}</p>")
+    strip = [i for i, t in enumerate(tokens) if t.end <= t.start]
+    if strip:
+        chips = "".join(_token(i, labels[i], values[i], scale, hl.signed, i in focus, "chip") for i in strip)
+        parts.append(f"<p class='strip'><span class='muted'>Tokens with no place in the text:</span> {chips}</p>")
+    body = []
+    for piece, i in view.segments(decoder=decoder):
+        if i is None:
+            body.append(esc(piece))
+        else:
+            hidden = view.decoder.hidden_tokens if decoder else view.input.hidden_tokens
+            body.append(_token(i, piece, values[i], scale, hl.signed, i in focus, "tok hid" if i in hidden else "tok"))
+    parts.append(f"<div class='document'>{''.join(body)}</div>")
+
+    order = np.argsort(-np.abs(values) if hl.signed else -values, kind="stable")[:TOP]
+    rows = [(str(k + 1), f"<span class='tokcell'>{esc(labels[i])}</span>", str(int(i)), number(values[i]))
+            for k, i in enumerate(order)]
+    parts.append(table(["Rank", "Token", "Index", "Value"], rows, cls="narrow",
+                       caption=f"The {min(TOP, len(order))} tokens with the largest "
+                       f"{'absolute ' if hl.signed else ''}values"))
+    return Section("text", "The text", "".join(parts))
+
+
+def _legend(signed: bool, scale: float) -> str:
+    steps = "".join(f"<span class='sw' style='background:{shade(f)}'></span>" for f in np.linspace(0, 1, 6))
+    text = f"<span class='ramp'>0 {steps} {esc(number(scale))}</span>"
+    if signed:
+        neg = "".join(f"<span class='sw' style='background:{shade(f, NEG)}'></span>" for f in np.linspace(1, 0, 6))
+        text = f"<span class='ramp'>{esc(number(-scale))} {neg} 0 {steps} {esc(number(scale))}</span>"
+    return text + " <span class='focusmark'>boxed</span> = focus token."
+
+
+def _token(i: int, label: str, value: float, scale: float, signed: bool, focus: bool, cls: str) -> str:
+    fraction = abs(value) / scale
+    colour = shade(fraction, NEG if signed and value < 0 else POS)
+    klass = cls + (" focus" if focus else "")
+    tip = f"#{i} “{label}” value {number(value)}"
+    return f"<span class='{klass}' style='background:{colour}' title='{esc(tip)}'>{esc(label)}</span>"
