@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from . import colormaps
 from .editor import TokenColors, TokenEditor, TokenStrip
 from .measures import MEASURES
+from .plain import plain_labels
 from .state import ViewState
 
 
@@ -27,6 +28,7 @@ class DocumentPanel(QWidget):
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.hide()
+        plain_labels(self.legend, self.note)  # they quote token text
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)

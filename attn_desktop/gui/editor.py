@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from ..core.analysis import Token
 from .heatmap import elide
+from .plain import plain_labels, plain_tip
 
 MAX_ALPHA = 0.85
 
@@ -287,7 +288,7 @@ class TokenEditor(QPlainTextEdit):
         if hover is None:
             QToolTip.hideText()
         else:
-            QToolTip.showText(event.globalPosition().toPoint(), self.describe(hover), self.viewport())
+            QToolTip.showText(event.globalPosition().toPoint(), plain_tip(self.describe(hover)), self.viewport())
 
     def leaveEvent(self, event) -> None:
         if self.hover is not None:
@@ -338,7 +339,7 @@ class TokenStrip(QScrollArea):
         self.row = QHBoxLayout(inner)
         self.row.setContentsMargins(0, 0, 0, 0)
         self.row.setSpacing(3)
-        self.caption = QLabel()
+        self.caption = plain_labels(QLabel())
         self.row.addWidget(self.caption)
         self.row.addStretch(1)
         self.setWidget(inner)
@@ -356,7 +357,8 @@ class TokenStrip(QScrollArea):
         for pos, (i, t) in enumerate(tokens):
             chip = QToolButton()
             chip.setText(elide(t.text, 18))
-            chip.setToolTip(f"“{t.text}” · token {i}")
+            chip.base_tip = f"“{t.text}” · token {i}"
+            chip.setToolTip(plain_tip(chip.base_tip))
             chip.setAutoRaise(False)
             chip.clicked.connect(lambda _=False, i=i: self.token_clicked.emit(i))
             self.row.insertWidget(1 + pos, chip)
@@ -375,7 +377,7 @@ class TokenStrip(QScrollArea):
             border = f"2px solid {accent.name()}" if i == focus else "1px solid palette(mid)"
             style.append(f"border: {border}; border-radius: 3px; padding: 1px 4px;")
             chip.setStyleSheet("QToolButton {" + " ".join(style) + "}")
-            tip = chip.toolTip().split(" · ")[:2]
+            tip = [chip.base_tip]
             if values is not None and i < len(values) and np.isfinite(values[i]):
                 tip.append(f"{value_name} {values[i]:.4f}")
-            chip.setToolTip(" · ".join(tip))
+            chip.setToolTip(plain_tip(" · ".join(tip)))

@@ -165,6 +165,8 @@ class MainWindow(FileActions, QMainWindow):
         self.status_device = QLabel("")
         self.status_tokens = QLabel("")
         self.status_time = QLabel("")
+        for label in (self.status_model, self.status_device, self.status_tokens, self.status_time):
+            label.setTextFormat(Qt.PlainText)  # model, file and token names
         self.analysis_progress = QProgressBar()
         self.analysis_progress.setRange(0, 1000)
         self.analysis_progress.setMaximumWidth(220)
@@ -295,7 +297,7 @@ class MainWindow(FileActions, QMainWindow):
             self.model_panel.select_path(str(last))
         if self.loaded is not None:
             name = self.display_name(self.loaded)
-            self.model_panel.card_title.setText(f"<b>{name}</b>")
+            self.model_panel.set_title(name)
             self.status_model.setText(f"{name} ({self.loaded.kind})")
         self.library_listed.emit(entries)
 

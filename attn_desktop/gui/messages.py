@@ -22,6 +22,7 @@ class MessageBar(QFrame):
         self.setObjectName("MessageBar")
         self.icon = QLabel()
         self.text = QLabel()
+        self.text.setTextFormat(Qt.PlainText)  # messages quote file names, model names and tokens
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
         close = QToolButton()

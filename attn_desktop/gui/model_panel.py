@@ -3,6 +3,8 @@ and the card of the loaded model."""
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
@@ -20,6 +22,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from .plain import plain_tip
 
 PATH_ROLE = Qt.UserRole
 ERROR_ROLE = Qt.UserRole + 1
@@ -108,8 +112,8 @@ class ModelPanel(QWidget):
     # -- library --------------------------------------------------------------------------
     def set_library(self, folder: str, entries: list) -> None:
         self.entries = list(entries)
-        self.library_label.setText(f"Library: <i>{folder}</i>" if folder else "Library")
-        self.library_label.setToolTip(folder)
+        self.library_label.setText(f"Library: <i>{html.escape(folder)}</i>" if folder else "Library")
+        self.library_label.setToolTip(plain_tip(folder))
         current = self.selected_path()
         self.library.clear()
         muted = self.palette().color(QPalette.Disabled, QPalette.Text)
@@ -123,7 +127,7 @@ class ModelPanel(QWidget):
             item = QListWidgetItem(text)
             item.setData(PATH_ROLE, str(e.path))
             item.setData(ERROR_ROLE, error)
-            item.setToolTip(str(e.path) + (f"\n{error}" if error else ""))
+            item.setToolTip(plain_tip(str(e.path) + (f"\n{error}" if error else "")))
             if error:
                 item.setForeground(muted)
             self.library.addItem(item)
@@ -171,14 +175,17 @@ class ModelPanel(QWidget):
         self.progress.setValue(int(fraction * 1000))
         self.progress.setFormat(f"{message} %p%")
 
+    def set_title(self, title: str) -> None:
+        self.card_title.setText(f"<b>{html.escape(title)}</b>")  # a model's name is any folder name
+
     def set_card(self, title: str, rows: list[tuple[str, str]],
                  tooltips: dict[str, str] | None = None) -> None:
-        self.card_title.setText(f"<b>{title}</b>")
+        self.set_title(title)
         self.card.setRowCount(len(rows))
         for i, (label, value) in enumerate(rows):
             a = QTableWidgetItem(label)
             b = QTableWidgetItem(value)
-            b.setToolTip((tooltips or {}).get(label, value))
+            b.setToolTip(plain_tip((tooltips or {}).get(label, value)))
             self.card.setItem(i, 0, a)
             self.card.setItem(i, 1, b)
         self.card.resizeRowsToContents()

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 from ..core.propagate.heads import DIFFUSE_THRESHOLD, SINGLE_POSITION_THRESHOLD, HeadDiagnostics
 from . import colormaps
+from .plain import plain_tip
 
 DIFFUSE_MARK = "≈"
 SINGLE_MARK = "▲"
@@ -195,7 +196,7 @@ class HeadGrid(QWidget):
         pos = event.position().toPoint()
         layer, h = self.cell_at(pos.x(), pos.y())
         if layer >= 0:
-            QToolTip.showText(event.globalPosition().toPoint(), self.describe(layer, h), self)
+            QToolTip.showText(event.globalPosition().toPoint(), plain_tip(self.describe(layer, h)), self)
         else:
             QToolTip.hideText()
 
