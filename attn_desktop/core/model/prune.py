@@ -9,7 +9,7 @@ heads masked (their attention output zero before the output projection).
 Supported attention modules: BERT-like (query / key / value + the parent's output.dense: BERT,
 RoBERTa, ELECTRA, ...), GPT-2-like (one Conv1D c_attn + c_proj) and projection-style
 (q_proj / k_proj / v_proj + out_proj or o_proj with as many key/value heads as query heads:
-BART, Llama without grouped keys, ...).
+BART-like; tested on BERT, GPT-2 and BART; grouped key/value heads are refused).
 
 The config records the layout under PRUNED_KEY: {set: {layer: [removed original heads]}}.
 transformers 5 cannot build such a model from its config alone (every layer gets
@@ -45,7 +45,8 @@ def _family(module) -> str | None:
         return "bert"
     if hasattr(module, "c_attn") and hasattr(module, "c_proj") and hasattr(module, "split_size"):
         return "gpt2"
-    if all(isinstance(getattr(module, n, None), linear) for n in ("q_proj", "k_proj", "v_proj")) and (
+    if all(isinstance(getattr(module, n, None), linear) for n in ("q_proj", "k_proj", "v_proj")) and hasattr(
+        module, "head_dim") and (
         isinstance(getattr(module, "out_proj", None), linear) or isinstance(getattr(module, "o_proj", None), linear)
     ):
         return "proj"
@@ -76,7 +77,11 @@ def attention_modules(model, encoder_decoder: bool) -> dict[Site, tuple[str, obj
 
 
 def _head_count(family: str, module) -> int:
-    return int(module.num_attention_heads if family == "bert" else module.num_heads)
+    if family == "bert":
+        return int(module.num_attention_heads)
+    if family == "gpt2":
+        return int(module.num_heads)
+    return int(module.q_proj.out_features // module.head_dim)
 
 
 def _head_dim(family: str, module) -> int:
@@ -147,7 +152,8 @@ def _remove(family: str, module, owner, heads: set[int]) -> None:
         for name in ("q_proj", "k_proj", "v_proj"):
             _cut(getattr(module, name), index, 0)
         _cut(module.out_proj if hasattr(module, "out_proj") else module.o_proj, index, 1)
-        module.num_heads = len(kept_after)
+        if hasattr(module, "num_heads"):
+            module.num_heads = len(kept_after)
     setattr(module, KEPT_HEADS, tuple(kept_after))
     setattr(module, FULL_HEADS, full)
 
