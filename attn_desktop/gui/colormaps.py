@@ -19,6 +19,15 @@ SCALE_TIPS = ("Colour scale. linear: 0 to the largest value; log: 1e-4 to the la
               "min–max: the smallest to the largest value shown, which separates near-uniform "
               "values such as attention flow rows (the colour bar gives the range)")
 LOG_FLOOR = 1e-4  # smallest value a log scale shows; attention below it is indistinguishable
+# Signed values (gradient x input, IG, leave-one-out) are drawn on a diverging map centred at
+# zero: levels -m..m with m the largest magnitude. Not a user scale: the measure asks for it.
+SIGNED = "signed"
+
+
+def diverging(name: str) -> str:
+    """The diverging map that goes with the user's sequential map: blue-white-red, or
+    blue-grey-yellow when the colour-blind-safe map is chosen."""
+    return "CET-CBD1" if COLORMAPS.get(name) == "CET-CBL2" else "CET-D1A"
 
 
 @cache
@@ -44,6 +53,11 @@ def peak(values: np.ndarray) -> float:
 
 def levels(values: np.ndarray, scale: str) -> tuple[float, float]:
     """Display range (in the units of `display_values`) for a matrix of non-negative values."""
+    if scale == SIGNED:
+        finite = np.abs(values[np.isfinite(values)])
+        m = float(finite.max()) if finite.size else 0.0
+        m = m if m > 0 else 1.0
+        return -m, m
     hi = peak(values)
     if not np.isfinite(hi) or hi <= 0:
         hi = 1.0

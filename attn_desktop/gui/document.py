@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
@@ -9,6 +10,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from . import colormaps
 from .editor import TokenColors, TokenEditor, TokenStrip
 from .measures import MEASURES
+from .signed_colors import SignedTokenColors
 from .plain import plain_labels
 from .state import ViewState
 
@@ -114,7 +116,9 @@ class DocumentPanel(QWidget):
         queries, keys = an.axis_tokens(sel.set_name)
         self._update_strip(an, sel.set_name)
         row = measure.row(an, sel, sel.focus)
-        lut = colormaps.lut(sel.colormap)
+        cmap, scale = measure.style(sel)
+        signed = scale == colormaps.SIGNED
+        lut = colormaps.lut(cmap)
         on_editor = keys is an.tokens
         if row is None:
             values = None
@@ -125,17 +129,19 @@ class DocumentPanel(QWidget):
             # and would leave the words pale. Chips beyond the scale are shown at full strength.
             in_text = [i for i in range(len(row)) if self.editor.has_span(i)] if on_editor else []
             basis = row[in_text] if in_text else row
-            lv = colormaps.levels(basis, sel.scale)
-            hi = float(basis.max()) if basis.size else 0.0
+            lv = colormaps.levels(basis, scale)
+            hi = float(np.abs(basis).max() if signed else basis.max()) if basis.size else 0.0
             who = queries[sel.focus].text if 0 <= sel.focus < len(queries) else "?"
             self.legend.setText(
-                f"Highlight: {measure.legend(an, sel, f'“{who}” (#{sel.focus})')} · strongest word = "
-                f"{hi:.3g}" + (" · log scale" if sel.scale == "log" else "")
-                + (f" · colours from {lv[0]:.3g}" if sel.scale == "min–max" and lv[0] > 0 else ""))
-            fractions = colormaps.fraction(row, sel.scale, lv)
+                f"Highlight: {measure.legend(an, sel, f'“{who}” (#{sel.focus})')} · "
+                f"{'largest |value|' if signed else 'strongest word'} = "
+                f"{hi:.3g}" + (" · log scale" if scale == "log" else "")
+                + (f" · colours from {lv[0]:.3g}" if scale == "min–max" and lv[0] > 0 else ""))
+            fractions = colormaps.fraction(row, scale, lv)
             values = row
             pal = self.editor.palette()
-            colors = TokenColors(fractions, lut, pal.color(QPalette.Base), pal.color(QPalette.Text))
+            make = SignedTokenColors if signed else TokenColors
+            colors = make(fractions, lut, pal.color(QPalette.Base), pal.color(QPalette.Text))
         focus_in_editor = sel.focus if queries is an.tokens else None
         if on_editor:
             self.editor.set_highlight(values, colors, focus_in_editor, measure.value_name)

@@ -34,6 +34,7 @@ from .model_panel import ModelPanel
 from .model_view import ModelView
 from .propagation import Propagation
 from .state import ALPHA_MIN, ViewState
+from .validate_panel import ValidatePanel
 from .workers import Job, LatestOnly, stop_all
 
 DEBOUNCE_MS = 600
@@ -129,6 +130,8 @@ class MainWindow(FileActions, QMainWindow):
         self.setCentralWidget(central)
 
         self.model_dock = self._dock("Model", "ModelDock", self.model_panel, Qt.LeftDockWidgetArea)
+        self.validate_panel = ValidatePanel(self)
+        self.validate_dock = self._dock("Validate", "ValidateDock", self.validate_panel, Qt.BottomDockWidgetArea)
 
         self._make_status_bar()
         self.loader = LatestOnly("Loading the model", self)
@@ -145,6 +148,7 @@ class MainWindow(FileActions, QMainWindow):
         self.debounce.setInterval(DEBOUNCE_MS)
         self.debounce.timeout.connect(self.request_analysis)
         self.resizeDocks([self.model_dock], [320], Qt.Horizontal)
+        self.resizeDocks([self.validate_dock], [300], Qt.Vertical)
         self.splitter.setSizes([480, 620])
         self.left_splitter.setSizes([420, 360])
         self._restore_settings()
@@ -565,7 +569,7 @@ class MainWindow(FileActions, QMainWindow):
 
     def refresh_views(self, fields=frozenset(("all",))) -> None:
         an, sel = self.state.analysis, self.state.sel
-        self.heatmap.set_style(sel.colormap, sel.scale)
+        self.heatmap.set_style(*MEASURES[sel.measure].style(sel))
         self.model_view.grid.set_colormap(sel.colormap)
         if an is None:
             self.heatmap.clear("no analysis yet")
@@ -580,7 +584,7 @@ class MainWindow(FileActions, QMainWindow):
             queries, keys = an.axis_tokens(sel.set_name)
             rows = measure.row_queries(an, sel)
             values = self.current_matrix()
-            self.heatmap.set_matrix(values, [queries[i].text for i in rows], [k.text for k in keys],
+            self.heatmap.set_matrix(values, measure.row_labels(an, sel, rows), [k.text for k in keys],
                                     title=title, value_name=measure.value_name)
         rows = measure.row_queries(an, sel)
         hit = [i for i, q in enumerate(rows) if q == sel.focus]

@@ -73,6 +73,15 @@ class Measure(ABC):
         """What the editor highlight shows, for the focus token `who` (already quoted)."""
         return f"{self.value_name} from {who}"
 
+    def style(self, sel) -> tuple[str, str]:
+        """(colormap, scale) the views draw this measure with."""
+        return sel.colormap, sel.scale
+
+    def row_labels(self, analysis: Analysis, sel, rows: np.ndarray) -> list[str]:
+        """The heatmap's label of each matrix row."""
+        queries = analysis.axis_tokens(sel.set_name)[0]
+        return [queries[i].text for i in rows]
+
 
 def head_label(head) -> str:
     return f"head {head}" if isinstance(head, int) else f"{head} of heads"
@@ -444,6 +453,8 @@ def register(measure: Measure) -> None:
 
 for _m in (AttentionMeasure(), RolloutMeasure(), FlowMeasure()):
     register(_m)
+
+from . import importance  # noqa: E402,F401  (registers the importance-vector measures)
 
 
 class MatrixCache:

@@ -45,6 +45,8 @@ def build_menus(w) -> None:
     action(w, analysis, "Compute attention &flow for the focus token", w.compute_flow, "Ctrl+Shift+F")
     w.act_flow_all = action(w, analysis, "Compute attention flow for &all tokens", w.compute_flow_all,
                             "Ctrl+Alt+F")
+    w.act_validate = action(w, analysis, "&Validate: check attention against gradients and ablations",
+                            lambda: (w.validate_dock.show(), w.validate_panel.run()), "Ctrl+Shift+V")
     w.act_truncate = action(w, analysis, "&Truncate texts longer than the model accepts", None)
     w.act_truncate.setCheckable(True)
     w.act_truncate.toggled.connect(lambda _on: w.schedule_analysis())
@@ -64,6 +66,7 @@ def build_menus(w) -> None:
     w.act_opengl.setCheckable(True)
     view.addSeparator()
     view.addAction(w.model_dock.toggleViewAction())
+    view.addAction(w.validate_dock.toggleViewAction())
     w.act_heads = action(w, view, "Heads overview", lambda: w.heads_box.setVisible(w.act_heads.isChecked()))
     w.act_heads.setCheckable(True)
     w.act_heads.setChecked(True)
