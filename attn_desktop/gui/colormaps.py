@@ -14,11 +14,16 @@ COLORMAPS: dict[str, str] = {
     "colour-blind safe (CET-CBL2)": "CET-CBL2",
 }
 DEFAULT_COLORMAP = "viridis"
-SCALES = ("linear", "log", "min–max")
+RATIO = "× uniform"
+SCALES = ("linear", "log", "min–max", RATIO)
 SCALE_TIPS = ("Colour scale. linear: 0 to the largest value; log: 1e-4 to the largest value; "
               "min–max: the smallest to the largest value shown, which separates near-uniform "
-              "values such as attention flow rows (the colour bar gives the range)")
+              "values such as attention flow rows (the colour bar gives the range); "
+              "× uniform: each value divided by what a uniform row would give it (1/n per "
+              "token), on a log₂ scale with a diverging map: 1× is the page colour, above "
+              "chance one colour, below chance the other")
 LOG_FLOOR = 1e-4  # smallest value a log scale shows; attention below it is indistinguishable
+RATIO_MAX_LOG2 = 6  # × uniform shows 1/64× to 64×; beyond is drawn as the end colours
 # Signed values (gradient x input, IG, leave-one-out) are drawn on a diverging map centred at
 # zero: levels -m..m with m the largest magnitude. Not a user scale: the measure asks for it.
 SIGNED = "signed"
@@ -28,6 +33,16 @@ def diverging(name: str) -> str:
     """The diverging map that goes with the user's sequential map: blue-white-red, or
     blue-grey-yellow when the colour-blind-safe map is chosen."""
     return "CET-CBD1" if COLORMAPS.get(name) == "CET-CBL2" else "CET-D1A"
+
+
+def centred(scale: str) -> bool:
+    """Scales drawn on a diverging map around a middle value (0, or 1× uniform)."""
+    return scale in (SIGNED, RATIO)
+
+
+def map_for(colormap: str, scale: str) -> str:
+    """The map a scale draws with: × uniform needs a diverging one."""
+    return diverging(colormap) if scale == RATIO else colormap
 
 
 @cache
@@ -51,8 +66,14 @@ def peak(values: np.ndarray) -> float:
     return float(np.max(values))
 
 
-def levels(values: np.ndarray, scale: str) -> tuple[float, float]:
-    """Display range (in the units of `display_values`) for a matrix of non-negative values."""
+def levels(values: np.ndarray, scale: str, expected=None) -> tuple[float, float]:
+    """Display range (in the units of `display_values`) for a matrix of non-negative values.
+    `expected`: what a uniform row gives each column (× uniform only; broadcast over rows)."""
+    if scale == RATIO:
+        shown = display_values(values, scale, expected)
+        top = float(np.max(np.abs(shown))) if shown.size else 1.0
+        m = float(min(max(np.ceil(top if np.isfinite(top) else 1.0), 1.0), RATIO_MAX_LOG2))
+        return -m, m
     if scale == SIGNED:
         finite = np.abs(values[np.isfinite(values)])
         m = float(finite.max()) if finite.size else 0.0
@@ -70,18 +91,30 @@ def levels(values: np.ndarray, scale: str) -> tuple[float, float]:
     return 0.0, hi
 
 
-def display_values(values: np.ndarray, scale: str) -> np.ndarray:
+def display_values(values: np.ndarray, scale: str, expected=None) -> np.ndarray:
     if scale == "log":
         return np.log10(np.maximum(values, LOG_FLOOR, dtype=np.float32))
+    if scale == RATIO:
+        v = np.asarray(values, dtype=np.float64)
+        e = uniform_of(v) if expected is None else np.asarray(expected, np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(e > 0, v / e, 1.0)
+        return np.log2(np.maximum(np.nan_to_num(ratio, nan=1.0), 2.0 ** -RATIO_MAX_LOG2)).astype(np.float32)
     return values
+
+
+def uniform_of(values: np.ndarray) -> float:
+    """1/n for rows of n columns: the value of every column in a uniform row."""
+    n = values.shape[-1] if values.ndim else 1
+    return 1.0 / max(n, 1)
 
 
 _ALL_HALVES = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
-def _quantise_float32(values: np.ndarray, scale: str, lv: tuple[float, float]) -> np.ndarray:
+def _quantise_float32(values: np.ndarray, scale: str, lv: tuple[float, float], expected=None) -> np.ndarray:
     lo, hi = lv
-    shown = display_values(values, scale)
+    shown = display_values(values, scale, expected)
     out = np.empty(values.shape, dtype=np.float32)
     np.subtract(shown, np.float32(lo - 0.5 * (hi - lo) / 255.0), out=out, dtype=np.float32)
     np.multiply(out, np.float32(255.0 / (hi - lo)), out=out)
@@ -89,12 +122,14 @@ def _quantise_float32(values: np.ndarray, scale: str, lv: tuple[float, float]) -
     return out.astype(np.uint8)
 
 
-def quantise(values: np.ndarray, scale: str) -> tuple[np.ndarray, tuple[float, float]]:
+def quantise(values: np.ndarray, scale: str, expected=None) -> tuple[np.ndarray, tuple[float, float]]:
     """C-contiguous uint8 image (0..255 over the levels) and the levels, in display units.
 
     float16 input (how attention is stored) goes through a 65,536-entry table indexed by the
     bit pattern: one gather instead of a slow float16 -> float32 conversion and four passes."""
-    lv = levels(values, scale)
+    lv = levels(values, scale, expected)
+    if scale == RATIO:
+        return _quantise_float32(values, scale, lv, expected), lv
     if values.dtype == np.float16:
         with np.errstate(invalid="ignore"):
             table = _quantise_float32(np.nan_to_num(_ALL_HALVES, nan=0.0, posinf=0.0, neginf=0.0), scale, lv)
@@ -102,8 +137,8 @@ def quantise(values: np.ndarray, scale: str) -> tuple[np.ndarray, tuple[float, f
     return _quantise_float32(values, scale, lv), lv
 
 
-def fraction(values: np.ndarray, scale: str, lv: tuple[float, float]) -> np.ndarray:
+def fraction(values: np.ndarray, scale: str, lv: tuple[float, float], expected=None) -> np.ndarray:
     """Position of each value within the levels, in [0, 1] (float64, for highlight alphas)."""
     lo, hi = lv
-    shown = np.asarray(display_values(np.asarray(values, dtype=np.float64), scale), np.float64)
+    shown = np.asarray(display_values(np.asarray(values, dtype=np.float64), scale, expected), np.float64)
     return np.clip((shown - lo) / (hi - lo), 0.0, 1.0)

@@ -1,5 +1,6 @@
-"""The heatmap: one [queries x keys] matrix as a pyqtgraph ImageItem with token-labelled axes,
-a colour bar, a hover readout and click-to-focus."""
+"""The heatmap: one [queries x keys] matrix as a pyqtgraph ImageItem with token-labelled axes
+(the focus row and column always labelled), a colour bar with distinct tick labels and a caption
+saying what the scale means, a tooltip for the cell under the mouse, and click-to-focus."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFontMetricsF, QPalette, QPen
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPalette, QPen
+from PySide6.QtWidgets import QLabel, QSizePolicy, QToolTip, QVBoxLayout, QWidget
 
 from . import colormaps
+from .plain import plain_tip
 
-LABEL_CHARS = 14  # token labels longer than this are elided on the axes (the readout has all)
+LABEL_CHARS = 28  # labels longer than this are elided on the axes (the tooltip has them all)
 
 
 def elide(text: str, n: int = LABEL_CHARS) -> str:
@@ -23,27 +25,39 @@ def elide(text: str, n: int = LABEL_CHARS) -> str:
 
 class TokenAxis(pg.AxisItem):
     """Category axis: one label per cell centre (i + 0.5), thinned to whatever fits without
-    overlapping; every label shows once zoomed in far enough. Bottom labels are rotated."""
+    overlapping; every label shows once zoomed in far enough. The pinned labels (the focus row
+    or column) always show, in bold. Bottom labels are rotated."""
 
     def __init__(self, orientation: str) -> None:
         super().__init__(orientation)
         self.labels: list[str] = []
-        self.setStyle(showValues=False, tickLength=3, hideOverlappingLabels=False)
+        self.pinned: list[int] = []
+        self.label_font = QFont(self.font())
+        self.bold_font = QFont(self.label_font)
+        self.bold_font.setBold(True)
+        self.setStyle(showValues=False, tickLength=3, hideOverlappingLabels=False, tickFont=self.label_font)
         self._line = 12.0
         self._extent = 20.0
 
     def set_labels(self, labels: list[str]) -> None:
         self.labels = [elide(s) for s in labels]
-        fm = QFontMetricsF(self.font())
+        fm = QFontMetricsF(self.bold_font)  # the widest a label can be drawn
         self._line = fm.height() + 1
         widest = max((fm.horizontalAdvance(s) for s in self.labels), default=10.0)
-        self._extent = min(widest, fm.horizontalAdvance("M" * LABEL_CHARS)) + 8
+        self._extent = min(widest, fm.horizontalAdvance("m" * LABEL_CHARS)) + 10
         if self.orientation in ("left", "right"):
-            self.setWidth(int(self._extent))
+            self.setWidth(int(math.ceil(self._extent)))
         else:
-            self.setHeight(int(self._extent))
+            self.setHeight(int(math.ceil(self._extent)))
         self.picture = None
         self.update()
+
+    def set_pinned(self, indices) -> None:
+        pinned = sorted({int(i) for i in indices})
+        if pinned != self.pinned:
+            self.pinned = pinned
+            self.picture = None
+            self.update()
 
     def visible_ticks(self, lo: float, hi: float, pixels: float) -> list[int]:
         n = len(self.labels)
@@ -53,8 +67,13 @@ class TokenAxis(pg.AxisItem):
         step = max(1, math.ceil(self._line / per_cell))
         first = max(0, math.ceil(lo - 0.5))
         last = min(n - 1, math.floor(hi - 0.5))
+        kept: list[int] = []
+        for p in self.pinned:  # the first pinned always; others where they do not overlap it
+            if first <= p <= last and (not kept or p - kept[-1] >= step):
+                kept.append(p)
         first += (-first) % step  # multiples of step: labels stay put while panning
-        return list(range(first, last + 1, step))
+        regular = [i for i in range(first, last + 1, step) if all(abs(i - p) >= step for p in kept)]
+        return sorted(regular + kept)
 
     def tickValues(self, minVal, maxVal, size):
         lo, hi = sorted((minVal, maxVal))
@@ -73,11 +92,18 @@ class TokenAxis(pg.AxisItem):
             return axis_spec, tick_specs, []
         pixels = abs(length)
         ticks = self.visible_ticks(min(lo, hi), max(lo, hi), pixels)
+        pinned = set(self.pinned)
+        half = self._line / 2
         texts = []
         for i in ticks:
             frac = (i + 0.5 - lo) / (hi - lo)
-            pos = (bounds.bottom() - frac * bounds.height()) if vertical else (bounds.left() + frac * bounds.width())
-            texts.append((pos, self.labels[i]))
+            if vertical:
+                pos = bounds.bottom() - frac * bounds.height()
+                pos = min(max(pos, bounds.top() + half), bounds.bottom() - half)  # never cut at the ends
+            else:
+                pos = bounds.left() + frac * bounds.width()
+                pos = min(max(pos, bounds.left() + half), bounds.right() - half)
+            texts.append((pos, self.labels[i], i in pinned))
         return axis_spec, tick_specs, texts
 
     def drawPicture(self, p, axisSpec, tickSpecs, textSpecs):
@@ -86,40 +112,128 @@ class TokenAxis(pg.AxisItem):
         bounds = self.mapRectFromParent(self.geometry())
         gap = 3 + 3
         h = self._line
-        for pos, text in textSpecs:
+        flags = int(Qt.AlignRight | Qt.AlignVCenter | Qt.TextDontClip)
+        for pos, text, bold in textSpecs:
+            p.setFont(self.bold_font if bold else self.label_font)
             if self.orientation == "left":
-                rect = QRectF(bounds.left(), pos - h / 2, bounds.width() - gap, h)
-                p.drawText(rect, int(Qt.AlignRight | Qt.AlignVCenter), text)
+                p.drawText(QRectF(bounds.left(), pos - h / 2, bounds.width() - gap, h), flags, text)
             else:
                 p.save()
                 p.translate(pos, bounds.top() + gap)
                 p.rotate(-90)
-                p.drawText(QRectF(-bounds.height(), -h / 2, bounds.height() - gap + 3, h),
-                           int(Qt.AlignRight | Qt.AlignVCenter), text)
+                p.drawText(QRectF(-bounds.height(), -h / 2, bounds.height() - gap + 3, h), flags, text)
                 p.restore()
 
 
 class ValueAxis(pg.AxisItem):
-    """Colour bar axis; in log mode the values are log10 and labels show the weight."""
+    """Colour bar axis. Values arrive in display units: log10 of the weight (log), log2 of the
+    ratio to uniform (× uniform), the weight itself otherwise; labels always show the weight
+    (or the ratio), each label different from its neighbours."""
 
-    log = False
+    value_scale = "linear"  # (AxisItem.scale is pyqtgraph's own number)
+
+    @property
+    def log(self) -> bool:
+        return self.value_scale == "log"
+
+    def tickValues(self, minVal, maxVal, size):
+        lo, hi = sorted((float(minVal), float(maxVal)))
+        return [(1.0, bar_ticks(lo, hi, self.value_scale, max(2, int(size // 38))))]
 
     def tickStrings(self, values, scale, spacing):
-        return [short_number(10 ** v if self.log else v) for v in values]
+        return tick_labels(values, self.value_scale)
 
 
-def short_number(x: float) -> str:
-    """At most five characters, so colour bar labels never get dropped for lack of room."""
+def nice_step(span: float, count: int) -> float:
+    raw = span / max(count, 1)
+    if raw <= 0 or not math.isfinite(raw):
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if m * power >= raw:
+            return m * power
+    return 10.0 * power
+
+
+def bar_ticks(lo: float, hi: float, scale: str, count: int) -> list[float]:
+    """Tick positions (display units) for the colour bar: at most about `count`, never two with
+    the same label."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo] if math.isfinite(lo) else []
+    if scale == "log":  # decades, or 1-2-5 within a narrow range
+        decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
+        if len(decades) >= 3:
+            every = max(1, math.ceil(len(decades) / count))
+            return [float(d) for d in decades if d % every == 0]
+        out = []
+        for d in range(math.floor(lo) - 1, math.ceil(hi) + 1):
+            for m in (1, 2, 5):
+                v = d + math.log10(m)
+                if lo - 1e-9 <= v <= hi + 1e-9:
+                    out.append(v)
+        return out if len(out) >= 2 else [lo, hi]
+    if scale == colormaps.RATIO:  # log2: whole powers of two
+        every = max(1, math.ceil((hi - lo) / count))
+        return [float(k) for k in range(math.ceil(lo), math.floor(hi) + 1) if k % every == 0]
+    step = nice_step(hi - lo, count)
+    start = math.ceil(lo / step - 1e-9)
+    ticks = []
+    k = start
+    while k * step <= hi + step * 1e-9:
+        ticks.append(round(k * step, 12))
+        k += 1
+    return ticks
+
+
+def tick_labels(values, scale: str) -> list[str]:
+    """Short labels for colour bar ticks, with as many digits as it takes to tell them apart."""
+    values = [float(v) for v in values]
+    if scale == "log":
+        values = [10.0 ** v for v in values]
+    if scale == colormaps.RATIO:
+        out = []
+        for v in values:
+            k = round(v)
+            if abs(v - k) < 1e-9:
+                out.append(f"×{2 ** k}" if k >= 0 else f"×1/{2 ** -k}")
+            else:
+                out.append(f"×{2 ** v:.2g}")
+        return out
+    for digits in range(1, 7):
+        labels = [short_number(v, digits) for v in values]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
+
+
+def short_number(x: float, digits: int = 2) -> str:
+    """A compact label: 0.25, 1.5e-3, 12; `digits` significant digits at most."""
     if x == 0:
         return "0"
-    if abs(x) >= 0.01:
-        return f"{x:.2g}"
-    mantissa, exponent = f"{x:.0e}".split("e")
+    if 0.01 <= abs(x) < 10 ** digits or digits < 1:
+        text = f"{x:.{digits}g}"
+        return text if "e" not in text else f"{x:.{digits}g}"
+    mantissa, exponent = f"{x:.{max(digits - 1, 0)}e}".split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exponent)}"
 
 
+def scale_caption(scale: str, value_name: str) -> str:
+    """What the colour bar's scale means, in words (its axis label)."""
+    if scale == "log":
+        return f"{value_name} · log scale from 1e-4"
+    if scale == "min–max":
+        return f"{value_name} · smallest to largest shown"
+    if scale == colormaps.RATIO:
+        return f"{value_name} ÷ uniform (1/n): ×1 = chance, log₂"
+    if scale == colormaps.SIGNED:
+        return f"{value_name} · signed, 0 in the middle"
+    return f"{value_name} · linear from 0"
+
+
 class Heatmap(QWidget):
-    """Shows a matrix; says which cell is under the mouse and which was clicked."""
+    """Shows a matrix; says which cell is under the mouse (a tooltip) and which was clicked."""
 
     cell_clicked = Signal(int, int)  # row, column
     cell_hovered = Signal(int, int)  # -1, -1 when outside
@@ -127,13 +241,17 @@ class Heatmap(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.values: np.ndarray | None = None  # [rows, cols] as shown, float16 or float32
+        self.expected: np.ndarray | None = None  # [cols] a uniform row's value per column (× uniform)
         self.levels = (0.0, 1.0)
         self.scale = "linear"
         self.colormap = colormaps.DEFAULT_COLORMAP
         self.row_labels: list[str] = []
         self.col_labels: list[str] = []
         self.value_name = "weight"
+        self.hover_text = ""  # what the tooltip says about the cell under the mouse
         self._focus_row: int | None = None
+        self._focus_rows: list[int] = []
+        self._focus_boxes: list = []
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.ci.setContentsMargins(2, 2, 2, 2)
@@ -147,10 +265,7 @@ class Heatmap(QWidget):
         self.view.setDefaultPadding(0.0)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
-        self.focus_box = pg.QtWidgets.QGraphicsRectItem()
-        self.focus_box.setZValue(10)
-        self.plot.addItem(self.focus_box)
-        self.focus_box.hide()
+        self.focus_box = self._new_box()  # the first focus run (the focus row itself)
 
         self.bar_axis = ValueAxis("right")
         self.bar = self.graphics.addPlot(row=0, col=1, axisItems={"right": self.bar_axis})
@@ -160,27 +275,24 @@ class Heatmap(QWidget):
         self.bar.setMenuEnabled(False)
         self.bar.hideButtons()
         self.bar.setMouseEnabled(False, False)
-        self.bar.setFixedWidth(66)
+        self.bar.setFixedWidth(92)
         self.bar_image = pg.ImageItem(np.arange(256, dtype=np.uint8)[:, None], axisOrder="row-major")
         self.bar.addItem(self.bar_image)
         self.graphics.ci.layout.setColumnStretchFactor(0, 1)
 
         self.title = QLabel()  # a QLabel, not the plot title: a long title must not widen the plot
+        self.title.setTextFormat(Qt.PlainText)
         self.title.setAlignment(Qt.AlignCenter)
         self.title.setWordWrap(True)
         font = self.title.font()
         font.setPointSizeF(font.pointSizeF() * 1.15)
         self.title.setFont(font)
         self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.readout = QLabel(" ")
-        self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.readout.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self.title)
         layout.addWidget(self.graphics, 1)
-        layout.addWidget(self.readout)
 
         scene = self.graphics.scene()
         scene.sigMouseMoved.connect(self._on_move)
@@ -188,15 +300,27 @@ class Heatmap(QWidget):
         self.apply_palette()
         self._apply_lut()
 
+    def _new_box(self):
+        box = pg.QtWidgets.QGraphicsRectItem()
+        box.setZValue(10)
+        self.plot.addItem(box)
+        box.hide()
+        if hasattr(self, "focus_box"):
+            box.setPen(self.focus_box.pen())
+        return box
+
     # -- data -----------------------------------------------------------------------------
     def set_matrix(self, values: np.ndarray, row_labels: list[str], col_labels: list[str],
-                   *, title: str = "", value_name: str = "weight") -> None:
+                   *, title: str = "", value_name: str = "weight", expected=None) -> None:
+        """`expected`: what a uniform row gives each column (default 1/columns), for × uniform."""
         if values.dtype not in (np.float16, np.float32):
             values = values.astype(np.float32)
         values = np.ascontiguousarray(values)
         new_shape = self.values is None or values.shape != self.values.shape
         self.values = values
+        self.expected = None if expected is None else np.asarray(expected, np.float64)
         self.value_name = value_name
+        self._hide_tip()
         if row_labels != self.row_labels:
             self.row_labels = list(row_labels)
             self.left.set_labels(self.row_labels)
@@ -215,13 +339,18 @@ class Heatmap(QWidget):
 
     def clear(self, message: str = "") -> None:
         self.values = None
+        self.expected = None
         self.image.clear()
-        self.focus_box.hide()
+        for box in self._focus_boxes + [self.focus_box]:
+            box.hide()
         self.row_labels, self.col_labels = [], []
         self.left.set_labels([])
         self.bottom.set_labels([])
+        self.left.set_pinned([])
+        self.bottom.set_pinned([])
         self.title.setText(message)
-        self.readout.setText(" ")
+        self.title.setToolTip("")
+        self._hide_tip()
 
     def set_style(self, colormap: str, scale: str) -> None:
         changed = (colormap, scale) != (self.colormap, self.scale)
@@ -231,14 +360,29 @@ class Heatmap(QWidget):
             self._render()
 
     def set_focus_row(self, row: int | None) -> None:
-        self._focus_row = row
+        self.set_focus_rows([] if row is None else [row])
+
+    def set_focus_rows(self, rows, cols=()) -> None:
+        """Frame the focus rows (a word, or a selection of words) and always label them and the
+        focus columns."""
+        self._focus_rows = sorted({int(r) for r in rows})
+        self._focus_row = self._focus_rows[0] if self._focus_rows else None
+        self.left.set_pinned(self._focus_rows)
+        self.bottom.set_pinned(cols)
         self._place_focus()
 
+    def _lut(self) -> np.ndarray:
+        return colormaps.lut(colormaps.map_for(self.colormap, self.scale))
+
     def _render(self) -> None:
-        data, self.levels = colormaps.quantise(self.values, self.scale)
-        self.image.setImage(data, autoLevels=False, levels=(0, 255), lut=colormaps.lut(self.colormap))
+        expected = self.expected
+        if expected is not None and expected.shape[-1] != self.values.shape[-1]:
+            expected = None
+        data, self.levels = colormaps.quantise(self.values, self.scale, expected)
+        self.image.setImage(data, autoLevels=False, levels=(0, 255), lut=self._lut())
         lo, hi = self.levels
-        self.bar_axis.log = self.scale == "log"
+        self.bar_axis.value_scale = self.scale
+        self.bar_axis.setLabel(scale_caption(self.scale, self.value_name))
         self.bar_image.setRect(QRectF(0, lo, 1, hi - lo))
         self.bar.setYRange(lo, hi, padding=0)
         self.bar.setXRange(0, 1, padding=0)
@@ -246,18 +390,33 @@ class Heatmap(QWidget):
         self.bar_axis.update()
 
     def _apply_lut(self) -> None:
-        table = colormaps.lut(self.colormap)
+        table = self._lut()
         self.bar_image.setLookupTable(table)
         self.bar_image.setLevels((0, 255))
         if self.image.image is not None:
             self.image.setLookupTable(table)
 
     def _place_focus(self) -> None:
-        if self.values is None or self._focus_row is None or not 0 <= self._focus_row < self.values.shape[0]:
-            self.focus_box.hide()
-            return
-        self.focus_box.setRect(QRectF(0, self._focus_row, self.values.shape[1], 1))
-        self.focus_box.show()
+        runs: list[list[int]] = []
+        if self.values is not None:
+            for r in self._focus_rows:
+                if not 0 <= r < self.values.shape[0]:
+                    continue
+                if runs and r == runs[-1][1]:
+                    runs[-1][1] = r + 1
+                else:
+                    runs.append([r, r + 1])
+        boxes = [self.focus_box] + self._focus_boxes
+        while len(boxes) < len(runs):
+            self._focus_boxes.append(self._new_box())
+            boxes = [self.focus_box] + self._focus_boxes
+        for k, box in enumerate(boxes):
+            if k < len(runs):
+                a, b = runs[k]
+                box.setRect(QRectF(0, a, self.values.shape[1], b - a))
+                box.show()
+            else:
+                box.hide()
 
     def apply_palette(self) -> None:
         pal = self.palette()
@@ -272,7 +431,8 @@ class Heatmap(QWidget):
             accent = QColor("#ff4081")
         pen = QPen(accent, 2)
         pen.setCosmetic(True)
-        self.focus_box.setPen(pen)
+        for box in [self.focus_box] + self._focus_boxes:
+            box.setPen(pen)
 
     def changeEvent(self, event) -> None:
         if event.type() in (event.Type.PaletteChange, event.Type.StyleChange):
@@ -293,13 +453,33 @@ class Heatmap(QWidget):
     def describe_cell(self, r: int, c: int) -> str:
         row = self.row_labels[r] if r < len(self.row_labels) else str(r)
         col = self.col_labels[c] if c < len(self.col_labels) else str(c)
-        return (f"query “{row}” #{r}  →  key “{col}” #{c}   "
-                f"{self.value_name} {float(self.values[r, c]):.4f}")
+        value = float(self.values[r, c])
+        text = f"query “{row}” #{r}\nkey “{col}” #{c}\n{self.value_name} {value:.4f}"
+        if self.scale == colormaps.RATIO:
+            n = self.values.shape[-1]
+            e = float(self.expected[c]) if self.expected is not None and len(self.expected) == n else 1.0 / max(n, 1)
+            if e > 0:
+                text += f" = {value / e:.2f} × uniform"
+        return text
+
+    def _hide_tip(self) -> None:
+        if self.hover_text:
+            self.hover_text = ""
+            QToolTip.hideText()
 
     def _on_move(self, pos: QPointF) -> None:
         r, c = self.cell_at(pos)
-        self.readout.setText(self.describe_cell(r, c) if r >= 0 else " ")
+        if r >= 0:
+            self.hover_text = self.describe_cell(r, c)
+            QToolTip.showText(self.graphics.mapToGlobal(self.graphics.mapFromScene(pos)),
+                              plain_tip(self.hover_text), self.graphics)
+        else:
+            self._hide_tip()
         self.cell_hovered.emit(r, c)
+
+    def leaveEvent(self, event) -> None:
+        self._hide_tip()
+        super().leaveEvent(event)
 
     def _on_click(self, event) -> None:
         if event.button() != Qt.LeftButton:

@@ -30,6 +30,10 @@ class Measure(ABC):
     uses_heads = True  # the head selector applies (an aggregate, or the head fusion)
     uses_layers = True
     value_name = "weight"
+    # Words mode (gui.units): True when row r is query token row_queries[r]'s own row, so a word's
+    # row is the mean of its pieces' rows; False when rows stand for the whole text (kept as they
+    # are). Columns are summed over each word's pieces either way.
+    rows_by_query = True
 
     def unavailable(self, analysis: Analysis | None, set_name: str) -> str | None:
         """None when this measure can be shown for the set, else why not (one line)."""
@@ -72,6 +76,10 @@ class Measure(ABC):
     def legend(self, analysis: Analysis, sel, who: str) -> str:
         """What the editor highlight shows, for the focus token `who` (already quoted)."""
         return f"{self.value_name} from {who}"
+
+    def title_tip(self, analysis: Analysis | None, sel) -> str:
+        """Details for the heatmap title's tooltip (the title itself stays one short line)."""
+        return ""
 
     def style(self, sel) -> tuple[str, str]:
         """(colormap, scale) the views draw this measure with."""
@@ -324,6 +332,13 @@ def exactness_label(entry: dict) -> str:
     return f"approximate (error bound {bound:.1e}{after})"
 
 
+def short_exactness(entry: dict) -> str:
+    """One word for titles; the bound goes in their tooltip (exactness_label)."""
+    if entry.get("exact", False):
+        return "exact"
+    return f"approximate (error ≤ {float(entry.get('max_abs_error_bound', 0.0)):.0e})"
+
+
 class RolloutMeasure(Measure):
     """Attention rollout (Abnar & Zuidema 2020), cumulative per layer, from core.propagate.propagation.
     The head selector chooses the head fusion; α and the start layer come from the selection.
@@ -435,8 +450,15 @@ class FlowMeasure(Measure):
             text += f" · {done} of {n} rows" if done < n else " · all rows"
         text += f" · {fusion_label(sel.head)} · {alpha_label(sel.alpha)}"
         if rows is not None and len(rows.rows):
-            text += f" · {exactness_label(rows.entry)}"
+            text += f" · {short_exactness(rows.entry)}"
         return text
+
+    def title_tip(self, analysis, sel):
+        rows = None if analysis is None else self.rows(analysis, sel)
+        if rows is None or not len(rows.rows):
+            return ""
+        return (f"Attention flow (Abnar & Zuidema 2020), each row normalised to sum to 1: "
+                f"{exactness_label(rows.entry)}.")
 
     def legend(self, analysis, sel, who):
         rows = self.rows(analysis, sel)

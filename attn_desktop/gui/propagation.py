@@ -12,6 +12,7 @@ meanwhile) and computes the focus token's row next.
 from __future__ import annotations
 
 import threading
+import time
 
 from PySide6.QtCore import QObject, Signal
 
@@ -31,6 +32,30 @@ from .measures import (
 )
 from .state import ViewState
 from .workers import LatestOnly
+
+
+def time_left(seconds: float) -> str:
+    """'about 40 s left', 'about 2 min left', 'about 1 h 5 min left'."""
+    if seconds < 60:
+        return f"about {max(5, int(round(seconds / 5.0)) * 5)} s left"
+    minutes = int(round(seconds / 60.0))
+    if minutes < 60:
+        return f"about {minutes} min left"
+    return f"about {minutes // 60} h {minutes % 60} min left"
+
+
+ESTIMATE_AFTER_S = 10.0  # runs expected to take longer than this say how long
+
+
+def flow_progress(have: int, n: int, started: float, done: int, left: int) -> str:
+    """The progress line of a flow job: the rows that exist out of n (as the title counts them),
+    and, for long runs, the time left at the pace of the rows this job finished."""
+    text = f"attention flow: {have} of {n} rows"
+    if done >= 2 and left > 0:
+        estimate = (time.perf_counter() - started) / done * left
+        if estimate >= ESTIMATE_AFTER_S:
+            text += f" · {time_left(estimate)}"
+    return text
 
 
 class FlowJob:
@@ -183,12 +208,14 @@ class Propagation(QObject):
         alpha = have.entry["alpha"] if have is not None else params[0]
         fusion = have.entry["head_fusion"] if have is not None else params[1]
         emit_row = self._flow_row.emit
+        n = len(an.tokens)
 
         def work(progress, cancel):
             from ..core.propagate import propagation
             from ..core.propagate.rollout import fused_hat
 
             hat = fused_hat(propagation.self_attention(copy), alpha, fusion)
+            started = time.perf_counter()
             try:
                 while True:
                     have_rows = {int(r) for r in copy.arrays.get("flow_rows", ())}
@@ -197,12 +224,13 @@ class Propagation(QObject):
                         return job
                     if cancel():
                         raise Cancelled()
-                    total = job.done + left
-                    progress(job.done / total, f"attention flow: row {job.done + 1} of {total} (token {row})")
+                    # counted as the title counts: rows of all n tokens that exist
+                    progress(len(have_rows) / n, flow_progress(len(have_rows), n, started, job.done, left))
                     propagation.add_flow(copy, [row], alpha, fusion, cancel=cancel, hat=hat)
                     job.done += 1
                     emit_row(job, flow_rows_of(copy))
-                    progress(job.done / total, f"attention flow: {job.done} of {total} rows")
+                    progress((len(have_rows) + 1) / n,
+                             flow_progress(len(have_rows) + 1, n, started, job.done, left - 1))
             finally:
                 job.close()
 

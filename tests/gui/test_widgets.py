@@ -12,7 +12,7 @@ import pytest
 
 from attn_desktop.core.analysis import Analysis, Token
 from attn_desktop.gui import colormaps
-from attn_desktop.gui.heatmap import Heatmap, TokenAxis, elide
+from attn_desktop.gui.heatmap import LABEL_CHARS, Heatmap, TokenAxis, elide
 from attn_desktop.gui.measures import pool_max, prepare, thumbnails
 from attn_desktop.gui.state import ViewState
 from attn_desktop.gui.workers import LatestOnly
@@ -45,7 +45,8 @@ def test_axis_thins_labels_when_crowded_and_shows_all_when_zoomed(qtbot):
 
 
 def test_long_labels_are_elided_and_whitespace_shown():
-    assert elide("x" * 40).endswith("…") and len(elide("x" * 40)) == 14
+    assert elide("x" * 40).endswith("…") and len(elide("x" * 40)) == LABEL_CHARS
+    assert elide("indemnification") == "indemnification" and elide("automatically") == "automatically"
     assert elide("\n") == "⏎" and elide("") == "␣"
 
 
