@@ -167,12 +167,22 @@ def write_report(analysis: Analysis, path: str | Path, options: ReportOptions | 
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(page)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a report is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import: umask is process-wide and not thread-safe to probe
 
 
 def check_report_path(path: Path) -> Path:

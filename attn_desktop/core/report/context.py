@@ -26,7 +26,11 @@ VECTOR_NAMES = {
     "grad_rollout": "Gradient-weighted rollout",
     "loo": "Leave-one-out",
 }
-PROPAGATED = ("attention", "rollout", "flow")
+SHORT_NAMES = {
+    "attention_importance": "Attn", "rollout_importance": "Rollout", "flow_importance": "Flow",
+    "saliency": "Sal", "grad_input": "G×I", "integrated_gradients": "IG", "grad_rollout": "GradRoll",
+    "loo": "LOO",
+}
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,11 @@ def diverging(value: float) -> str:
 def grid_table(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *,
                corner: str = "", colormap: str = "viridis", signed: bool = False,
                marks: dict[tuple[int, int], str] | None = None, digits: int = 2,
-               caption: str = "", value_range: tuple[float, float] | None = None) -> str:
+               caption: str = "", value_range: tuple[float, float] | None = None,
+               plain_below: float | None = None) -> str:
     """values [r, c]; NaN cells are left blank. `signed` uses the blue–white–red scale over
-    [-1, 1] (correlations), otherwise the colour map over the finite range of the values."""
+    [-1, 1] (correlations), otherwise the colour map over the finite range of the values.
+    `plain_below`: no colours; values below it in bold (p-values under a significance level)."""
     v = np.asarray(values, np.float64)
     finite = v[np.isfinite(v)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -49,6 +51,10 @@ def grid_table(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequen
             mark = (marks or {}).get((i, j), "")
             if not np.isfinite(x):
                 cells.append(f"<td class='cell'>{esc(mark)}</td>")
+                continue
+            if plain_below is not None:
+                text = f"{x:.{digits}f}"
+                cells.append(f"<td class='cell'>{'<strong>' + esc(text) + '</strong>' if x < plain_below else esc(text)}</td>")
                 continue
             bg = diverging(x) if signed else colours.hex_colour(colormap, (x - lo) / (hi - lo) if hi > lo else 1.0)
             text = f"{x:.{digits}f}" if abs(x) < 1000 else number(x)

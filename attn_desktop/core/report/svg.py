@@ -80,7 +80,7 @@ def _ticks(n: int, pixels: float, line: float = FONT + 1) -> list[int]:
 def tick_label(x: float) -> str:
     if x == 0:
         return "0"
-    if abs(x) >= 0.01:
+    if abs(x) >= 0.001:
         return f"{x:.2g}"
     m, e = f"{x:.0e}".split("e")
     return f"{m}e{int(e)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..context import VECTOR_NAMES
+from ..context import SHORT_NAMES, VECTOR_NAMES
 from ..grids import grid_table
 from ..markup import esc, how_to_read, note
 from . import Section
@@ -23,8 +23,10 @@ def render(ctx):
     if not isinstance(agr, dict) or not agr.get("methods"):
         return None
     methods = list(agr["methods"])
-    names = [VECTOR_NAMES.get(m, m) for m in methods]
+    names = [SHORT_NAMES.get(m, m) for m in methods]
     parts = [how_to_read(HOWTO)]
+    parts.append("<p class='note'>" + "; ".join(f"<strong>{esc(SHORT_NAMES.get(m, m))}</strong> = "
+                                                 f"{esc(VECTOR_NAMES.get(m, m))}" for m in methods) + ".</p>")
     if agr.get("tokens") is not None:
         parts.append(note(f"Computed over {agr['tokens']} tokens. {agr.get('convention', '')}"))
     for key, p_key, title in (("kendall_tau", "kendall_p", "Kendall τ-b"), ("spearman", "spearman_p", "Spearman ρ")):
@@ -34,14 +36,15 @@ def render(ctx):
         parts.append(f"<h3>{esc(title)}</h3>" + grid_table(m, names, names, signed=True, caption=title))
         p = _matrix(agr.get(p_key), len(methods))
         if p is not None:
-            parts.append(grid_table(p, names, names, colormap="cividis", digits=3,
-                                    caption=f"p-values of {title} (small: unlikely by chance)"))
+            parts.append(grid_table(p, names, names, digits=3, plain_below=0.05,
+                                    caption=f"p-values of {title} (bold: below 0.05, unlikely by chance alone)"))
     topk = agr.get("topk") or {}
     for k, overlap in zip(topk.get("k") or [], topk.get("overlap") or [], strict=False):
         m = _matrix(overlap, len(methods))
         if m is not None:
             parts.append(f"<h3>Top-{int(k)} overlap</h3>"
-                         + grid_table(m, names, names, colormap="viridis", caption=f"share of the top {int(k)} tokens in common"))
+                         + grid_table(m, names, names, colormap="viridis", value_range=(0.0, 1.0),
+                                        caption=f"share of the top {int(k)} tokens in common"))
     return Section("agreement", "Agreement between methods", "".join(parts))
 
 
