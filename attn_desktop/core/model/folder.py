@@ -5,19 +5,27 @@ Every way a folder can be unusable ends here in a UserError with one line saying
 
 from __future__ import annotations
 
-import json
+import errno
+import itertools
 import math
+import os
 import re
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attn_desktop.core import bounded_json
 from attn_desktop.core.errors import UserError
+from attn_desktop.core.quoting import quote
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TOKENIZER_FILES = (
     "tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model",
 )
+MAX_ENTRIES = 10_000
+JSON_LIMIT = 16 << 20  # config.json, the shard index
+HEADER_LIMIT = 64 << 20  # a safetensors header
 CONVERT_HINT = (
     "convert them on a trusted machine with "
     "`AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)`"
@@ -38,6 +46,7 @@ class FolderInfo:
     num_parameters: int
     size_bytes: int
     tensor_names: set[str] = field(default_factory=set, repr=False)
+    tensor_shapes: dict[str, list[int]] = field(default_factory=dict, repr=False)
     label: str | None = None
 
     @property
@@ -54,25 +63,99 @@ def resolve_folder(spec: str | Path) -> Path:
     if looks_remote(text):
         raise UserError(f"'{text}' is a URL: models must be local folders (nothing is downloaded)")
     path = Path(text).expanduser()
-    if not path.exists():
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
         if re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith((".", "/")):
             raise UserError(
                 f"'{text}' looks like a hub id, and no such folder exists: models must be local folders"
-            )
-        raise UserError(f"model folder not found: {path} (models must be local folders; nothing is downloaded)")
-    if not path.is_dir():
-        raise UserError(f"{path} is a file; a model is a folder with config.json and safetensors weights")
-    return path.resolve()
-
-
-def read_config(folder: Path) -> dict:
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"{folder.name}: no config.json in the folder; it is not a Hugging Face model folder")
+            ) from None
+        raise UserError(f"model folder not found: {quote(path)} (models must be local folders; "
+                        "nothing is downloaded)") from None
+    except OSError as exc:
+        raise UserError(f"cannot open the model folder {quote(path)}: {_reason(exc)}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{quote(path)} is a file; a model is a folder with config.json and safetensors weights")
     try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{folder.name}: config.json is not valid JSON ({exc.__class__.__name__}: {exc})") from None
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise UserError(f"cannot open the model folder {quote(path)}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP or isinstance(exc, RuntimeError):
+        return "a symbolic link loop"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return type(exc).__name__
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def folder_files(folder: Path) -> dict[str, os.stat_result]:
+    """The folder's regular files by name, seen without opening any of them. A FIFO, device,
+    socket or symbolic-link loop among them, or a file that links outside the folder, makes the
+    folder unusable: loaders would block on it or read what the folder does not hold."""
+    try:
+        entries = list(itertools.islice(os.scandir(folder), MAX_ENTRIES + 1))
+    except OSError as exc:
+        raise UserError(f"{folder.name}: the folder cannot be listed ({_reason(exc)})") from None
+    if len(entries) > MAX_ENTRIES:
+        raise UserError(f"{folder.name}: the folder holds more than {MAX_ENTRIES} entries; it is not a model folder")
+    files: dict[str, os.stat_result] = {}
+    root = os.path.realpath(folder)
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=True)
+        except FileNotFoundError:
+            continue  # a dangling link: no loader opens it
+        except OSError as exc:
+            raise UserError(f"{folder.name}: {quote(entry.name)} cannot be read ({_reason(exc)})") from None
+        for test, kind in _KINDS:
+            if test(info.st_mode):
+                raise UserError(f"{folder.name}: {quote(entry.name)} is {kind}, not a regular file; "
+                                "a model folder holds regular files only")
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path)
+            if os.path.commonpath([root, target]) != root:
+                raise UserError(f"{folder.name}: {quote(entry.name)} links outside the model folder "
+                                f"(to {quote(target)}); a model folder must hold its own files: copy them in")
+        files[entry.name] = info
+    return files
+
+
+def _read_small(folder: Path, name: str, limit: int) -> bytes:
+    """A regular file of the folder read with a size cap, never blocking."""
+    path = folder / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UserError(f"{folder.name}: {name} cannot be read ({_reason(exc)})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{folder.name}: {name} is not a regular file")
+        if info.st_size > limit:
+            raise UserError(f"{folder.name}: {name} is {info.st_size / 1e6:.0f} MB (at most {limit / 1e6:.0f} MB)")
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(limit + 1)
+    except OSError as exc:
+        raise UserError(f"{folder.name}: {name} cannot be read ({_reason(exc)})") from None
+    finally:
+        os.close(fd)
+
+
+def read_config(folder: Path, files: dict | None = None) -> dict:
+    files = folder_files(folder) if files is None else files
+    if "config.json" not in files:
+        raise UserError(f"{folder.name}: no config.json in the folder; it is not a Hugging Face model folder")
+    raw = _read_small(folder, "config.json", JSON_LIMIT)
+    config = bounded_json.loads(raw, f"{folder.name}: config.json", max_bytes=JSON_LIMIT, allow_nan=True)
     if not isinstance(config, dict):
         raise UserError(f"{folder.name}: config.json does not hold a JSON object")
     if config.get("auto_map") or config.get("trust_remote_code"):
@@ -85,33 +168,51 @@ def read_config(folder: Path) -> dict:
     return config
 
 
+# bytes per element of each safetensors dtype
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8,
+               "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1}
+
+
 def safetensors_header(path: Path) -> dict:
-    """Parse and check a safetensors header: the declared tensors must exactly fill the file."""
-    size = path.stat().st_size
+    """Parse and check a safetensors header: every entry's dtype, shape and offsets agree, and the
+    declared tensors exactly fill the file."""
     try:
-        with path.open("rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UserError(f"{path.name}: weights file cannot be read ({_reason(exc)})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path.name}: weights file is not a regular file")
+        size = info.st_size
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as fh:
             raw = fh.read(8)
             if len(raw) < 8:
-                raise ValueError("shorter than a header")
+                raise UserError(f"{path.name}: weights file is corrupt or truncated (shorter than a header)")
             (header_len,) = struct.unpack("<Q", raw)
-            if header_len > size - 8 or header_len > 100_000_000:
-                raise ValueError("header length beyond the end of the file")
-            header = json.loads(fh.read(header_len).decode("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path.name}: weights file is corrupt or truncated ({exc})") from None
+            if header_len > size - 8 or header_len > HEADER_LIMIT:
+                raise UserError(f"{path.name}: weights file is corrupt or truncated "
+                                "(header length beyond the end of the file)")
+            data = fh.read(header_len)
+    except OSError as exc:
+        raise UserError(f"{path.name}: weights file cannot be read ({_reason(exc)})") from None
+    finally:
+        os.close(fd)
+    try:
+        header = bounded_json.loads(data, f"{path.name}: the weights header", max_bytes=HEADER_LIMIT)
+    except UserError as exc:
+        raise UserError(f"{exc} (weights file is corrupt)") from None
     if not isinstance(header, dict):
         raise UserError(f"{path.name}: weights file is corrupt (header is not an object)")
     end = 0
     for name, meta in header.items():
         if name == "__metadata__":
             continue
-        try:
-            begin, stop = meta["data_offsets"]
-            if not isinstance(meta["shape"], list) or int(begin) > int(stop):
-                raise ValueError
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{path.name}: weights file is corrupt (bad entry for {name})") from None
-        end = max(end, int(stop))
+        stop = _checked_entry(meta)
+        if stop is None:
+            raise UserError(f"{path.name}: weights file is corrupt (bad entry for {quote(name)})")
+        end = max(end, stop)
     if 8 + header_len + end != size:
         raise UserError(
             f"{path.name}: weights file is truncated or corrupt "
@@ -120,22 +221,46 @@ def safetensors_header(path: Path) -> dict:
     return {k: v for k, v in header.items() if k != "__metadata__"}
 
 
-def weight_files(folder: Path) -> list[Path]:
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (ValueError, KeyError, TypeError):
-            raise UserError(f"{folder.name}: model.safetensors.index.json is not valid") from None
-        files = sorted({folder / f for f in weight_map.values()})
-        missing = [f.name for f in files if not f.is_file()]
+def _checked_entry(meta) -> int | None:
+    """The end offset of a well-formed header entry, else None."""
+    if not isinstance(meta, dict):
+        return None
+    shape, offsets, dtype = meta.get("shape"), meta.get("data_offsets"), meta.get("dtype")
+    if not isinstance(shape, list) or len(shape) > 16 or not all(type(d) is int and d >= 0 for d in shape):
+        return None
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets):
+        return None
+    begin, stop = offsets
+    if not 0 <= begin <= stop or not isinstance(dtype, str):
+        return None
+    if dtype in DTYPE_SIZES and stop - begin != math.prod(shape) * DTYPE_SIZES[dtype]:
+        return None
+    return stop
+
+
+def weight_files(folder: Path, files: dict | None = None) -> list[Path]:
+    files = folder_files(folder) if files is None else files
+    index = "model.safetensors.index.json"
+    if index in files:
+        raw = _read_small(folder, index, JSON_LIMIT)
+        content = bounded_json.loads(raw, f"{folder.name}: {index}", max_bytes=JSON_LIMIT)
+        weight_map = content.get("weight_map") if isinstance(content, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+            raise UserError(f"{folder.name}: {index} is not valid")
+        names = sorted(set(weight_map.values()))
+        outside = [n for n in names if n in ("", ".", "..") or "/" in n or "\\" in n or os.path.isabs(n)]
+        if outside:
+            raise UserError(f"{folder.name}: {index} names a weight file outside the folder "
+                            f"({quote(outside[0])}); a model folder must hold its own files")
+        missing = [n for n in names if n not in files]
         if missing:
-            raise UserError(f"{folder.name}: weight shard missing: {missing[0]} (of {len(files)})")
-        return files
-    files = sorted(folder.glob("*.safetensors"))
-    if files:
-        return files
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+            raise UserError(f"{folder.name}: weight shard missing: {quote(missing[0])} (of {len(names)})")
+        return [folder / n for n in names]
+    found = sorted(folder / n for n in files if n.endswith(".safetensors"))
+    if found:
+        return found
+    pickles = sorted(n for n in files if Path(n).suffix in PICKLE_SUFFIXES)
     if pickles:
         raise UserError(
             f"{folder.name}: weights are only in pickle format ({pickles[0]}), which can run code when "
@@ -144,9 +269,13 @@ def weight_files(folder: Path) -> list[Path]:
     raise UserError(f"{folder.name}: no weights file (model.safetensors) in the folder")
 
 
+def architecture(config: dict) -> str:
+    archs = config.get("architectures")
+    return archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else ""
+
+
 def detect_kind(config: dict) -> str:
-    archs = config.get("architectures") or []
-    arch = archs[0] if archs and isinstance(archs[0], str) else ""
+    arch = architecture(config)
     if config.get("is_encoder_decoder") or arch.endswith(("ForConditionalGeneration", "ForSeq2SeqLM")):
         return "encoder-decoder"
     if arch.endswith("ForSequenceClassification"):
@@ -168,7 +297,7 @@ def detect_kind(config: dict) -> str:
 def _first_int(config: dict, *keys: str) -> int | None:
     for key in keys:
         value = config.get(key)
-        if isinstance(value, int) and value > 0:
+        if type(value) is int and value > 0:
             return value
     return None
 
@@ -186,24 +315,28 @@ def config_shape(config: dict) -> tuple[int, int, int | None]:
 
 def inspect_folder(spec: str | Path, *, check_tokenizer: bool = True, label: str | None = None) -> FolderInfo:
     folder = resolve_folder(spec)
-    config = read_config(folder)
+    files = folder_files(folder)
+    config = read_config(folder, files)
     kind = detect_kind(config)
     layers, heads, positions = config_shape(config)
-    files = weight_files(folder)
+    weights = weight_files(folder, files)
     n_params = 0
-    names: set[str] = set()
-    for f in files:
+    shapes: dict[str, list[int]] = {}
+    for f in weights:
         for name, meta in safetensors_header(f).items():
-            names.add(name)
+            shapes[name] = meta["shape"]
             n_params += math.prod(meta["shape"])
-    if not names:
+    if not shapes:
         raise UserError(f"{folder.name}: the weights file holds no tensors")
-    if check_tokenizer and not any((folder / n).is_file() for n in TOKENIZER_FILES):
+    from attn_desktop.core.model.consistency import check_config_against_weights
+
+    check_config_against_weights(folder.name, config, kind, shapes)
+    if check_tokenizer and not any(n in files for n in TOKENIZER_FILES):
         raise UserError(f"{folder.name}: no tokenizer files (tokenizer.json or a vocabulary) in the folder")
-    archs = config.get("architectures") or [""]
     return FolderInfo(
         path=folder, config=config, kind=kind, model_type=config["model_type"],
-        architecture=archs[0] or config["model_type"], num_layers=layers, num_heads=heads,
-        max_positions=positions, weight_files=files, num_parameters=n_params,
-        size_bytes=sum(p.stat().st_size for p in folder.iterdir() if p.is_file()), tensor_names=names, label=label,
+        architecture=architecture(config) or config["model_type"],
+        num_layers=layers, num_heads=heads, max_positions=positions, weight_files=weights,
+        num_parameters=n_params, size_bytes=sum(info.st_size for info in files.values()),
+        tensor_names=set(shapes), label=label, tensor_shapes=shapes,
     )

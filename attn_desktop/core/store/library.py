@@ -41,6 +41,12 @@ def describe_folder(path: Path, name: str | None = None) -> ModelEntry:
     except UserError as exc:
         entry.error = str(exc)
         return entry
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # one bad folder never breaks the listing
+        lines = str(exc).strip().splitlines()
+        entry.error = f"the folder cannot be read ({type(exc).__name__}: {(lines[0] if lines else '')[:200]})"
+        return entry
     entry.kind, entry.num_layers, entry.num_heads = info.kind, info.num_layers, info.num_heads
     entry.num_parameters, entry.max_positions, entry.size_bytes = (
         info.num_parameters, info.max_positions, info.size_bytes,
@@ -60,7 +66,13 @@ def list_models(library_dir: str | Path | None = None, include_demo: bool = True
             entries.append(ModelEntry(name="demo", path=Path("demo"), error=str(exc)))
     folder = Path(library_dir).expanduser() if library_dir else default_library_dir()
     if folder.is_dir():
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            subs = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
+        except OSError as exc:
+            entries.append(ModelEntry(name=folder.name, path=folder,
+                                      error=f"the library folder cannot be listed ({exc.strerror or exc})"))
+            return entries
+        for sub in subs:  # is_dir() follows links without opening: a FIFO is never opened
             entries.append(describe_folder(sub))
     return entries
 
