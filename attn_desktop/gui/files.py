@@ -128,12 +128,8 @@ class FileActions:
             self.export_heatmap(path if path.lower().endswith(".png") else path + ".png")
 
     def export_heatmap(self, path: str) -> bool:
-        ok = self.heatmap.export_png(path)
-        if ok:
-            self.messages.info(f"Exported {Path(path).name}.")
-        else:
-            self.messages.error(f"could not write {path}")
-        return ok
+        """The heatmap with its caption (also in the PNG's text chunks): gui.exports."""
+        return self.exports.export_image("Heatmap", self.heatmap, path, "png")
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

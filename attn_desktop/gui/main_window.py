@@ -142,6 +142,9 @@ class MainWindow(FileActions, QMainWindow):
         self.flow_runner = self.propagation.flow_runner
         self.document.missing_note = self._missing_note
         self._connect()
+        from .exports import Exports
+
+        self.exports = Exports(self)  # images, data and the report (File > Export…)
         build_menus(self)
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)

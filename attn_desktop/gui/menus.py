@@ -29,6 +29,10 @@ def build_menus(w) -> None:
     w.act_open_session = action(w, file, "Open &session…", w.choose_session, "Ctrl+Alt+O")
     w.act_save_session = action(w, file, "&Save session…", w.choose_save_session, QKeySequence.Save)
     w.act_export = action(w, file, "&Export heatmap as PNG…", w.choose_export, "Ctrl+E")
+    w.export_menu = file.addMenu("E&xport view")  # every plot to PNG/SVG, matrices and vectors to CSV/.npy
+    w.export_menu.aboutToShow.connect(lambda: w.exports.build_menu(w.export_menu))
+    w.act_export_report = action(w, file, "Export &report…", w.exports.choose_report, "Ctrl+Shift+R")
+    w.act_copy_view = action(w, file, "&Copy view as image", w.exports.copy_view, "Ctrl+Shift+C")
     w.samples_menu = file.addMenu("Sample &documents")
     for path in app_settings.sample_files():
         act = w.samples_menu.addAction(path.stem.replace("_", " "))

@@ -22,24 +22,30 @@ RECT_LIMIT = 160 * 160
 
 
 def caption_fields(*, measure: str, layer, head, alpha=None, model: str, document: str | None,
-                   date: _dt.datetime | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What makes an exported image stand alone as evidence, as ordered text fields."""
+                   date: _dt.datetime | None = None, fusion: bool = False,
+                   extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What makes an exported image stand alone as evidence, as ordered text fields. `head`: a
+    head index or mean/max/min; `fusion`: it is the head fusion of rollout or flow."""
     when = (date or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
-    head_text = f"head {head}" if isinstance(head, int) else f"{head} of heads"
-    fields = {"measure": str(measure), "layer": "–" if layer is None else str(layer), "head": head_text,
-              "alpha": "–" if alpha is None else f"{float(alpha):g}", "model": str(model),
+    if fusion:
+        head_key, head_text = "fusion", f"head {head} alone" if isinstance(head, int) else f"heads fused by {head}"
+    else:
+        head_key, head_text = "head", str(head) if isinstance(head, int) else f"{head} of heads"
+    fields = {"measure": str(measure), "layer": "n/a" if layer is None else str(layer), head_key: head_text,
+              "alpha": "n/a" if alpha is None else f"{float(alpha):g}", "model": str(model),
               "document": document or "unsaved document", "date": when}
     fields.update(extra or {})
     return fields
 
 
 def caption_line(fields: Mapping[str, str]) -> str:
-    return " · ".join(f"{k} {v}" for k, v in fields.items())
+    return " · ".join(f"{k}: {v}" for k, v in fields.items())
 
 
 def png_text(fields: Mapping[str, str]) -> dict[str, str]:
     """PNG text chunks: the standard Title/Description/Software/Creation Time and one per field."""
-    out = {"Title": f"{fields.get('measure', '')} · layer {fields.get('layer', '')} · {fields.get('head', '')}",
+    head = fields.get("head", fields.get("fusion", ""))
+    out = {"Title": f"{fields.get('measure', '')} · layer {fields.get('layer', '')} · {head}",
            "Description": caption_line(fields), "Software": "attn-desktop",
            "Creation Time": fields.get("date", "")}
     out.update({f"attn-desktop:{k}": v for k, v in fields.items()})
