@@ -42,7 +42,7 @@ def test_words_match_the_tokenizers_words(contract):
     units = words.group_words(contract.text, contract.tokens)
     expected = loop_groups(contract)
     assert [units.tokens(u) for u in range(len(units))] == expected
-    labels = dict(zip(units.labels, range(len(units))))
+    labels = {label: u for u, label in enumerate(units.labels)}
     indemnify = units.tokens(labels["indemnify"])
     assert len(indemnify) > 1  # several pieces: "ind ##em ##ni ##fy"
     assert [contract.tokens[i].text for i in indemnify] != ["indemnify"]
