@@ -1,0 +1,150 @@
+"""Agreement, faithfulness bookkeeping, the verdict, and the whole stage through analyze(), the
+session file and the command line."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from attn_desktop.cli import main
+from attn_desktop.core.errors import Cancelled, UserError
+from attn_desktop.core.explain.agreement import agreement
+from attn_desktop.core.explain.faithfulness import counts_for, curves, ranking
+from attn_desktop.core.pipeline import analyze
+from attn_desktop.core.store.session import load_session, save_session
+
+VECTORS = ("attention_importance", "rollout_importance", "flow_importance", "saliency", "grad_input",
+           "integrated_gradients", "grad_rollout", "loo")
+
+
+def test_agreement_with_itself_is_one_and_with_its_reverse_minus_one():
+    v = np.array([9.0, 0.1, 0.5, 0.9, 0.3, 0.7, 0.2, 9.0])
+    special = [True, False, False, False, False, False, False, True]
+    rev = v.copy()
+    inner = v[1:7]
+    rev[1:7] = np.sort(inner)[np.argsort(np.argsort(-inner))]  # the same values, ranks reversed
+    res = agreement({"a": v, "b": v.copy(), "r": rev, "neg": -v}, special)
+    names = res["methods"]
+    ia, ib, ir, ineg = (names.index(x) for x in ("a", "b", "r", "neg"))
+    assert res["tokens"] == 6
+    assert res["kendall_tau"][ia][ib] == pytest.approx(1.0) and res["spearman"][ia][ib] == pytest.approx(1.0)
+    assert res["kendall_tau"][ia][ir] == pytest.approx(-1.0) and res["spearman"][ia][ir] == pytest.approx(-1.0)
+    assert res["kendall_tau"][ia][ineg] == pytest.approx(1.0)  # absolute values
+    assert res["topk"]["k"] == [5, 1]
+    assert res["topk"]["overlap"][0][ia][ib] == 1.0 and res["topk"]["overlap"][1][ia][ir] == 0.0
+    t = stats.kendalltau(inner, np.abs(rev[1:7]))
+    assert res["kendall_p"][ia][ir] == pytest.approx(t.pvalue)
+    const = agreement({"a": v, "c": np.ones(8)}, special)
+    assert const["kendall_tau"][0][1] is None and const["topk"]["overlap"][0][0][1] is not None
+
+
+def test_faithfulness_sets_follow_eraser():
+    assert counts_for([0.01, 0.05, 0.1, 0.2, 0.5], 30) == [1, 2, 3, 6, 15]
+    assert counts_for([0.01, 0.5], 1) == [1, 1]
+    free = np.array([1, 2, 3, 4])
+    order = ranking(np.array([0, -2.0, 5.0, 1.0, 3.0, 9.0]), free)
+    assert order.tolist() == [2, 4, 3, 1]  # signed: most positive first; specials 0 and 5 never ranked
+    comp, suff = curves(order, free, [1, 2])
+    assert comp == [[2], [2, 4]] and suff == [[4, 3, 1], [3, 1]]
+
+
+def _progress_log():
+    log = []
+    return log, lambda f, m: log.append((f, m))
+
+
+def test_the_whole_stage_on_a_classifier(loaded_models, tmp_path):
+    loaded = loaded_models("bert-cls")
+    log, progress = _progress_log()
+    a = analyze(loaded, "The tenant shall pay the rent on time.", methods=["all"], target={"class": 2},
+                explain_options={"seeds": 3, "random_rankings": 20}, progress=progress)
+    e = a.manifest["explain"]
+    n = len(a.tokens)
+    assert e["arrays"] == list(VECTORS)
+    for name in VECTORS:
+        assert a.arrays[name].shape == (n,) and a.arrays[name].dtype == np.float32
+    assert e["target"]["class"] == 2 and e["target"]["kind"] == "class"
+    assert e["read_row"]["rule"] == "cls" and e["read_row"]["index"] == 0
+    assert e["methods"]["loo"]["replacement"] == "mask"
+    assert set(e["faithfulness"]["per_method"]) == set(VECTORS)
+    assert e["agreement"]["methods"] == list(VECTORS)
+    assert len(e["interventions"]["uniform_layer"]) == 2 and e["interventions"]["permuted"]["seeds"] == 3
+    assert set(e["timings"]) >= {"target", "attention", "ig", "loo", "interventions", "faithfulness", "agreement"}
+    headline = e["verdict"]["headline"]
+    assert ("agrees" in headline or "diverges" in headline) and "explain" not in headline.lower()
+    assert "depends on where attention goes" in headline
+    json.dumps(e, allow_nan=False)
+    fractions = [f for f, _ in log]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    saved = load_session(save_session(a, tmp_path / "x.attn"))
+    assert saved.manifest["explain"]["verdict"] == e["verdict"]
+    for name in VECTORS:
+        assert np.array_equal(saved.arrays[name], a.arrays[name])
+
+
+@pytest.mark.parametrize("kind,text", [("gpt2", "The tenant shall pay"), ("bart", "The tenant shall pay.")])
+def test_the_stage_on_other_kinds(loaded_models, kind, text):
+    loaded = loaded_models(kind)
+    a = analyze(loaded, text, methods=["ig", "loo", "rollout", "flow", "interventions", "agreement"],
+                explain_options={"seeds": 2})
+    e = a.manifest["explain"]
+    if kind == "gpt2":
+        assert e["read_row"]["rule"] == "last" and "flow_importance" in e["arrays"]
+        assert e["interventions"]["allowed_keys"].startswith("uniform / permuted over the keys") and "self" in e["interventions"]["allowed_keys"]
+    else:
+        assert e["read_row"]["rule"] == "cross" and "flow_importance" in e["skipped"]
+        assert a.arrays["integrated_gradients"].shape == (len(a.tokens),)
+    assert e["agreement"]["methods"][0] == "attention_importance"
+
+
+def test_the_stage_can_be_cancelled(loaded_models):
+    loaded = loaded_models("bert-cls")
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 8
+
+    with pytest.raises(Cancelled):
+        analyze(loaded, "The tenant shall pay the rent.", methods=["loo", "faithfulness"], cancel=cancel,
+                explain_options={"batch_size": 2})
+
+
+def test_bad_requests_are_refused_before_the_model_runs(loaded_models, demo_model):
+    with pytest.raises(UserError, match="unknown method 'sparkle'"):
+        analyze(loaded_models("bert-cls"), "rent", methods=["ig", "sparkle"])
+    with pytest.raises(UserError, match="no task head"):
+        analyze(demo_model, "rent is due", methods=["ig"])
+    with pytest.raises(UserError, match="unknown explanation option"):
+        analyze(loaded_models("bert-cls"), "rent", methods=["ig"], explain_options={"stepz": 3})
+
+
+def test_command_line_with_labels_prints_the_verdict(tiny_model_paths, tmp_path, capsys):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# two labels\nrent payment\nmedical note\n", encoding="utf-8")
+    out = tmp_path / "z.attn"
+    code = main(["analyze", "--text", "The tenant shall pay the rent.", "--model", str(tiny_model_paths["bert"]),
+                 "--methods", "ig,loo,rollout,agreement,interventions", "--labels", str(labels),
+                 "--target-label", "medical note", "--seeds", "2", "--out", str(out)])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("For this input, attention")
+    s = load_session(out)
+    assert s.manifest["explain"]["target"]["label"] == "medical note"
+    assert s.manifest["explain"]["target"]["labels"] == ["rent payment", "medical note"]
+    assert s.arrays["loo"].shape == (len(s.tokens),) and "rollout" in s.arrays
+
+
+def test_command_line_refusals_are_one_line(tiny_model_paths, tmp_path, capsys):
+    out = tmp_path / "no.attn"
+    code = main(["analyze", "--text", "The tenant shall pay.", "--model", str(tiny_model_paths["bert-mlm"]),
+                 "--methods", "all", "--out", str(out)])
+    _, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "[MASK]" in err
+    assert not out.exists()
+    code = main(["analyze", "--text", "x", "--model", str(tiny_model_paths["bert"]), "--methods", "ig",
+                 "--labels", str(tmp_path / "missing.txt"), "--out", str(out)])
+    _, err = capsys.readouterr()
+    assert code == 2 and "label file not found" in err
