@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QComboBox,
     QDoubleSpinBox,
     QLabel,
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from ..core.propagate.heads import AGGREGATES
 from . import colormaps
+from . import settings as app_settings
 from .measures import MEASURES
 from .state import ALPHA_MIN, ViewState
 
@@ -39,6 +41,9 @@ HEAD_TIPS = {
     "flow": "How heads are fused before attention flow: mean, max or min over heads, or one head alone",
 }
 
+UNITS_TIP = ("Words: a word's row is the mean of its pieces' rows and its column the sum of its "
+             "pieces' columns (Clark et al. 2019), so rows still sum to 1. Pieces: the model's own "
+             "tokens. Ctrl+click words, or drag over the text, to see a selection together.")
 FLOW_ALL_TIP = ("Compute the attention flow of every token in the background, Ctrl+Alt+F "
                 "(progress and Cancel in the status bar; finished rows are kept)")
 
@@ -93,12 +98,24 @@ class SelectionBar(QToolBar):
         self.scale_box = QComboBox()
         self.scale_box.addItems(list(colormaps.SCALES))
         self.scale_box.setToolTip(colormaps.SCALE_TIPS)
+        self.words_button = QToolButton()
+        self.words_button.setText("Words")
+        self.pieces_button = QToolButton()
+        self.pieces_button.setText("Pieces")
+        self.units_group = QButtonGroup(self)
+        for button in (self.words_button, self.pieces_button):
+            button.setCheckable(True)
+            button.setToolTip(UNITS_TIP)
+            self.units_group.addButton(button)
+        self.units_group.setExclusive(True)
 
         self.set_label = QLabel(" Attention ")
         self.set_label_action = self.addWidget(self.set_label)
         self.set_action = self.addWidget(self.set_box)
         self.addWidget(QLabel(" Show "))
         self.addWidget(self.measure_box)
+        self.addWidget(self.words_button)
+        self.addWidget(self.pieces_button)
         self.addSeparator()
         self.layer_action = self.addWidget(self.layer_box)
         self.slider_action = self.addWidget(self.layer_slider)
@@ -123,9 +140,17 @@ class SelectionBar(QToolBar):
         self.start_box.valueChanged.connect(lambda v: self._push(start_layer=v))
         self.cmap_box.currentTextChanged.connect(lambda t: self._push(colormap=t))
         self.scale_box.currentTextChanged.connect(lambda t: self._push(scale=t))
+        self.words_button.toggled.connect(lambda on: on and self._set_words(True))
+        self.pieces_button.toggled.connect(lambda on: on and self._set_words(False))
+        saved = app_settings.settings().value("words", "true")
+        state.update(words=saved not in (False, "false"))
         state.changed.connect(self.sync)
         state.analysis_changed.connect(self._rebuild)
         self._rebuild()
+
+    def _set_words(self, on: bool) -> None:
+        app_settings.settings().setValue("words", on)
+        self._push(words=on)
 
     def _push(self, **fields) -> None:
         if any(v is None for v in fields.values()):
@@ -157,7 +182,8 @@ class SelectionBar(QToolBar):
         s = self.state.sel
         an = self.state.analysis
         widgets = (self.set_box, self.measure_box, self.layer_box, self.layer_slider, self.head_box,
-                   self.alpha_box, self.start_box, self.cmap_box, self.scale_box)
+                   self.alpha_box, self.start_box, self.cmap_box, self.scale_box, self.words_button,
+                   self.pieces_button)
         blockers = [QSignalBlocker(w) for w in widgets]
         if self.head_box.count() != len(AGGREGATES) + self.state.num_heads():
             self._fill_heads()
@@ -208,4 +234,5 @@ class SelectionBar(QToolBar):
                                             "for this head fusion and α")
         self.cmap_box.setCurrentText(s.colormap)
         self.scale_box.setCurrentText(s.scale)
+        (self.words_button if s.words else self.pieces_button).setChecked(True)
         del blockers

@@ -7,12 +7,15 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from ..core.words import tokens_in_span
 from . import colormaps
+from .contrast import make_secondary
 from .editor import TokenColors, TokenEditor, TokenStrip
 from .measures import MEASURES
 from .signed_colors import SignedTokenColors
 from .plain import plain_labels
 from .state import ViewState
+from .units import axis_units, focus_row, query_group, uniform_expected
 
 
 class DocumentPanel(QWidget):
@@ -26,7 +29,7 @@ class DocumentPanel(QWidget):
         self.strip = TokenStrip()
         self.legend = QLabel()
         self.legend.setWordWrap(True)
-        self.legend.setEnabled(False)  # drawn in the muted text colour
+        make_secondary(self.legend)  # muted, but at WCAG AA contrast (a disabled label's grey is not)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.hide()
@@ -47,6 +50,8 @@ class DocumentPanel(QWidget):
         self.editor.user_edited.connect(self._on_edit)
         self.editor.files_dropped.connect(self.files_dropped)
         self.editor.token_clicked.connect(self._on_editor_click)
+        self.editor.token_toggled.connect(self._on_editor_toggle)
+        self.editor.span_selected.connect(self._on_editor_span)
         self.strip.token_clicked.connect(self._on_strip_click)
         state.analysis_changed.connect(self._on_analysis)
         state.changed.connect(self._on_selection)
@@ -88,7 +93,7 @@ class DocumentPanel(QWidget):
         if self.synced is None:
             return
         if self._query_side_is_editor():
-            self.state.update(focus=i)
+            self.state.update(focus=i, picked=())
         else:
             self.note.setText("In cross-attention the query is a decoder token: pick one in the "
                               "strip above or in the heatmap rows.")
@@ -96,7 +101,38 @@ class DocumentPanel(QWidget):
 
     def _on_strip_click(self, i: int) -> None:
         if self.synced is not None:
-            self.state.update(focus=i)
+            self.state.update(focus=i, picked=())
+
+    def _pick(self, tokens: set[int], focus: int) -> None:
+        """Make `tokens` (whole words in words mode) the query: one word is just the focus."""
+        an, sel = self.state.analysis, self.state.sel
+        qu, _ = axis_units(an, sel)
+        alone = set(qu.expand([focus]))
+        self.state.update(focus=focus, picked=() if tokens == alone else tuple(sorted(tokens)))
+
+    def _on_editor_toggle(self, i: int) -> None:
+        """Ctrl+click: the word joins the selection, or leaves it."""
+        if self.synced is None or not self._query_side_is_editor():
+            return
+        an, sel = self.state.analysis, self.state.sel
+        qu, _ = axis_units(an, sel)
+        current, word = set(query_group(an, sel)), set(qu.expand([i]))
+        chosen = current - word if word <= current else current | word
+        if not chosen:
+            return  # the last word stays: there is always a query
+        focus = sel.focus if sel.focus in chosen else (i if i in chosen else min(chosen))
+        self._pick(chosen, focus)
+
+    def _on_editor_span(self, start: int, end: int) -> None:
+        """A drag over the text: every word (or piece) it touches becomes the query."""
+        if self.synced is None or not self._query_side_is_editor():
+            return
+        an, sel = self.state.analysis, self.state.sel
+        qu, _ = axis_units(an, sel)
+        touched = [t for t in tokens_in_span(an.tokens, start, end) if self.editor.has_span(t)]
+        if touched:
+            chosen = set(qu.expand(touched))
+            self._pick(chosen, min(chosen))
 
     # -- painting -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -115,34 +151,49 @@ class DocumentPanel(QWidget):
         measure = MEASURES[sel.measure]
         queries, keys = an.axis_tokens(sel.set_name)
         self._update_strip(an, sel.set_name)
-        row = measure.row(an, sel, sel.focus)
+        # words mode: the focus word's (or the selection's) row, by words (gui.units)
+        focus_values = focus_row(an, sel, measure)
+        row = None if focus_values is None else focus_values.per_token()
         cmap, scale = measure.style(sel)
         signed = scale == colormaps.SIGNED
-        lut = colormaps.lut(cmap)
+        lut = colormaps.lut(colormaps.map_for(cmap, scale))
         on_editor = keys is an.tokens
         if row is None:
             values = None
             colors = None
             self.legend.setText("")
         else:
-            # Scale to the strongest token in the text: [CLS]/[SEP] often take most of the weight
+            # Scale to the strongest word in the text: [CLS]/[SEP] often take most of the weight
             # and would leave the words pale. Chips beyond the scale are shown at full strength.
-            in_text = [i for i in range(len(row)) if self.editor.has_span(i)] if on_editor else []
-            basis = row[in_text] if in_text else row
-            lv = colormaps.levels(basis, scale)
-            hi = float(np.abs(basis).max() if signed else basis.max()) if basis.size else 0.0
-            who = queries[sel.focus].text if 0 <= sel.focus < len(queries) else "?"
+            units, unit_values = focus_values.units, focus_values.values
+            expected = uniform_expected(units)
+            in_text = ([u for u in range(len(units)) if self.editor.has_span(int(units.starts[u]))]
+                       if on_editor else [])
+            pick = np.array(in_text if in_text else range(len(units)), dtype=np.intp)
+            basis = unit_values[pick]
+            lv = colormaps.levels(basis, scale, expected[pick])
+            strength = np.abs(basis) if signed else basis
+            top = int(pick[int(np.argmax(strength))]) if basis.size else -1
+            hi = float(strength.max()) if basis.size else 0.0
+            unit = "word" if sel.words else "token"
+            strongest = (f"largest |value| = {hi:.3g}" if signed else
+                         f"strongest {unit} “{units.labels[top]}” = {hi:.3g}" if top >= 0 else "")
+            if scale == colormaps.RATIO and top >= 0 and expected[top] > 0:
+                strongest += f" ({hi / expected[top]:.1f}× uniform)"
             self.legend.setText(
-                f"Highlight: {measure.legend(an, sel, f'“{who}” (#{sel.focus})')} · "
-                f"{'largest |value|' if signed else 'strongest word'} = "
-                f"{hi:.3g}" + (" · log scale" if scale == "log" else "")
+                f"Highlight: {measure.legend(an, sel, focus_values.label)} · {strongest}"
+                + (" · log scale" if scale == "log" else "")
+                + (" · colour = value ÷ uniform, page colour at 1×" if scale == colormaps.RATIO else "")
                 + (f" · colours from {lv[0]:.3g}" if scale == "min–max" and lv[0] > 0 else ""))
-            fractions = colormaps.fraction(row, scale, lv)
+            fractions = colormaps.fraction(unit_values, scale, lv, expected)[units.of_token]
             values = row
             pal = self.editor.palette()
-            make = SignedTokenColors if signed else TokenColors
+            make = SignedTokenColors if colormaps.centred(scale) else TokenColors
             colors = make(fractions, lut, pal.color(QPalette.Base), pal.color(QPalette.Text))
         focus_in_editor = sel.focus if queries is an.tokens else None
+        query_units, key_units = axis_units(an, sel)
+        self.editor.set_units(key_units if on_editor and sel.words else None,
+                              query_group(an, sel) if queries is an.tokens else [])
         if on_editor:
             self.editor.set_highlight(values, colors, focus_in_editor, measure.value_name)
         else:

@@ -79,6 +79,8 @@ class TokenColors:
 
 class TokenEditor(QPlainTextEdit):
     token_clicked = Signal(int)
+    token_toggled = Signal(int)  # Ctrl+click: add the word to the selection, or take it out
+    span_selected = Signal(int, int)  # a drag selected the characters [start, end)
     user_edited = Signal()
     files_dropped = Signal(list)
 
@@ -94,6 +96,8 @@ class TokenEditor(QPlainTextEdit):
         self._starts = np.zeros(0, dtype=np.int64)
         self.focus: int | None = None
         self.hover: int | None = None
+        self.units = None  # core.words.Units when the highlight is by words, else None (pieces)
+        self.marked: list[int] = []  # tokens of the focus word or of the selection: framed
         self.value_name = "weight"
         self._char_token = np.full(0, -1, dtype=np.int32)
         self._programmatic = False
@@ -130,6 +134,7 @@ class TokenEditor(QPlainTextEdit):
         self._order = np.array(spanned, dtype=np.intp)[order]
         self._starts = starts[order]
         self.values, self.colors, self.focus, self.hover = None, None, None, None
+        self.units, self.marked = None, []
         self.setExtraSelections([])
         self.viewport().update()
 
@@ -167,6 +172,17 @@ class TokenEditor(QPlainTextEdit):
                 selections.append(sel)
         self.setExtraSelections(selections)
         self.viewport().update()
+
+    def set_units(self, units, marked) -> None:
+        """Words (core.words.Units over this editor's tokens) or None for pieces; `marked`: the
+        tokens framed as the focus (a whole word, or every word of a selection)."""
+        self.units = units if units is not None and units.n_tokens == len(self.tokens) else None
+        self.marked = [int(t) for t in marked if 0 <= t < len(self.tokens)]
+        self.viewport().update()
+
+    def unit_tokens(self, i: int) -> list[int]:
+        """The tokens shown together with token i: its word, or itself."""
+        return self.units.expand([i]) if self.units is not None else [i]
 
     def token_background(self, i: int) -> QColor | None:
         return None if self.colors is None else self.colors.color(i)
@@ -247,14 +263,34 @@ class TokenEditor(QPlainTextEdit):
 
     def describe(self, i: int) -> str:
         t = self.tokens[i]
-        parts = [f"“{t.text}”", f"token {i}"]
+        if self.units is not None and len(self.unit_tokens(i)) > 1:
+            group = self.unit_tokens(i)
+            word = self.units.labels[int(self.units.of_token[i])]
+            pieces = " ".join(self.tokens[k].text for k in group)
+            parts = [f"“{word}”", f"word of tokens {group[0]}–{group[-1]} ({pieces})"]
+        else:
+            parts = [f"“{t.text}”", f"token {i}"]
         if t.special:
             parts.append("special")
         if self.values is not None and i < len(self.values) and np.isfinite(self.values[i]):
             parts.append(f"{self.value_name} {self.values[i]:.4f}")
-        if i == self.focus:
-            parts.append("focus")
+        if i == self.focus or i in self.marked:
+            parts.append("focus" if len(self.marked) <= len(self.unit_tokens(i)) else "selected")
         return " · ".join(parts)
+
+    def frame_rects(self, tokens) -> list[QRectF]:
+        """Rectangles around the given tokens, one per run on a line (a word gets one frame)."""
+        rects = sorted((r for i in tokens if 0 <= i < len(self.tokens) and self.has_span(i)
+                        for r in self.token_rects(i)), key=lambda r: (r.top(), r.left()))
+        merged: list[QRectF] = []
+        space = self.fontMetrics().horizontalAdvance(" ") + 1
+        for r in rects:
+            last = merged[-1] if merged else None
+            if (last is not None and abs(last.top() - r.top()) < 1 and r.left() - last.right() <= space):
+                merged[-1] = last.united(r)
+            else:
+                merged.append(QRectF(r))
+        return merged
 
     # -- events -----------------------------------------------------------------------------
     def paintEvent(self, event) -> None:
@@ -269,12 +305,12 @@ class TokenEditor(QPlainTextEdit):
             return
         p = QPainter(self.viewport())
         accent = self.palette().color(QPalette.Highlight)
-        for i, width, style in ((self.focus, 2, Qt.SolidLine), (self.hover, 1, Qt.DashLine)):
-            if i is None or not 0 <= i < len(self.tokens) or not self.has_span(i):
-                continue
-            pen = QPen(accent if i == self.focus else self.palette().color(QPalette.Text), width, style)
+        focus = self.marked or ([] if self.focus is None else self.unit_tokens(self.focus))
+        hover = [] if self.hover is None else self.unit_tokens(self.hover)
+        for tokens, pen in ((focus, QPen(accent, 2, Qt.SolidLine)),
+                            (hover, QPen(self.palette().color(QPalette.Text), 1, Qt.DashLine))):
             p.setPen(pen)
-            for r in self.token_rects(i):
+            for r in self.frame_rects(tokens):
                 p.drawRect(r.adjusted(0, 0, -1, -1))
         p.end()
 
@@ -303,11 +339,17 @@ class TokenEditor(QPlainTextEdit):
     def mouseReleaseEvent(self, event) -> None:
         super().mouseReleaseEvent(event)
         pos = event.position().toPoint()
-        if (event.button() == Qt.LeftButton and self._press is not None
-                and (pos - self._press).manhattanLength() < 4 and not self.textCursor().hasSelection()):
-            i = self.token_at(pos)
-            if i >= 0:
-                self.token_clicked.emit(i)
+        if event.button() == Qt.LeftButton and self._press is not None:
+            cursor = self.textCursor()
+            if (pos - self._press).manhattanLength() < 4 and not cursor.hasSelection():
+                i = self.token_at(pos)
+                if i >= 0:
+                    if event.modifiers() & Qt.ControlModifier:
+                        self.token_toggled.emit(i)
+                    else:
+                        self.token_clicked.emit(i)
+            elif cursor.hasSelection() and self.tokens:
+                self.span_selected.emit(cursor.selectionStart(), cursor.selectionEnd())
         self._press = None
 
     def canInsertFromMimeData(self, source) -> bool:

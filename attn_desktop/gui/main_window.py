@@ -34,12 +34,13 @@ from .model_panel import ModelPanel
 from .model_view import ModelView
 from .propagation import Propagation
 from .state import ALPHA_MIN, ViewState
+from .units import focus_cols, focus_rows, group_label, query_group, uniform_expected, unit_matrix
 from .validate_panel import ValidatePanel
 from .workers import Job, LatestOnly, stop_all
 
 DEBOUNCE_MS = 600
 # selection fields that change what the heatmap matrix is
-MATRIX_FIELDS = frozenset(("set_name", "measure", "layer", "head", "alpha", "start_layer", "all"))
+MATRIX_FIELDS = frozenset(("set_name", "measure", "layer", "head", "alpha", "start_layer", "words", "all"))
 
 
 class MainWindow(FileActions, QMainWindow):
@@ -142,9 +143,6 @@ class MainWindow(FileActions, QMainWindow):
         self.flow_runner = self.propagation.flow_runner
         self.document.missing_note = self._missing_note
         self._connect()
-        from .exports import Exports
-
-        self.exports = Exports(self)  # images, data and the report (File > Export…)
         build_menus(self)
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
@@ -422,8 +420,9 @@ class MainWindow(FileActions, QMainWindow):
 
     # -- rollout and attention flow (core.propagate.propagation, in workers) --------------------------------
     def compute_flow(self) -> int | None:
-        """The focus token's flow row (Ctrl+Shift+F), then show flow."""
-        return self._compute_flow([self.state.sel.focus])
+        """The flow rows of the focus word's pieces or of the selection (Ctrl+Shift+F), then show flow."""
+        an = self.state.analysis
+        return self._compute_flow(query_group(an, self.state.sel) if an is not None else [self.state.sel.focus])
 
     def compute_flow_all(self) -> int | None:
         """Every token's flow row, in the background (Ctrl+Alt+F), then show flow."""
@@ -452,10 +451,13 @@ class MainWindow(FileActions, QMainWindow):
             return
         if sel.measure == "rollout" and fields & {"measure", "set_name", "head", "alpha", "start_layer", "all"}:
             self.propagation.request_rollout()
-        elif sel.measure == "flow" and fields & {"measure", "focus", "alpha", "head", "set_name", "all"}:
+        elif sel.measure == "flow" and fields & {"measure", "focus", "alpha", "head", "set_name", "words",
+                                                  "picked", "all"}:
             measure = MEASURES["flow"]
-            if sel.focus not in set(int(r) for r in measure.row_queries(an, sel)):
-                self.propagation.request_flow([sel.focus], priority=sel.focus)
+            have = set(int(r) for r in measure.row_queries(an, sel))
+            missing = [q for q in query_group(an, sel) if q not in have]
+            if missing:
+                self.propagation.request_flow(missing, priority=sel.focus if sel.focus in missing else missing[0])
             else:
                 self.propagation.request_flow([], priority=None)  # adopts the rows shown
 
@@ -490,9 +492,10 @@ class MainWindow(FileActions, QMainWindow):
         if measure.key == "rollout":
             return self.propagation.rollout_note(an, sel)
         if measure.key == "flow":
-            queries = an.axis_tokens(sel.set_name)[0]
-            who = f"“{queries[sel.focus].text}” (#{sel.focus})" if 0 <= sel.focus < len(queries) else f"#{sel.focus}"
-            return self.propagation.flow_note(an, sel, sel.focus, who)
+            group = query_group(an, sel)
+            have = set(int(r) for r in measure.row_queries(an, sel))
+            missing = [q for q in group if q not in have] or [sel.focus]
+            return self.propagation.flow_note(an, sel, missing[0], group_label(an, sel, group))
         return f"{measure.label} has no row for token {sel.focus}."
 
     def _on_analysis_started(self, _gen) -> None:
@@ -504,6 +507,7 @@ class MainWindow(FileActions, QMainWindow):
     def _on_analysis_progress(self, _gen, fraction: float, message: str) -> None:
         self.analysis_progress.setValue(int(fraction * 1000))
         self.analysis_progress.setFormat(f"{message} %p%")
+        fit_progress_text(self.analysis_progress, f"{message} 100%")
 
     def _on_analysis_idle(self) -> None:
         if self.analyzer.busy or self.propagation.busy:
@@ -565,10 +569,11 @@ class MainWindow(FileActions, QMainWindow):
         self._ensure_propagation(fields)  # e.g. clicking a word in flow view computes its flow
 
     def current_matrix(self):
+        """What the heatmap shows: the measure's matrix, by words or by pieces (units.UnitMatrix)."""
         an, sel = self.state.analysis, self.state.sel
         measure = MEASURES[sel.measure]
-        key = (id(an), sel.measure, measure.view_key(sel))
-        return self.cache.get(key, lambda: measure.matrix(an, sel))
+        key = (id(an), sel.measure, measure.view_key(sel), sel.words)
+        return self.cache.get(key, lambda: unit_matrix(an, sel, measure, measure.matrix(an, sel)))
 
     def refresh_views(self, fields=frozenset(("all",))) -> None:
         an, sel = self.state.analysis, self.state.sel
@@ -584,14 +589,12 @@ class MainWindow(FileActions, QMainWindow):
             self.heatmap.clear(f"{title}\n{self._missing_note(an, sel, measure)}")
             return
         if fields & MATRIX_FIELDS or self.heatmap.values is None:
-            queries, keys = an.axis_tokens(sel.set_name)
-            rows = measure.row_queries(an, sel)
-            values = self.current_matrix()
-            self.heatmap.set_matrix(values, measure.row_labels(an, sel, rows), [k.text for k in keys],
-                                    title=title, value_name=measure.value_name)
-        rows = measure.row_queries(an, sel)
-        hit = [i for i, q in enumerate(rows) if q == sel.focus]
-        self.heatmap.set_focus_row(hit[0] if hit else None)
+            view = self.current_matrix()
+            self.heatmap.set_matrix(view.values, view.row_labels, view.col_labels, title=title,
+                                    value_name=measure.value_name, expected=uniform_expected(view.col_units))
+        hit = focus_rows(an, sel, self.current_matrix(), measure)
+        self.heatmap.set_focus_rows(hit, focus_cols(an, sel))
+        self.heatmap.title.setToolTip(measure.title_tip(an, sel))
         if not hit and measure.key != "attention":
             title += f"\n{self._missing_note(an, sel, measure)}"
         self.heatmap.title.setText(title)
@@ -619,8 +622,12 @@ class MainWindow(FileActions, QMainWindow):
         an, sel = self.state.analysis, self.state.sel
         if an is None:
             return
-        rows = MEASURES[sel.measure].row_queries(an, sel)
-        self.state.update(focus=int(rows[row]))
+        measure = MEASURES[sel.measure]
+        if not getattr(measure, "rows_by_query", True):
+            return  # one row for the whole text: no token to focus
+        view = self.current_matrix()
+        if 0 <= row < len(view.row_first):
+            self.state.update(focus=int(view.row_first[row]), picked=())
 
     def _toggle_opengl(self) -> None:
         on = self.act_opengl.isChecked()
@@ -634,6 +641,11 @@ class MainWindow(FileActions, QMainWindow):
             self.act_opengl.setChecked(False)
             self.heatmap.graphics.useOpenGL(False)
             self.messages.warning(f"OpenGL could not be used ({exc}).")
+
+def fit_progress_text(bar: QProgressBar, text: str) -> None:
+    """Size the status bar's progress bar to its text, so the text is never cut."""
+    bar.setFixedWidth(max(220, bar.fontMetrics().horizontalAdvance(text) + 28))
+
 
 def list_library(progress, cancel):
     """(library folder, entries); the demo model first. Run in a worker."""

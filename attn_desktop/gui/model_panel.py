@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .contrast import secondary_color
 from .plain import plain_tip
 
 PATH_ROLE = Qt.UserRole
@@ -116,7 +116,7 @@ class ModelPanel(QWidget):
         self.library_label.setToolTip(plain_tip(folder))
         current = self.selected_path()
         self.library.clear()
-        muted = self.palette().color(QPalette.Disabled, QPalette.Text)
+        muted = secondary_color(self.library.palette(), "Text", "Base")  # readable: WCAG AA
         for e in self.entries:
             error = getattr(e, "error", None)
             if error:

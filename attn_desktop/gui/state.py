@@ -25,9 +25,13 @@ class Selection:
     scale: str = "linear"
     alpha: float = 0.5  # rollout and flow: residual weight of the attention, Â = rownorm(αA + (1−α)I)
     start_layer: int = 0  # rollout of a self-attention model: first layer multiplied in
+    words: bool = True  # rows and columns are words (core.words), not word pieces
+    picked: tuple[int, ...] = ()  # query tokens selected together (their words in word mode); () = the focus
 
 
 PROPAGATION_FIELDS = frozenset(("alpha", "start_layer"))
+# the colour scale a measure starts with; the user's choice is remembered per measure
+DEFAULT_SCALES = {"rollout": "× uniform", "flow": "× uniform"}
 ALPHA_MIN = 0.01
 
 
@@ -42,6 +46,7 @@ class ViewState(QObject):
         self.sel = Selection()
         self.prepared: Prepared | None = None
         self._last_head = 0
+        self.scales: dict[str, str] = {}  # measure -> the scale last used with it
 
     @property
     def analysis(self):
@@ -61,6 +66,12 @@ class ViewState(QObject):
 
     # -- selection ------------------------------------------------------------------------
     def update(self, **fields: Any) -> None:
+        if "scale" in fields:
+            self.scales[fields.get("measure", self.sel.measure)] = fields["scale"]
+        elif fields.get("measure", self.sel.measure) != self.sel.measure:
+            measure = fields["measure"]
+            fields["scale"] = self.scales.get(measure, DEFAULT_SCALES.get(measure, self.scales.get(
+                "attention", "linear")))
         new = replace(self.sel, **fields)
         if self.prepared is not None:
             new = self._valid(new, keep_focus=new.set_name == self.sel.set_name
@@ -113,9 +124,12 @@ class ViewState(QObject):
             head = min(max(head, 0), heads - 1)
         queries = an.axis_tokens(s.set_name)[0]
         focus = s.focus
+        picked = s.picked
         if not keep_focus or not 0 <= focus < len(queries):
             focus = default_focus(queries)
-        return replace(s, layer=layer, head=head, focus=focus)
+            picked = ()
+        picked = tuple(sorted({int(t) for t in picked if 0 <= t < len(queries)}))
+        return replace(s, layer=layer, head=head, focus=focus, picked=picked)
 
     # -- keyboard steps -------------------------------------------------------------------
     def step_layer(self, delta: int) -> None:

@@ -101,6 +101,7 @@ def test_model_view_marks_and_selects_heads(window, load, analyse, tiny_model_pa
 def test_encoder_decoder_sets_and_labels(window, load, analyse, tiny_model_paths):
     loaded = load(window, tiny_model_paths["bart"])
     assert loaded.is_encoder_decoder
+    window.state.update(words=False)  # compared with the arrays piece by piece
     window.target_edit.setText("the loan")
     an = analyse(window, TEXT, type_it=False).analysis
     assert an.attention_set_names() == ["encoder", "decoder", "cross"]
@@ -118,6 +119,7 @@ def test_encoder_decoder_sets_and_labels(window, load, analyse, tiny_model_paths
 
 def test_causal_lm_with_generation(window, load, analyse, tiny_model_paths):
     load(window, tiny_model_paths["gpt2"])
+    window.state.update(words=False)  # compared with the arrays piece by piece
     window.generate_box.setValue(3)
     an = analyse(window, TEXT, type_it=False).analysis
     assert an.text.startswith(TEXT) and len(an.text) >= len(TEXT)
@@ -362,7 +364,7 @@ def test_cancel_model_loading(in_process_window, tiny_model_paths, qtbot, monkey
     assert window.loaded is None and not window.model_panel.progress_row.isVisible()
 
 
-def test_log_scale_colormap_and_recent_menu(window, load, analyse, tiny_model_paths, tmp_path):
+def test_log_scale_colormap_and_recent_menu(window, load, analyse, tiny_model_paths, tmp_path, qtbot):
     load(window, tiny_model_paths["bert"])
     an = analyse(window, TEXT, type_it=False).analysis
     window.state.update(layer=0, head=1, scale="log", colormap="cividis")
@@ -372,7 +374,8 @@ def test_log_scale_colormap_and_recent_menu(window, load, analyse, tiny_model_pa
     np.testing.assert_array_equal(window.heatmap.image.lut, colormaps.lut("cividis"))
     doc = tmp_path / "recent.txt"
     doc.write_text("The loan.", encoding="utf-8")
-    window.open_text_file(str(doc))
+    with qtbot.waitSignal(window.text_reader.succeeded, timeout=ANALYSIS_TIMEOUT):
+        window.open_text_file(str(doc))
     window._fill_recent()
     assert str(doc.resolve()) in [a.text() for a in window.recent_menu.actions()]
 
