@@ -47,3 +47,22 @@ def muted(text, background, minimum: float = AA_TEXT) -> tuple[int, int, int]:
         else:
             hi = mid
     return mix(text, background, lo)
+
+
+def secondary_color(palette, text_role: str = "WindowText", background_role: str = "Window"):
+    """A QColor for secondary text (captions, notes): the palette's text faded towards its
+    background while keeping AA contrast. Replaces setEnabled(False), whose grey failed it."""
+    from PySide6.QtGui import QColor, QPalette
+
+    text = palette.color(getattr(QPalette, text_role))
+    background = palette.color(getattr(QPalette, background_role))
+    return QColor(*muted(text, background, AA_TEXT + 0.3))
+
+
+def make_secondary(widget) -> None:
+    """Draw a label's text in the secondary colour (see secondary_color)."""
+    from PySide6.QtGui import QPalette
+
+    pal = widget.palette()
+    pal.setColor(QPalette.WindowText, secondary_color(pal))
+    widget.setPalette(pal)

@@ -268,6 +268,7 @@ class Heatmap(QWidget):
         self.focus_box = self._new_box()  # the first focus run (the focus row itself)
 
         self.bar_axis = ValueAxis("right")
+        self.bar_axis.enableAutoSIPrefix(False)  # the tick labels carry their own magnitude
         self.bar = self.graphics.addPlot(row=0, col=1, axisItems={"right": self.bar_axis})
         self.bar.hideAxis("left")
         self.bar.hideAxis("bottom")
@@ -313,6 +314,9 @@ class Heatmap(QWidget):
     def set_matrix(self, values: np.ndarray, row_labels: list[str], col_labels: list[str],
                    *, title: str = "", value_name: str = "weight", expected=None) -> None:
         """`expected`: what a uniform row gives each column (default 1/columns), for × uniform."""
+        if values.ndim != 2 or 0 in values.shape:
+            self.clear(title)  # no row yet (a word whose pieces' rows are still being computed)
+            return
         if values.dtype not in (np.float16, np.float32):
             values = values.astype(np.float32)
         values = np.ascontiguousarray(values)
