@@ -61,7 +61,7 @@ def start(window, model: str | None, text_file: str | None, session: str | None,
     else:
         samples = app_settings.sample_files()
         if samples:
-            window.open_text_file(str(samples[0]))
+            window.open_text_file(str(samples[0]), remember=False)
             window.setWindowTitle("attn-desktop")
     if model is None:
         from ..core.model.demo import demo_model_path

@@ -3,19 +3,25 @@ drag and drop), save sessions, export the heatmap. Slow work goes to workers."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
+import traceback
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-from ..core.errors import UserError
+from ..core.quoting import quote
 from . import settings as app_settings
 from .document import input_text
 from .measures import prepare, work_copy
+from .workers import LatestOnly
 
 SESSION_FILTER = "attn-desktop sessions (*.attn)"
 TEXT_FILTER = "Text files (*.txt *.md *.text);;All files (*)"
+TEXT_WAIT_SECONDS = 30  # a FIFO that gives nothing for this long is reported
+log = logging.getLogger(__name__)
 
 
 class FileActions:
@@ -32,28 +38,47 @@ class FileActions:
             self.load_model(str(p))
         elif p.suffix.lower() == ".attn":
             self.open_session(str(p))
-        elif p.is_file():
+        else:  # files, FIFOs and devices alike: core.text_source says why one cannot be read
             self.open_text_file(str(p))
-        else:
-            self.messages.error(f"not found: {p}")
 
     def choose_text(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open text", "", TEXT_FILTER)
         if path:
             self.open_text_file(path)
 
-    def open_text_file(self, path: str) -> bool:
-        try:
-            text = read_text_file(path)
-        except UserError as exc:
-            self.messages.error(str(exc))
-            return False
+    @property
+    def text_reader(self) -> LatestOnly:
+        """Reads texts off the GUI thread: a FIFO, a device or a slow disk never blocks the window."""
+        if getattr(self, "_text_reader", None) is None:
+            self._text_reader = LatestOnly("Reading the text", self)
+            self._text_reader.succeeded.connect(self._on_text_read)
+            self._text_reader.failed.connect(lambda _gen, message: self.messages.error(message))
+        return self._text_reader
+
+    def open_text_file(self, path: str, remember: bool = True) -> int:
+        """Read `path` in a worker (size cap and UTF-8 rule of core.text_source); the document
+        changes only once the whole text is read. remember=False: a sample, neither named nor
+        added to the recent files."""
+
+        def work(progress, cancel):
+            from ..core.text_source import read_text
+
+            return path, read_text(path, cancel=cancel, idle_timeout=TEXT_WAIT_SECONDS), remember
+
+        return self.text_reader.request(work)
+
+    def _on_text_read(self, _gen, result) -> None:
+        path, text, remember = result
+        if not remember:
+            self.document.set_text(text)
+            self._on_text_edited()
+            self.request_analysis()
+            return
         self.document.set_text(text)
         app_settings.add_recent(path, self.settings)
         self.setWindowTitle(f"{Path(path).name} — attn-desktop")
         self._on_text_edited()
         self.request_analysis()
-        return True
 
     def choose_session(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", "", SESSION_FILTER)
@@ -81,12 +106,32 @@ class FileActions:
             return
         self.analyzer.invalidate()
         self.debounce.stop()
-        self.document.set_text(input_text(result.analysis))
+        if not self._switch_to_session(result):
+            return
         app_settings.add_recent(result.source, self.settings)
         self.setWindowTitle(f"{Path(result.source).name} — attn-desktop")
         model = result.analysis.manifest.get("model", {}).get("name", "?")
         self.messages.info(f"Opened session {Path(result.source).name} (model {model}).")
-        self.show_prepared(result)
+
+    def _switch_to_session(self, prepared) -> bool:
+        """Show a session read and prepared in full by the worker; if showing it fails, put back
+        the text and the analysis that were shown, so the window is never half-switched."""
+        old_text, old_prepared = self.document.text(), self.state.prepared
+        try:
+            self.document.set_text(input_text(prepared.analysis))
+            self.show_prepared(prepared)
+            return True
+        except Exception as exc:  # a view could not show it: nothing of it stays
+            log.error("showing session %s failed:\n%s", prepared.source, traceback.format_exc())
+            with contextlib.suppress(Exception):
+                self.document.set_text(old_text)
+                if old_prepared is not None:
+                    self.show_prepared(old_prepared)
+            lines = str(exc).strip().splitlines()
+            message = (f"{quote(Path(prepared.source).name)} could not be shown "
+                       f"({type(exc).__name__}: {(lines[0] if lines else '')[:200]}); nothing was changed")
+            self._on_session_failed(None, message)
+            return False
 
     def _on_session_failed(self, _gen, message: str) -> None:
         self.messages.error(message)
@@ -151,19 +196,3 @@ class FileActions:
         if paths:
             event.acceptProposedAction()
             self.open_paths(paths)
-
-
-def read_text_file(path: str, limit: int = 5_000_000) -> str:
-    p = Path(path)
-    try:
-        if p.stat().st_size > limit:
-            raise UserError(f"{p.name} is {p.stat().st_size / 1e6:.1f} MB; attn-desktop opens texts up to {limit / 1e6:.0f} MB")
-        data = p.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {p.name}: {exc.strerror or exc}") from None
-    if b"\x00" in data[:4096]:
-        raise UserError(f"{p.name} looks like a binary file, not text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
