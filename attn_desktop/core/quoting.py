@@ -33,3 +33,12 @@ def quote(name: str | os.PathLike | bytes, limit: int = MAX_SHOWN) -> str:
         half = (limit - 1) // 2
         shown = shown[:half] + "…" + shown[-half:]
     return f"'{shown}'"
+
+
+def shown(name: str | os.PathLike | bytes) -> str:
+    """`name` as it is when every character is printable and unambiguous, else quote(name)."""
+    text = os.fsdecode(name) if isinstance(name, bytes) else os.fspath(name) if isinstance(name, os.PathLike) else str(name)
+    if text and text.strip() == text and len(text) <= MAX_SHOWN and text.isprintable() and not any(
+            c in text for c in "'\"\\") and not any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        return text
+    return quote(text)

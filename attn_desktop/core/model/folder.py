@@ -17,7 +17,7 @@ from pathlib import Path
 
 from attn_desktop.core import bounded_json
 from attn_desktop.core.errors import UserError
-from attn_desktop.core.quoting import quote
+from attn_desktop.core.quoting import quote, shown
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TOKENIZER_FILES = (
@@ -101,9 +101,9 @@ def folder_files(folder: Path) -> dict[str, os.stat_result]:
     try:
         entries = list(itertools.islice(os.scandir(folder), MAX_ENTRIES + 1))
     except OSError as exc:
-        raise UserError(f"{folder.name}: the folder cannot be listed ({_reason(exc)})") from None
+        raise UserError(f"{shown(folder.name)}: the folder cannot be listed ({_reason(exc)})") from None
     if len(entries) > MAX_ENTRIES:
-        raise UserError(f"{folder.name}: the folder holds more than {MAX_ENTRIES} entries; it is not a model folder")
+        raise UserError(f"{shown(folder.name)}: the folder holds more than {MAX_ENTRIES} entries; it is not a model folder")
     files: dict[str, os.stat_result] = {}
     root = os.path.realpath(folder)
     for entry in entries:
@@ -112,17 +112,17 @@ def folder_files(folder: Path) -> dict[str, os.stat_result]:
         except FileNotFoundError:
             continue  # a dangling link: no loader opens it
         except OSError as exc:
-            raise UserError(f"{folder.name}: {quote(entry.name)} cannot be read ({_reason(exc)})") from None
+            raise UserError(f"{shown(folder.name)}: {quote(entry.name)} cannot be read ({_reason(exc)})") from None
         for test, kind in _KINDS:
             if test(info.st_mode):
-                raise UserError(f"{folder.name}: {quote(entry.name)} is {kind}, not a regular file; "
+                raise UserError(f"{shown(folder.name)}: {quote(entry.name)} is {kind}, not a regular file; "
                                 "a model folder holds regular files only")
         if not stat.S_ISREG(info.st_mode):
             continue
         if entry.is_symlink():
             target = os.path.realpath(entry.path)
             if os.path.commonpath([root, target]) != root:
-                raise UserError(f"{folder.name}: {quote(entry.name)} links outside the model folder "
+                raise UserError(f"{shown(folder.name)}: {quote(entry.name)} links outside the model folder "
                                 f"(to {quote(target)}); a model folder must hold its own files: copy them in")
         files[entry.name] = info
     return files
@@ -134,18 +134,18 @@ def _read_small(folder: Path, name: str, limit: int) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise UserError(f"{folder.name}: {name} cannot be read ({_reason(exc)})") from None
+        raise UserError(f"{shown(folder.name)}: {name} cannot be read ({_reason(exc)})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{folder.name}: {name} is not a regular file")
+            raise UserError(f"{shown(folder.name)}: {name} is not a regular file")
         if info.st_size > limit:
-            raise UserError(f"{folder.name}: {name} is {info.st_size / 1e6:.0f} MB (at most {limit / 1e6:.0f} MB)")
+            raise UserError(f"{shown(folder.name)}: {name} is {info.st_size / 1e6:.0f} MB (at most {limit / 1e6:.0f} MB)")
         os.set_blocking(fd, True)
         with os.fdopen(os.dup(fd), "rb") as fh:
             return fh.read(limit + 1)
     except OSError as exc:
-        raise UserError(f"{folder.name}: {name} cannot be read ({_reason(exc)})") from None
+        raise UserError(f"{shown(folder.name)}: {name} cannot be read ({_reason(exc)})") from None
     finally:
         os.close(fd)
 
@@ -153,18 +153,18 @@ def _read_small(folder: Path, name: str, limit: int) -> bytes:
 def read_config(folder: Path, files: dict | None = None) -> dict:
     files = folder_files(folder) if files is None else files
     if "config.json" not in files:
-        raise UserError(f"{folder.name}: no config.json in the folder; it is not a Hugging Face model folder")
+        raise UserError(f"{shown(folder.name)}: no config.json in the folder; it is not a Hugging Face model folder")
     raw = _read_small(folder, "config.json", JSON_LIMIT)
-    config = bounded_json.loads(raw, f"{folder.name}: config.json", max_bytes=JSON_LIMIT, allow_nan=True)
+    config = bounded_json.loads(raw, f"{shown(folder.name)}: config.json", max_bytes=JSON_LIMIT, allow_nan=True)
     if not isinstance(config, dict):
-        raise UserError(f"{folder.name}: config.json does not hold a JSON object")
+        raise UserError(f"{shown(folder.name)}: config.json does not hold a JSON object")
     if config.get("auto_map") or config.get("trust_remote_code"):
         raise UserError(
-            f"{folder.name}: config.json asks for custom model code (auto_map); "
+            f"{shown(folder.name)}: config.json asks for custom model code (auto_map); "
             "attn-desktop never runs code from a model folder"
         )
     if not isinstance(config.get("model_type"), str) or not config["model_type"]:
-        raise UserError(f"{folder.name}: config.json has no model_type")
+        raise UserError(f"{shown(folder.name)}: config.json has no model_type")
     return config
 
 
@@ -179,43 +179,43 @@ def safetensors_header(path: Path) -> dict:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise UserError(f"{path.name}: weights file cannot be read ({_reason(exc)})") from None
+        raise UserError(f"{shown(path.name)}: weights file cannot be read ({_reason(exc)})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{path.name}: weights file is not a regular file")
+            raise UserError(f"{shown(path.name)}: weights file is not a regular file")
         size = info.st_size
         os.set_blocking(fd, True)
         with os.fdopen(os.dup(fd), "rb") as fh:
             raw = fh.read(8)
             if len(raw) < 8:
-                raise UserError(f"{path.name}: weights file is corrupt or truncated (shorter than a header)")
+                raise UserError(f"{shown(path.name)}: weights file is corrupt or truncated (shorter than a header)")
             (header_len,) = struct.unpack("<Q", raw)
             if header_len > size - 8 or header_len > HEADER_LIMIT:
-                raise UserError(f"{path.name}: weights file is corrupt or truncated "
+                raise UserError(f"{shown(path.name)}: weights file is corrupt or truncated "
                                 "(header length beyond the end of the file)")
             data = fh.read(header_len)
     except OSError as exc:
-        raise UserError(f"{path.name}: weights file cannot be read ({_reason(exc)})") from None
+        raise UserError(f"{shown(path.name)}: weights file cannot be read ({_reason(exc)})") from None
     finally:
         os.close(fd)
     try:
-        header = bounded_json.loads(data, f"{path.name}: the weights header", max_bytes=HEADER_LIMIT)
+        header = bounded_json.loads(data, f"{shown(path.name)}: the weights header", max_bytes=HEADER_LIMIT)
     except UserError as exc:
         raise UserError(f"{exc} (weights file is corrupt)") from None
     if not isinstance(header, dict):
-        raise UserError(f"{path.name}: weights file is corrupt (header is not an object)")
+        raise UserError(f"{shown(path.name)}: weights file is corrupt (header is not an object)")
     end = 0
     for name, meta in header.items():
         if name == "__metadata__":
             continue
         stop = _checked_entry(meta)
         if stop is None:
-            raise UserError(f"{path.name}: weights file is corrupt (bad entry for {quote(name)})")
+            raise UserError(f"{shown(path.name)}: weights file is corrupt (bad entry for {quote(name)})")
         end = max(end, stop)
     if 8 + header_len + end != size:
         raise UserError(
-            f"{path.name}: weights file is truncated or corrupt "
+            f"{shown(path.name)}: weights file is truncated or corrupt "
             f"(header declares {8 + header_len + end} bytes, file has {size})"
         )
     return {k: v for k, v in header.items() if k != "__metadata__"}
@@ -243,19 +243,19 @@ def weight_files(folder: Path, files: dict | None = None) -> list[Path]:
     index = "model.safetensors.index.json"
     if index in files:
         raw = _read_small(folder, index, JSON_LIMIT)
-        content = bounded_json.loads(raw, f"{folder.name}: {index}", max_bytes=JSON_LIMIT)
+        content = bounded_json.loads(raw, f"{shown(folder.name)}: {index}", max_bytes=JSON_LIMIT)
         weight_map = content.get("weight_map") if isinstance(content, dict) else None
         if not isinstance(weight_map, dict) or not weight_map or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
-            raise UserError(f"{folder.name}: {index} is not valid")
+            raise UserError(f"{shown(folder.name)}: {index} is not valid")
         names = sorted(set(weight_map.values()))
         outside = [n for n in names if n in ("", ".", "..") or "/" in n or "\\" in n or os.path.isabs(n)]
         if outside:
-            raise UserError(f"{folder.name}: {index} names a weight file outside the folder "
+            raise UserError(f"{shown(folder.name)}: {index} names a weight file outside the folder "
                             f"({quote(outside[0])}); a model folder must hold its own files")
         missing = [n for n in names if n not in files]
         if missing:
-            raise UserError(f"{folder.name}: weight shard missing: {quote(missing[0])} (of {len(names)})")
+            raise UserError(f"{shown(folder.name)}: weight shard missing: {quote(missing[0])} (of {len(names)})")
         return [folder / n for n in names]
     found = sorted(folder / n for n in files if n.endswith(".safetensors"))
     if found:
@@ -263,10 +263,10 @@ def weight_files(folder: Path, files: dict | None = None) -> list[Path]:
     pickles = sorted(n for n in files if Path(n).suffix in PICKLE_SUFFIXES)
     if pickles:
         raise UserError(
-            f"{folder.name}: weights are only in pickle format ({pickles[0]}), which can run code when "
+            f"{shown(folder.name)}: weights are only in pickle format ({pickles[0]}), which can run code when "
             f"loaded and is refused; {CONVERT_HINT}"
         )
-    raise UserError(f"{folder.name}: no weights file (model.safetensors) in the folder")
+    raise UserError(f"{shown(folder.name)}: no weights file (model.safetensors) in the folder")
 
 
 def architecture(config: dict) -> str:
@@ -327,12 +327,12 @@ def inspect_folder(spec: str | Path, *, check_tokenizer: bool = True, label: str
             shapes[name] = meta["shape"]
             n_params += math.prod(meta["shape"])
     if not shapes:
-        raise UserError(f"{folder.name}: the weights file holds no tensors")
+        raise UserError(f"{shown(folder.name)}: the weights file holds no tensors")
     from attn_desktop.core.model.consistency import check_config_against_weights
 
     check_config_against_weights(folder.name, config, kind, shapes)
     if check_tokenizer and not any(n in files for n in TOKENIZER_FILES):
-        raise UserError(f"{folder.name}: no tokenizer files (tokenizer.json or a vocabulary) in the folder")
+        raise UserError(f"{shown(folder.name)}: no tokenizer files (tokenizer.json or a vocabulary) in the folder")
     return FolderInfo(
         path=folder, config=config, kind=kind, model_type=config["model_type"],
         architecture=architecture(config) or config["model_type"],
