@@ -251,3 +251,16 @@ def test_schema_1_fixture_reports(tmp_path):
     page = build_report(load_session(fixture), ReportOptions(session_path=str(fixture), measure="flow"))
     check_self_contained(page)
     assert "Attention flow" in page
+
+
+def test_redacted_verdict_keeps_its_wording_but_not_quoted_tokens(analysis_of):
+    an = analysis_of(SECRET)
+    an.manifest["explain"] = {"verdict": {
+        "headline": "For this input, attention diverges from the gradient evidence.",
+        "details": ["the top token is “Zanzibar” (IG)", "'Xylophone' ranks second"],
+        "caveats": ["one input and one target"]}}
+    page = build_report(an, ReportOptions(redaction=parse_redact("words")))
+    _assert_no_secret(page, SECRET_WORDS)
+    text = "".join(parse(page).data)
+    assert "attention diverges from the gradient evidence" in text  # in the summary and the section
+    assert "the top token is “[redacted]” (IG)" in text and "one input and one target" in text

@@ -29,6 +29,8 @@ main { max-width: 1040px; margin: 0 auto; padding: 28px 36px 60px; }
 header.cover { border-bottom: 3px solid #1f3a5f; padding-bottom: 14px; margin-bottom: 18px; }
 header.cover h1 { font-size: 26px; margin: 0 0 4px; color: #1f3a5f; letter-spacing: 0.2px; }
 header.cover .sub { color: #4a5568; margin: 0; }
+.summary { border: 1px solid #1f3a5f; background: #f5f8fc; padding: 8px 12px; margin: 12px 0; border-radius: 4px; }
+.summary a { color: #1f3a5f; }
 .banner { border: 1px solid #b7791f; background: #fffaf0; padding: 8px 12px; margin: 12px 0; border-radius: 4px; }
 nav.toc { background: #f5f7fa; border: 1px solid #dde3ea; border-radius: 4px; padding: 10px 16px; margin: 16px 0; }
 nav.toc ol { margin: 4px 0 0 18px; padding: 0; columns: 2; }
@@ -48,7 +50,7 @@ th, td { border: 1px solid #d5dbe3; padding: 3px 7px; vertical-align: top; text-
 thead th { background: #edf1f6; }
 thead { display: table-header-group; }
 tr, figure, .howto, .caveats, svg { break-inside: avoid; page-break-inside: avoid; }
-table.kv { width: 100%; }
+table.kv { width: 99.8%; }
 table.kv th { width: 32%; font-weight: 600; background: #f7f9fb; word-break: break-word; }
 table.kv td { word-break: break-word; }
 table.hashes td { word-break: break-all; }
@@ -82,6 +84,7 @@ footer { margin-top: 40px; color: #718096; font-size: 12px; border-top: 1px soli
   main { max-width: none; padding: 0; }
   body { font-size: 11.5pt; }
   section { break-before: page; page-break-before: always; margin-top: 0; }
+  section:first-of-type { break-before: auto; page-break-before: auto; margin-top: 18px; }
   nav.toc a { color: #1d2330; }
   .document { border: none; padding: 0; }
   pre.record { font-size: 8pt; }
@@ -111,10 +114,13 @@ def _page(ctx: ReportContext, sections: list[Section]) -> str:
     if doc:
         subtitle += f" · document {doc}"
     subtitle += f" · report of {ctx.created.strftime('%Y-%m-%d %H:%M UTC')}"
-    toc = "".join(f"<li><a href='#{s.id}'>{esc(s.title)}</a></li>" for s in sections)
     banner = ""
+    if ctx.summary:
+        banner += (f"<p class='summary'><strong>Verdict for this text and output:</strong> {esc(ctx.summary)} "
+                   "<a href='#verdict'>Details and caveats</a>.</p>")
+    toc = "".join(f"<li><a href='#{s.id}'>{esc(s.title)}</a></li>" for s in sections)
     if ctx.view.redacted:
-        banner = f"<p class='banner'><strong>Redacted report.</strong> {esc(ctx.view.describe())}.</p>"
+        banner = f"<p class='banner'><strong>Redacted report.</strong> {esc(ctx.view.describe())}.</p>" + banner
     body = "".join(f"<section id='{s.id}'><h2>{esc(s.title)}</h2>{s.body}</section>" for s in sections)
     title = ctx.options.title + (f" · {doc}" if doc else "")
     return (

@@ -67,6 +67,7 @@ class ReportContext:
         self.set_name = self._set_name()
         self.focus = self._focus()
         self.notes: list[str] = []
+        self.summary: str | None = None  # the verdict's headline, when the analysis has one
 
     # -- choices, checked ---------------------------------------------------------------------
     def _set_name(self) -> str:

@@ -229,16 +229,30 @@ class DocumentView:
             out += [side.text[s:e] for s, e in side.hidden_chars]
         return out
 
-    def hidden_runs(self, length: int = 4) -> list[str]:
-        """Text of every run of `length` consecutive hidden tokens as it stands in the document
-        (long enough that the report's own wording never contains one by chance)."""
+    def hidden_words(self) -> set[str]:
+        """Every whole word of the texts (casefolded) that a hidden token or span touches."""
+        out = set()
+        for side in (self.input, self.decoder):
+            for m in WORD.finditer(side.text):
+                if any(m.start() < e and s < m.end() for s, e in side.hidden_chars):
+                    out.add(m.group().casefold())
+        return out
+
+    def hidden_runs(self, chars: int = 20) -> list[str]:
+        """Stretches of the document of at least `chars` characters and more than one word made
+        only of hidden tokens, as they stand in the text: long enough that the report's own wording
+        never contains one by chance, so finding one in the report means a leak."""
         out = []
         for side in (self.input, self.decoder):
             idx = sorted(i for i in side.hidden_tokens if side.tokens[i].end > side.tokens[i].start)
             hidden = set(idx)
             for a in idx:
-                if all(a + k in hidden for k in range(length)):
-                    out.append(side.text[side.tokens[a].start : side.tokens[a + length - 1].end])
+                b = a
+                while b + 1 in hidden and side.tokens[b].end - side.tokens[a].start < chars:
+                    b += 1
+                piece = side.text[side.tokens[a].start : side.tokens[b].end]
+                if len(piece) >= chars and any(ch.isspace() for ch in piece):
+                    out.append(piece)
         return out
 
 
@@ -279,3 +293,38 @@ def _strings_redacted(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _strings_redacted(x) for k, x in v.items()}
     return v
+
+
+QUOTED = re.compile(r"([“\"‘'])([^”\"’']{1,120})([”\"’'])")
+
+
+def text_scrubber(view, target):
+    """For free text written from numbers (the verdict): where it quotes something (a token, the
+    predicted output) that holds a hidden word, or names the target's text, that is replaced."""
+    hidden = {w.casefold() for w in view.hidden_strings() if w.strip()} | view.hidden_words()
+    target = target if isinstance(target, dict) else {}
+    outputs = [str(target[k]) for k in ("predicted", "token", "reference") if isinstance(target.get(k), str) and target[k].strip()]
+
+    def quoted(m):
+        inner = m.group(2)
+        words = {w.casefold() for w in re.findall(r"\w+", inner)} | {inner.casefold().strip()}
+        return m.group(1) + ("[redacted]" if words & hidden else inner) + m.group(3)
+
+    def scrub(text: str) -> str:
+        text = QUOTED.sub(quoted, text)
+        for out in sorted(outputs, key=len, reverse=True):
+            text = re.sub(rf"(?<!\w){re.escape(out)}(?!\w)", "[redacted]", text, flags=re.IGNORECASE)
+        return text
+
+    return scrub
+
+
+def scrub_strings(value: Any, scrub) -> Any:
+    """`scrub` applied to every string inside a JSON value."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [scrub_strings(v, scrub) for v in value]
+    if isinstance(value, dict):
+        return {k: scrub_strings(v, scrub) for k, v in value.items()}
+    return value

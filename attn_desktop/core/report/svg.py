@@ -86,6 +86,33 @@ def tick_label(x: float) -> str:
     return f"{m}e{int(e)}"
 
 
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[tuple[float, str]]:
+    """Round tick values (1, 2 or 5 times a power of ten) inside [lo, hi], labelled with the
+    digits their spacing needs, so that neighbouring labels always differ."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [(lo, tick_label(lo))]
+    e = math.floor(math.log10((hi - lo) / max(count - 1, 1)))
+
+    def ticks(step: float) -> list[float]:
+        first = math.ceil(lo / step - 1e-9) * step
+        return [first + k * step for k in range(int((hi - first) / step + 1e-9) + 1)]
+
+    steps = [m * 10.0 ** k for k in (e - 1, e, e + 1) for m in (1, 2, 5)]
+    step = min(steps, key=lambda st: (abs(len(ticks(st)) - count), -len(ticks(st))))
+    values = ticks(step)
+    exponent = math.floor(math.log10(step))
+    out = []
+    for v in values:
+        v = 0.0 if abs(v) < step * 1e-9 else v
+        if -3 <= exponent < 5:
+            out.append((v, f"{v:.{max(0, -exponent)}f}"))
+        else:
+            scale = 10 ** math.floor(math.log10(max(abs(lo), abs(hi))))
+            digits = max(0, int(math.log10(scale) - exponent))
+            out.append((v, "0" if v == 0 else f"{v / scale:.{digits}f}e{int(math.log10(scale))}"))
+    return out
+
+
 def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *,
             colormap: str = "viridis", scale: str = "linear", value_name: str = "weight",
             focus_row: int | None = None, title: str = "", size: float = 560.0,
@@ -194,10 +221,9 @@ def line_chart(series: Sequence[Series], *, x_label: str, y_label: str, title: s
            f"width='{width:.0f}' height='{total_h:.0f}' font-size='{FONT}' font-family='sans-serif'>",
            f"<title>{esc(title)}</title>",
            f"<rect x='{left}' y='{top}' width='{pw:.1f}' height='{ph:.1f}' fill='#fafafa' stroke='#999' stroke-width='0.6'/>"]
-    for k in range(5):
-        yv = y0 + (y1 - y0) * k / 4
+    for yv, label in nice_ticks(y0, y1):
         out.append(f"<line x1='{left}' x2='{left + pw:.1f}' y1='{py(yv):.1f}' y2='{py(yv):.1f}' stroke='#e3e3e3'/>")
-        out.append(f"<text x='{left - 5}' y='{py(yv):.1f}' text-anchor='end' dominant-baseline='middle'>{esc(tick_label(yv))}</text>")
+        out.append(f"<text x='{left - 5}' y='{py(yv):.1f}' text-anchor='end' dominant-baseline='middle'>{esc(label)}</text>")
     xticks = sorted(set(float(x) for s in series for x in s.xs)) or [x0, x1]
     if len(xticks) > 12:
         xticks = [x0 + (x1 - x0) * k / 5 for k in range(6)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..markup import esc, how_to_read, note
-from ..redact import redact_manifest
+from ..redact import redact_manifest, scrub_strings, text_scrubber
 from . import Section
 
 HOWTO = ("This is the analysis's own record, exactly as stored in the session file (manifest.json), "
@@ -17,7 +17,7 @@ def render(ctx):
     manifest = ctx.manifest
     parts = [how_to_read(HOWTO)]
     if ctx.view.redacted:
-        manifest = redact_manifest(manifest)
+        manifest = scrub_strings(redact_manifest(manifest), text_scrubber(ctx.view, ctx.explain().get("target")))
         parts.append(note("Redacted: the text, the tokens, the token ids and every field that carries text "
                           "from the document are replaced by “[redacted]”."))
     raw = readable_json(manifest)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from ..markup import esc, how_to_read
+from ..redact import text_scrubber
 from . import Section
 
 HOWTO = ("This is a summary written by the software from the numbers above, using fixed rules (the "
@@ -18,8 +17,9 @@ def render(ctx):
     v = ctx.explain().get("verdict")
     if not isinstance(v, dict) or not v.get("headline"):
         return None
-    scrub = _scrubber(ctx.view) if ctx.view.redacted else (lambda s: s)
-    parts = [how_to_read(HOWTO), f"<p class='headline'>{esc(scrub(str(v['headline'])))}</p>"]
+    scrub = text_scrubber(ctx.view, ctx.explain().get("target")) if ctx.view.redacted else (lambda s: s)
+    ctx.summary = scrub(str(v["headline"]))  # also under the report's title
+    parts = [how_to_read(HOWTO), f"<p class='headline'>{esc(ctx.summary)}</p>"]
     details = [d for d in v.get("details") or [] if d]
     if details:
         parts.append("<h3>Details</h3><ul>" + "".join(f"<li>{esc(scrub(str(d)))}</li>" for d in details) + "</ul>")
@@ -33,13 +33,3 @@ def render(ctx):
 
         parts.append("<h3>Thresholds used</h3>" + kv_table(flatten(thresholds)))
     return Section("verdict", "Verdict", "".join(parts))
-
-
-def _scrubber(view):
-    """The verdict is free text that may quote tokens: in a redacted report every hidden token's
-    text (as a whole word, any case) is replaced."""
-    words = sorted({w for w in view.hidden_strings() if len(w.strip()) >= 2}, key=len, reverse=True)
-    if not words:
-        return lambda s: s
-    pattern = re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in words), re.IGNORECASE)
-    return lambda s: pattern.sub("[redacted]", s)
