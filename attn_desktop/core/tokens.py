@@ -50,18 +50,22 @@ def build_tokens(
     return tokens
 
 
-def seen_differently(token: Token) -> bool:
+def seen_differently(token: Token, ignore_case: bool = False) -> bool:
     """True when the model's piece says something other than the text shown: accents stripped,
-    case folded, characters unknown to the vocabulary. Word-piece markers alone do not count."""
+    case folded (unless `ignore_case`), characters unknown to the vocabulary. Word-piece markers
+    alone do not count."""
     if token.piece is None or token.special:
         return False
-    return token.unknown or clean_piece(token.piece) != token.text
+    if token.unknown:
+        return True
+    piece = clean_piece(token.piece)
+    return piece.casefold() != token.text.casefold() if ignore_case else piece != token.text
 
 
-def model_pieces(tokens: Sequence[Token]) -> str | None:
+def model_pieces(tokens: Sequence[Token], ignore_case: bool = False) -> str | None:
     """The model's pieces for `tokens` ("re ##eva ##lu ##er", "[UNK]"), or None when the pieces
     read as the text does (or were not recorded, as in sessions from older versions)."""
-    if not any(seen_differently(t) for t in tokens):
+    if not any(seen_differently(t, ignore_case) for t in tokens):
         return None
     return " ".join(t.piece for t in tokens if t.piece is not None)
 

@@ -62,7 +62,7 @@ def start(window, model: str | None, text_file: str | None, session: str | None,
         samples = app_settings.sample_files()
         if samples:
             window.open_text_file(str(samples[0]), remember=False)
-            window.setWindowTitle("attn-desktop")
+            window.set_document_name(None)
     if model is None:
         from ..core.model.demo import demo_model_path
         from ..core.errors import UserError

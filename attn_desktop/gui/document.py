@@ -11,9 +11,10 @@ from ..core.words import tokens_in_span
 from . import colormaps
 from .contrast import make_secondary
 from .editor import TokenColors, TokenEditor, TokenStrip
+from .marks import EditorMarks
 from .measures import MEASURES
-from .signed_colors import SignedTokenColors
 from .plain import plain_labels
+from .signed_colors import SignedTokenColors
 from .state import ViewState
 from .units import axis_units, focus_row, query_group, uniform_expected
 
@@ -46,6 +47,10 @@ class DocumentPanel(QWidget):
         # (analysis, selection, measure) -> why there is no row for the focus token; the window
         # sets it (it knows which jobs run)
         self.missing_note = lambda an, sel, measure: f"{measure.label} has no row for token {sel.focus}."
+        # () -> what happens to a text the analysis shown no longer matches; the window sets it
+        self.stale_note = lambda: ("The text has changed since the analysis shown; highlights return "
+                                   "when the new analysis is ready.")
+        self.marks = EditorMarks(self.editor)  # unknown tokens, the truncation cut, find matches
 
         self.editor.user_edited.connect(self._on_edit)
         self.editor.files_dropped.connect(self.files_dropped)
@@ -61,13 +66,16 @@ class DocumentPanel(QWidget):
 
     def set_text(self, text: str) -> None:
         self.editor.set_text(text)
+        self.editor.clear_tokens()  # the spans index the old text
         self.synced = None
         self._strip_key = None
+        self.marks.clear_analysis_marks()
         self.refresh()
 
     def _on_edit(self) -> None:
         self.synced = None
         self._strip_key = None
+        self.marks.clear_analysis_marks()
         self.refresh()
         self.edited.emit()
 
@@ -78,8 +86,10 @@ class DocumentPanel(QWidget):
         if an is not None and input_text(an) == self.text():
             self.editor.set_tokens(an.tokens)
             self.synced = an
+            self.marks.set_analysis_marks([(t.start, t.end) for t in an.tokens if t.unknown], analysed_chars(an))
         else:
             self.editor.clear_tokens()
+            self.marks.clear_analysis_marks()
 
     def _on_selection(self, _fields) -> None:
         self.refresh()
@@ -143,8 +153,7 @@ class DocumentPanel(QWidget):
             self.legend.setText("")
             self.note.setVisible(an is not None and self.synced is None and bool(self.text()))
             if an is not None:
-                self.note.setText("The text has changed since the analysis shown; highlights return "
-                                  "when the new analysis is ready.")
+                self.note.setText(self.stale_note())
             return
         self.note.hide()
         sel = self.state.sel
@@ -219,6 +228,18 @@ class DocumentPanel(QWidget):
         n = len(self.text())
         outside = [(i, t) for i, t in enumerate(an.tokens) if not (t.end > t.start and t.end <= n)]
         self.strip.set_tokens("Not in the text:" if outside else "", outside)
+
+
+def analysed_chars(analysis) -> int | None:
+    """Where a truncated analysis cut the text (characters from there on were not analysed), else None."""
+    info = analysis.manifest.get("truncation") or {}
+    if not info.get("truncated"):
+        return None
+    cut = info.get("analysed_chars")
+    if not isinstance(cut, int):  # sessions written before the cut was recorded
+        spans = [t.end for t in analysis.tokens if t.end > t.start and not t.generated]
+        cut = max(spans, default=0)
+    return cut
 
 
 def input_text(analysis) -> str:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.analysis import Token
+from ..core.tokens import model_pieces
 from .heatmap import elide
 from .plain import plain_labels, plain_tip
 
@@ -270,6 +271,9 @@ class TokenEditor(QPlainTextEdit):
             parts = [f"“{word}”", f"word of tokens {group[0]}–{group[-1]} ({pieces})"]
         else:
             parts = [f"“{t.text}”", f"token {i}"]
+        seen = model_pieces([self.tokens[k] for k in self.unit_tokens(i)])
+        if seen:
+            parts.append(f"the model saw: {seen}")
         if t.special:
             parts.append("special")
         if self.values is not None and i < len(self.values) and np.isfinite(self.values[i]):

@@ -72,12 +72,14 @@ class FileActions:
         if not remember:
             self.document.set_text(text)
             self._on_text_edited()
+            self.mark_saved()  # a sample as shipped: nothing to lose
             self.request_analysis()
             return
         self.document.set_text(text)
         app_settings.add_recent(path, self.settings)
-        self.setWindowTitle(f"{Path(path).name} — attn-desktop")
+        self.set_document_name(Path(path).name)
         self._on_text_edited()
+        self.mark_saved()  # as it is on disk
         self.request_analysis()
 
     def choose_session(self) -> None:
@@ -101,6 +103,9 @@ class FileActions:
     def _on_session_done(self, _gen, result) -> None:
         if isinstance(result, str):  # a save
             app_settings.add_recent(result, self.settings)
+            self.set_document_name(Path(result).name)
+            if self.document.synced is self.state.analysis:
+                self.mark_saved()  # else the edits since the analysis are still unsaved
             self.messages.info(f"Saved {Path(result).name}.")
             self.session_saved.emit(result)
             return
@@ -109,7 +114,8 @@ class FileActions:
         if not self._switch_to_session(result):
             return
         app_settings.add_recent(result.source, self.settings)
-        self.setWindowTitle(f"{Path(result.source).name} — attn-desktop")
+        self.set_document_name(Path(result.source).name)
+        self.mark_saved()
         model = result.analysis.manifest.get("model", {}).get("name", "?")
         self.messages.info(f"Opened session {Path(result.source).name} (model {model}).")
 
@@ -156,6 +162,7 @@ class FileActions:
             self.messages.warning("The text has changed since the analysis; the session holds the analysed text.")
         # a copy made here: rollout and flow results may be filed into the analysis meanwhile
         snapshot = work_copy(analysis)
+        snapshot.manifest["view"] = self.view_settings()  # reopening shows the session as it was
 
         def work(progress, cancel):
             from ..core.store.session import save_session

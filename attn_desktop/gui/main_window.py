@@ -37,13 +37,16 @@ from .state import ALPHA_MIN, ViewState
 from .units import focus_cols, focus_rows, group_label, query_group, uniform_expected, unit_matrix
 from .validate_panel import ValidatePanel
 from .workers import Job, LatestOnly, stop_all
+from .find_bar import FindBar
+from .keep_work import KeepWork, carried_focus
+from .truth import ShowsTruth, heatmap_labels
 
 DEBOUNCE_MS = 600
 # selection fields that change what the heatmap matrix is
 MATRIX_FIELDS = frozenset(("set_name", "measure", "layer", "head", "alpha", "start_layer", "words", "all"))
 
 
-class MainWindow(FileActions, QMainWindow):
+class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
     model_loaded = Signal(object)
     model_failed = Signal(str)
     analysis_shown = Signal(object)  # the Prepared now on screen
@@ -62,7 +65,7 @@ class MainWindow(FileActions, QMainWindow):
 
             engine = shared_engine()
         self.engine = engine
-        self.setWindowTitle("attn-desktop")
+        self.set_document_name(None)
         self.setAcceptDrops(True)
         self.settings = app_settings.settings()
         self.state = ViewState(self)
@@ -104,6 +107,8 @@ class MainWindow(FileActions, QMainWindow):
         lv.setContentsMargins(0, 0, 0, 0)
         lv.addWidget(self.decoder_row)
         lv.addWidget(self.document, 1)
+        self.find_bar = FindBar(self.document.editor, self.document.marks)
+        lv.addWidget(self.find_bar)
         self.heads_box = QWidget()
         hv = QVBoxLayout(self.heads_box)
         hv.setContentsMargins(0, 0, 0, 0)
@@ -142,7 +147,11 @@ class MainWindow(FileActions, QMainWindow):
         self.rollout_runner = self.propagation.rollout_runner
         self.flow_runner = self.propagation.flow_runner
         self.document.missing_note = self._missing_note
+        self.document.stale_note = self.stale_note
         self._connect()
+        from .exports import Exports
+
+        self.exports = Exports(self)  # images, data and the report (File > Export…)
         build_menus(self)
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
@@ -170,7 +179,9 @@ class MainWindow(FileActions, QMainWindow):
         self.status_device = QLabel("")
         self.status_tokens = QLabel("")
         self.status_time = QLabel("")
-        for label in (self.status_model, self.status_device, self.status_tokens, self.status_time):
+        self.status_focus = QLabel("")
+        for label in (self.status_model, self.status_device, self.status_tokens, self.status_time,
+                      self.status_focus):
             label.setTextFormat(Qt.PlainText)  # model, file and token names
         self.analysis_progress = QProgressBar()
         self.analysis_progress.setRange(0, 1000)
@@ -182,7 +193,7 @@ class MainWindow(FileActions, QMainWindow):
         self.analysis_cancel.clicked.connect(self.cancel_analysis)
         bar.addWidget(self.analysis_progress)
         bar.addWidget(self.analysis_cancel)
-        for w in (self.status_model, self.status_device, self.status_tokens, self.status_time):
+        for w in (self.status_focus, self.status_model, self.status_device, self.status_tokens, self.status_time):
             bar.addPermanentWidget(w)
 
     def _connect(self) -> None:
@@ -277,6 +288,9 @@ class MainWindow(FileActions, QMainWindow):
         s.sync()
 
     def closeEvent(self, event) -> None:
+        if not self.confirm_close():
+            event.ignore()
+            return
         self.save_settings()
         self.debounce.stop()
         stop_all()
@@ -368,7 +382,10 @@ class MainWindow(FileActions, QMainWindow):
     def _on_text_edited(self) -> None:
         self.analyzer.invalidate()  # whatever runs now is for an older text
         self.status_time.setText("text changed")
+        self.mark_edited()
         self.schedule_analysis()
+        if self.is_stale():
+            self.show_stale()
 
     def schedule_analysis(self) -> None:
         if self.loaded is not None:
@@ -389,12 +406,13 @@ class MainWindow(FileActions, QMainWindow):
         text = self.document.text()
         if self.loaded is None:
             if text.strip():
-                self.messages.info("Load a model to analyse the text.")
+                self.messages.info(self.no_model_message())
             return None
         if not text.strip():
             self.analyzer.invalidate()
             return None
         loaded, opts = self.loaded, self.analysis_options()
+        opts["truncate_hint"] = self.truncate_hint()  # the too-long message names this window's setting
         sel = self.state.sel
         rollout = (sel.alpha, sel.head, sel.start_layer) if sel.measure == "rollout" else None
 
@@ -522,6 +540,8 @@ class MainWindow(FileActions, QMainWindow):
 
     def _on_analysis_failed(self, _gen, message: str) -> None:
         self.messages.error(message)
+        if self.is_stale():
+            self.show_stale()  # the note no longer promises a new analysis
         self.analysis_failed.emit(message)
 
     def _on_analysis_cancelled(self, gen) -> None:
@@ -532,11 +552,16 @@ class MainWindow(FileActions, QMainWindow):
 
     def show_prepared(self, prepared) -> None:
         self.cache.clear()
-        fields = {}
         if prepared.source != "analysis":
-            # a session: show its rollout and flow under the parameters they were made with
-            fields = saved_params(prepared.analysis)
+            # a session: its view as saved, its rollout and flow under the parameters they were made with
+            fields = self.session_fields(prepared.analysis, saved_params(prepared.analysis))
+        else:  # the same word keeps the focus across an edit
+            carried = carried_focus(self.state.analysis, self.state.sel.focus, prepared.analysis)
+            fields = {} if carried is None else {"focus": carried}
         self.state.set_prepared(prepared, **fields)
+        if prepared.source != "analysis":
+            self.restore_scroll(prepared.analysis.manifest.get("view"))
+        self.clear_error_after_success()
         sel = self.state.sel
         rows = MEASURES["flow"].row_queries(prepared.analysis, sel)
         if prepared.source != "analysis" and sel.measure == "flow" and len(rows) and sel.focus not in rows:
@@ -549,11 +574,7 @@ class MainWindow(FileActions, QMainWindow):
     def _on_analysis_changed(self) -> None:
         prepared = self.state.prepared
         an = self.state.analysis
-        n = len(an.tokens) if an is not None else 0
-        text = f"{n} tokens"
-        if an is not None and an.decoder_tokens is not None:
-            text += f" + {len(an.decoder_tokens)} decoder"
-        self.status_tokens.setText(text)
+        self.show_summary()
         if prepared is not None:
             secs = prepared.seconds
             if prepared.source == "analysis":
@@ -566,7 +587,9 @@ class MainWindow(FileActions, QMainWindow):
 
     def _on_selection(self, fields) -> None:
         self.refresh_views(fields)
-        self._ensure_propagation(fields)  # e.g. clicking a word in flow view computes its flow
+        self.show_focus_status()
+        if not self.is_stale():
+            self._ensure_propagation(fields)  # e.g. clicking a word in flow view computes its flow
 
     def current_matrix(self):
         """What the heatmap shows: the measure's matrix, by words or by pieces (units.UnitMatrix)."""
@@ -582,6 +605,9 @@ class MainWindow(FileActions, QMainWindow):
         if an is None:
             self.heatmap.clear("no analysis yet")
             return
+        if self.is_stale():
+            self.show_stale()  # never a result for an older text beside the new one
+            return
         measure = MEASURES[sel.measure]
         title = self._title(sel, measure)
         self._refresh_model_view()
@@ -590,7 +616,8 @@ class MainWindow(FileActions, QMainWindow):
             return
         if fields & MATRIX_FIELDS or self.heatmap.values is None:
             view = self.current_matrix()
-            self.heatmap.set_matrix(view.values, view.row_labels, view.col_labels, title=title,
+            row_labels, col_labels = heatmap_labels(an, sel, view, measure)  # with the model's pieces
+            self.heatmap.set_matrix(view.values, row_labels, col_labels, title=title,
                                     value_name=measure.value_name, expected=uniform_expected(view.col_units))
         hit = focus_rows(an, sel, self.current_matrix(), measure)
         self.heatmap.set_focus_rows(hit, focus_cols(an, sel))

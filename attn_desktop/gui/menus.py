@@ -7,6 +7,7 @@ from PySide6.QtGui import QAction, QKeySequence
 
 from . import settings as app_settings
 from .about import show_about
+from .help import show_guide
 from .measures import MEASURES
 
 
@@ -43,6 +44,11 @@ def build_menus(w) -> None:
     file.addSeparator()
     action(w, file, "&Quit", w.close, QKeySequence.Quit)
 
+    edit = bar.addMenu("&Edit")
+    w.act_find = action(w, edit, "&Find in the text…", w.find_bar.open_bar, QKeySequence.Find)
+    action(w, edit, "Find &next", w.find_bar.find_next, QKeySequence.FindNext)
+    action(w, edit, "Find &previous", w.find_bar.find_previous, QKeySequence.FindPrevious)
+
     analysis = bar.addMenu("A&nalysis")
     action(w, analysis, "Analyse &now", w.request_analysis, "Ctrl+Return")
     action(w, analysis, "&Cancel analysis, rollout or flow", w.cancel_analysis, "Esc")
@@ -77,4 +83,5 @@ def build_menus(w) -> None:
     view.addAction(w.selection_bar.toggleViewAction())
 
     help_menu = bar.addMenu("&Help")
+    w.act_guide = action(w, help_menu, "&Reading the views", lambda: show_guide(w), QKeySequence.HelpContents)
     action(w, help_menu, "&About attn-desktop", lambda: show_about(w))

@@ -8,6 +8,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from ..core.propagate.heads import AGGREGATES
+from ..core.propagate.propagation import default_focus as propagation_default_focus
 from .colormaps import DEFAULT_COLORMAP
 from .measures import MEASURES, Prepared
 
@@ -46,6 +47,7 @@ class ViewState(QObject):
         self.sel = Selection()
         self.prepared: Prepared | None = None
         self._last_head = 0
+        self._layer_wanted = 0  # the layer last chosen: kept across measures with fewer layers (flow)
         self.scales: dict[str, str] = {}  # measure -> the scale last used with it
 
     @property
@@ -54,13 +56,16 @@ class ViewState(QObject):
 
     # -- analysis -------------------------------------------------------------------------
     def set_prepared(self, prepared: Prepared | None, **fields: Any) -> None:
-        """Show `prepared`; `fields` change the selection at the same time (one repaint)."""
+        """Show `prepared`; `fields` change the selection at the same time (one repaint). The focus
+        goes to the default token unless `fields` name one."""
         self.prepared = prepared
         if prepared is not None:
             sets = prepared.analysis.attention_set_names()
             set_name = self.sel.set_name if self.sel.set_name in sets else sets[0]
-            self.sel = replace(self.sel, set_name=set_name, **fields)
-            self.sel = self._valid(self.sel, keep_focus=False)
+            self.sel = replace(self.sel, **{"set_name": set_name, **fields})
+            self.sel = self._valid(self.sel, keep_focus="focus" in fields)
+            if "layer" in fields:
+                self._layer_wanted = self.sel.layer
         self.analysis_changed.emit()
         self.changed.emit(frozenset(Selection.__dataclass_fields__))
 
@@ -72,6 +77,10 @@ class ViewState(QObject):
             measure = fields["measure"]
             fields["scale"] = self.scales.get(measure, DEFAULT_SCALES.get(measure, self.scales.get(
                 "attention", "linear")))
+        if "layer" in fields:
+            self._layer_wanted = int(fields["layer"])
+        elif fields.get("measure", self.sel.measure) != self.sel.measure:
+            fields["layer"] = self._layer_wanted  # switching measure keeps the layer
         new = replace(self.sel, **fields)
         if self.prepared is not None:
             new = self._valid(new, keep_focus=new.set_name == self.sel.set_name
@@ -126,7 +135,7 @@ class ViewState(QObject):
         focus = s.focus
         picked = s.picked
         if not keep_focus or not 0 <= focus < len(queries):
-            focus = default_focus(queries)
+            focus = default_focus(an, s.set_name)
             picked = ()
         picked = tuple(sorted({int(t) for t in picked if 0 <= t < len(queries)}))
         return replace(s, layer=layer, head=head, focus=focus, picked=picked)
@@ -159,9 +168,21 @@ class ViewState(QObject):
             self.update(head=self._last_head)
 
 
-def default_focus(tokens) -> int:
-    """The first token that is neither special nor generated, else 0."""
-    for i, t in enumerate(tokens):
-        if not t.special and t.end > t.start:
-            return i
-    return 0
+def default_focus(an, set_name: str = "self") -> int:
+    """The token whose row summarises the input, by the rule the command line's flow focus follows
+    (core.propagate.propagation.default_focus): the first ([CLS]-like) token of an encoder, the last
+    of a causal LM; on the decoder side of an encoder-decoder, the last output token."""
+    queries = an.axis_tokens(set_name)[0]
+    if queries is an.tokens:
+        return min(propagation_default_focus(an), max(len(queries) - 1, 0))
+    return max(len(queries) - 1, 0)
+
+
+def focus_rule(an, set_name: str = "self") -> str:
+    """The default focus rule in words, for the window to say which token it chose and why."""
+    if an.axis_tokens(set_name)[0] is not an.tokens:
+        return "the last output token"
+    kind = an.manifest.get("model", {}).get("kind")
+    if kind == "causal-lm":
+        return "the last token, the only one of a causal LM that sees the whole text"
+    return "the first token, which summarises the input for an encoder"

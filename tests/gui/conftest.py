@@ -28,6 +28,17 @@ def isolated_settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def discard_on_close(monkeypatch):
+    """Closing a window with edited text asks Save / Discard / Cancel in a modal box, which would
+    wait forever offscreen: tests answer Discard unless they patch the box themselves."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from attn_desktop.gui import keep_work
+
+    monkeypatch.setattr(keep_work, "ask_unsaved", lambda parent, name: QMessageBox.Discard)
+
+
+@pytest.fixture(autouse=True)
 def no_thread_left(qapp):
     """Fail any test that leaves a worker thread running (and stop it, so others are unaffected)."""
     yield

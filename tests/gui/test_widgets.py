@@ -91,7 +91,7 @@ def test_state_clamps_and_steps(qapp):
     an = tiny_analysis()
     state = ViewState()
     state.set_prepared(prepare(an))
-    assert state.sel.focus == 1  # the first token with a span, not [CLS]
+    assert state.sel.focus == 0  # [CLS]: the command line's flow focus rule (first token of an encoder)
     seen = []
     state.changed.connect(seen.append)
     state.update(layer=7, head=9)
