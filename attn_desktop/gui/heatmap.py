@@ -4,6 +4,7 @@ saying what the scale means, a tooltip for the cell under the mouse, and click-t
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -104,7 +105,20 @@ class TokenAxis(pg.AxisItem):
                 pos = bounds.left() + frac * bounds.width()
                 pos = min(max(pos, bounds.left() + half), bounds.right() - half)
             texts.append((pos, self.labels[i], i in pinned))
-        return axis_spec, tick_specs, texts
+        return axis_spec, tick_specs, self._apart(texts)
+
+    def _apart(self, texts):
+        """Drop unpinned labels that would touch another (kept at the ends of the axis)."""
+        line = self._line - 1e-6
+        fixed = [pos for pos, _, bold in texts if bold]
+        kept, last = [], None
+        for pos, text, bold in sorted(texts, key=lambda t: t[0]):
+            if not bold and (any(abs(pos - f) < line for f in fixed) or (last is not None and pos - last < line)):
+                continue
+            kept.append((pos, text, bold))
+            if not bold:
+                last = pos
+        return kept
 
     def drawPicture(self, p, axisSpec, tickSpecs, textSpecs):
         super().drawPicture(p, axisSpec, tickSpecs, [])
@@ -199,9 +213,13 @@ def tick_labels(values, scale: str) -> list[str]:
             else:
                 out.append(f"×{2 ** v:.2g}")
         return out
-    for digits in range(1, 7):
+    gaps = [abs(b - a) for a, b in itertools.pairwise(values) if b != a]
+    spacing = min(gaps) if gaps else max(abs(v) for v in values) if values else 1.0
+    labels: list[str] = []
+    for digits in range(1, 7):  # the fewest digits that tell the ticks apart and say them exactly
         labels = [short_number(v, digits) for v in values]
-        if len(set(labels)) == len(labels):
+        exact = all(abs(float(label) - v) <= 1e-3 * spacing for label, v in zip(labels, values, strict=True))
+        if exact and len(set(labels)) == len(labels):
             return labels
     return labels
 
