@@ -255,3 +255,12 @@ def test_messages_quote_names_with_newlines(tmp_path):
     path.write_bytes(b"not a zip")
     message = refused(path, "damaged")
     assert "'two\\nlines.attn'" in message
+
+
+def test_negative_zero_and_wider_floats_are_accepted(tmp_path):
+    values = attention().astype(np.float32)
+    values[0, 0, 0, 0] = -0.0
+    an = load_session(session(tmp_path / "a.attn", {"attentions": values}))
+    assert np.signbit(an.arrays["attentions"][0, 0, 0, 0])
+    wide = {"attentions": attention().astype(np.float64), "saliency": np.linspace(-3, 3, 7)}
+    assert load_session(session(tmp_path / "b.attn", wide)).arrays["saliency"].dtype == np.float64

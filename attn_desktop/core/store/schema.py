@@ -43,6 +43,12 @@ def _per_token(*names: str) -> dict[str, ArrayRule]:
     return {name: ArrayRule(("n",)) for name in names}
 
 
+def _per_head(prefix: str, layers: str) -> dict[str, ArrayRule]:
+    """The heads stage's grids of one attention set of an encoder-decoder (docs/heads.md)."""
+    grids = {name: ArrayRule((layers, "H")) for name in ("head_importance", "head_importance_grad", "head_entropy")}
+    return {prefix + name: rule for name, rule in {**grids, "layer_importance": ArrayRule((layers,))}.items()}
+
+
 ARRAY_RULES: dict[str, ArrayRule] = {
     "attentions": ArrayRule(("L", "H", "n", "n"), "probability"),
     "encoder_attentions": ArrayRule(("L", "H", "n", "n"), "probability"),
@@ -60,6 +66,9 @@ ARRAY_RULES: dict[str, ArrayRule] = {
     "head_entropy": ArrayRule(("L", "H")),
     "layer_importance": ArrayRule(("L",)),
     "layer_smoothing": ArrayRule(("L+1",)),
+    **_per_head("encoder_", "L"), **_per_head("decoder_", "Ld"), **_per_head("cross_", "Ld"),
+    "encoder_layer_smoothing": ArrayRule(("L+1",)),
+    "decoder_layer_smoothing": ArrayRule(("Ld+1",)),
 }
 # the heads stage prefixes the arrays of an encoder-decoder's attention sets
 _SET_LAYERS = {"encoder_": "L", "decoder_": "Ld", "cross_": "Ld"}
@@ -289,6 +298,8 @@ def check_array_values(label: str, name: str, values: np.ndarray, dims: Dims) ->
         return
     if kind in ("probability", "float"):
         for part in _slices(values):
+            if _plainly_fine(part, kind):
+                continue
             if not np.isfinite(part).all():
                 raise fail(label, f"array {shown} holds NaN or infinite values")
             if kind == "probability" and (part.min() < 0 or part.max() > 1 + PROBABILITY_SLACK):
@@ -297,6 +308,24 @@ def check_array_values(label: str, name: str, values: np.ndarray, dims: Dims) ->
     elif kind == "index_n":
         if values.min() < 0 or values.max() >= dims.n:
             raise fail(label, f"array {shown} holds token indices outside 0 to {dims.n - 1}")
+
+
+_INT_OF = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _plainly_fine(part: np.ndarray, kind: str) -> bool:
+    """A fast check on the bit patterns of IEEE floats (float16 arithmetic in numpy is slow):
+    True when every value is finite (and for probabilities within [0, 1 + slack]); False means
+    "look closer" (also for -0.0), never "refuse"."""
+    if part.dtype.kind != "f" or part.dtype.itemsize not in _INT_OF or not part.dtype.isnative:
+        return False
+    bits = part.view(_INT_OF[part.dtype.itemsize])
+    if kind == "probability":
+        limit = np.array(1 + PROBABILITY_SLACK, dtype=part.dtype).view(bits.dtype)
+        return bool(bits.min() >= 0 and bits.max() <= limit)
+    magnitude_mask = np.iinfo(bits.dtype).max  # every bit but the sign
+    infinity = np.array(np.inf, dtype=part.dtype).view(bits.dtype)
+    return bool(np.bitwise_and(bits, magnitude_mask).max() < infinity)
 
 
 def _slices(values: np.ndarray):
