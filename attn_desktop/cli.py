@@ -11,7 +11,7 @@ from attn_desktop import __version__
 from attn_desktop.core.errors import Cancelled, UserError
 from attn_desktop.core.quoting import quote
 
-SUBCOMMANDS = ("analyze", "models", "report")
+SUBCOMMANDS = ("analyze", "models", "report", "prune")
 
 
 def _analyze_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,8 @@ def _analyze_parser() -> argparse.ArgumentParser:
     meth.add_argument("--methods", default="attention", metavar="LIST",
                       help="comma-separated: attention (always), rollout, flow, and the checks below "
                       "(saliency, grad_input, ig, grad_rollout, loo, interventions, faithfulness, agreement), "
-                      "or all (default: attention)")
+                      "or all; heads: head ablation and gradient grids, no-effect heads, over-smoothing "
+                      "(not part of all) (default: attention)")
     meth.add_argument("--flow-rows", default="focus", metavar="focus|all|I,J,K",
                       help="output tokens whose flow is computed: the focus token (the first token, "
                       "or the last for a causal LM), all, or indices (default: focus)")
@@ -49,18 +50,21 @@ def _analyze_parser() -> argparse.ArgumentParser:
     from attn_desktop.cli_explain import add_explain_arguments
 
     add_explain_arguments(p)
+    from attn_desktop.cli_heads import add_heads_arguments
+
+    add_heads_arguments(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
 METHODS = ("attention", "rollout", "flow", "saliency", "grad_input", "ig", "grad_rollout", "loo",
-           "interventions", "faithfulness", "agreement", "all")
+           "interventions", "faithfulness", "agreement", "heads", "all")
 
 
 def parse_methods(text: str) -> list[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
     if "all" in methods:
-        methods = [m for m in METHODS if m != "all"] + [m for m in methods if m not in METHODS]
+        methods = [m for m in METHODS if m not in ("all", "heads")] + [m for m in methods if m not in METHODS or m == "heads"]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
@@ -123,7 +127,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from attn_desktop.core.store.session import save_session
     from attn_desktop.cli_explain import explain_options, target_spec, verdict_headline
 
-    explain = {"methods": methods, "target": target_spec(args), "explain_options": explain_options(args)}
+    from attn_desktop.cli_heads import heads_options, heads_summary
+
+    explain = {"methods": methods, "target": target_spec(args), "explain_options": explain_options(args),
+               "heads_options": heads_options(args)}
     loaded = load_model(args.model, device=args.device)
     analysis = analyze(
         loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text, **explain
@@ -137,6 +144,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
           + (f", report -> {report}" if report is not None else ""))
     if verdict_headline(analysis):
         print(verdict_headline(analysis))
+    if heads_summary(analysis):
+        print(heads_summary(analysis))
     return 0
 
 
@@ -247,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
                 from attn_desktop.cli_report import cmd_report, report_parser
 
                 return cmd_report(report_parser().parse_args(rest))
+            if command == "prune":
+                from attn_desktop.cli_heads import cmd_prune, prune_parser
+
+                return cmd_prune(prune_parser().parse_args(rest))
             if as_program:
                 _end_on_sigterm()
             parser = _analyze_parser() if command == "analyze" else _models_parser()

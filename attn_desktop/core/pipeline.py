@@ -155,6 +155,7 @@ def analyze(
     methods: list[str] | None = None,
     target: dict | None = None,
     explain_options: dict | None = None,
+    heads_options: dict | None = None,
 ) -> Analysis:
     """Run the model once over `text` and capture every layer's and head's attention.
 
@@ -166,13 +167,17 @@ def analyze(
     started = time.perf_counter()
     report = progress or (lambda f, m: None)
     generate = _check_request(loaded, text, generate, target_text)
+    from attn_desktop.core.explain import heads_stage
     from attn_desktop.core.explain import run as explain_run
 
     explaining = explain_run.wants_explanation(methods)
-    if explaining:
+    heads = heads_stage.wants_heads(methods)
+    if explaining or heads:
         explain_run.check_request(loaded, methods, target, explain_options)
+        heads_stage.parse_options(heads_options)
         whole = report
         report = lambda f, m: whole(0.3 * f, m)  # noqa: E731  the model run takes the first 30 %
+    explain_end = 0.65 if heads and explaining else 1.0  # heads (issue 9) take the rest
 
     def check_cancel():
         if cancel is not None and cancel():
@@ -231,9 +236,17 @@ def analyze(
     if explaining:
         t0 = time.perf_counter()
         explain_run.explain(loaded, analysis, methods, target, explain_options,
-                            progress=lambda f, m: whole(0.3 + 0.7 * f, m), cancel=cancel)
+                            progress=lambda f, m: whole(0.3 + (explain_end - 0.3) * f, m), cancel=cancel)
         timings["explain"] = time.perf_counter() - t0
         manifest["timings"]["explain"] = round(timings["explain"], 6)
+        manifest["timings"]["total"] = round(time.perf_counter() - started, 6)
+        report = whole
+    if heads:
+        t0 = time.perf_counter()
+        start = explain_end if explaining else 0.3
+        heads_stage.run(loaded, analysis, target, heads_options, cancel=cancel,
+                        progress=lambda f, m: whole(start + (1.0 - start) * f, m))
+        manifest["timings"]["heads"] = round(time.perf_counter() - t0, 6)
         manifest["timings"]["total"] = round(time.perf_counter() - started, 6)
         report = whole
     report(1.0, "done")

@@ -160,3 +160,20 @@ def add_heads(
 
 def _pairs(flags: np.ndarray) -> list[list[int]]:
     return [[int(layer), int(head)] for layer, head in zip(*np.nonzero(flags), strict=True)]
+
+
+def wants_heads(methods) -> bool:
+    return "heads" in (methods or [])
+
+
+def run(loaded, analysis, spec: dict | None, options: dict | None = None,
+        progress: Callable[[float, str], None] | None = None, cancel: Callable[[], bool] | None = None) -> None:
+    """The pipeline's entry: resolve the target on the analysed ids (as the explanation stage
+    does) and add the heads results."""
+    from attn_desktop.core.explain.targets import resolve_target
+
+    parse_options(options)
+    target = resolve_target(loaded, list(analysis.manifest["input_ids"]), spec,
+                            decoder_ids=analysis.manifest.get("decoder_input_ids"),
+                            special=[t.special for t in analysis.tokens])
+    add_heads(loaded, analysis, target, options, progress=progress, cancel=cancel)

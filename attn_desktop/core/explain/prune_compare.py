@@ -242,8 +242,8 @@ class PruneResult:
         for r in self.rows:
             lines.append((
                 r["name"], str(r["tokens"]) + ("*" if r["truncated"] else ""), f"{r['value']:.6g}",
-                f"{r['pruned_value']:.6g}", f"{r['change']:+.3g}", str(r["predicted"]),
-                (str(r["pruned_predicted"]) + (" (changed)" if r["prediction_changed"] else "")),
+                f"{r['pruned_value']:.6g}", f"{r['change']:+.3g}", _shown(r["predicted"]),
+                _shown(r["pruned_predicted"]) + (" (changed)" if r["prediction_changed"] else ""),
                 f"{r['pruned_vs_masked']:.1e}",
             ))
         widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
@@ -267,6 +267,10 @@ class PruneResult:
         if self.saved:
             out.append(f"saved: {self.saved}")
         return "\n".join(out)
+
+
+def _shown(label: str | None) -> str:
+    return "-" if label is None else label.replace("\n", " ")
 
 
 def _timed(fn) -> tuple[float, object]:
