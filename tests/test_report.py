@@ -264,3 +264,21 @@ def test_redacted_verdict_keeps_its_wording_but_not_quoted_tokens(analysis_of):
     text = "".join(parse(page).data)
     assert "attention diverges from the gradient evidence" in text  # in the summary and the section
     assert "the top token is “[redacted]” (IG)" in text and "one input and one target" in text
+
+
+def test_heads_section_shows_head_importance_with_no_effect_heads(analysis_of):
+    an = analysis_of("The bank approved the loan.")
+    layers, heads = an.arrays["attentions"].shape[:2]
+    grid = np.linspace(-0.5, 1.0, layers * heads, dtype=np.float32).reshape(layers, heads)
+    an.arrays["head_importance"] = grid
+    an.arrays["layer_smoothing"] = np.linspace(0.2, 0.9, layers + 1, dtype=np.float32)
+    an.manifest["heads"] = {"threshold": 0.01, "sets": {"self": {"no_effect": [[0, 1]]}},
+                            "target": {"kind": "reference", "predicted": "approved"}}
+    page = build_report(an, ReportOptions())
+    section = page[page.index("<section id='heads'"):]
+    section = section[: section.index("</section>")]
+    assert "Head importance" in section and "○" in section and "Over-smoothing" in section
+    # the largest head, scaled to 1, is the reddest cell
+    assert "background:#b2182b" in section
+    redacted = build_report(an, ReportOptions(redaction=parse_redact("words")))
+    assert "approved" not in redacted.lower()

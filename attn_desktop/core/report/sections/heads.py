@@ -19,11 +19,11 @@ HOWTO = ("A model has several layers, and each layer several 'heads' that attend
          "'nothing in particular'. Where the analysis measured it, 'importance' is how much the output "
          "changes when one head is switched off: large values mark heads the output depends on.")
 GRID_MAX_HEADS = 16
-# arrays of the heads stage (docs/heads.md): name -> (title, signed)
+# arrays of the heads stage (docs/heads.md): name -> (title, signed). Its head_entropy is the
+# normalised entropy the first table shows (core.propagate.heads.head_diagnostics), not repeated.
 HEAD_ARRAYS = {
     "head_importance": ("Head importance (output change when the head is switched off)", True),
     "head_importance_grad": ("Head importance, gradient estimate", True),
-    "head_entropy": ("Head entropy as measured by the heads stage", False),
 }
 LAYER_ARRAYS = {
     "layer_importance": "Layer importance",
@@ -43,8 +43,14 @@ def render(ctx):
             marks[(i, j)] = (" ≈" if diag.diffuse[i, j] else "") + (" ▲" if diag.single_position[i, j] else "")
     parts.append(f"<h3>Spread of attention per head ({esc(ctx.set_name)})</h3>")
     parts.append(_grid(diag.entropy, marks, "normalised entropy (0 focused – 1 uniform)", ctx, value_range=(0.0, 1.0)))
-    prefixes = [""] + [p for p in ("decoder_", "encoder_", "cross_") if any(k.startswith(p) for k in an.arrays)]
+    heads_meta = ctx.manifest.get("heads") if isinstance(ctx.manifest.get("heads"), dict) else {}
+    sets_meta = heads_meta.get("sets") if isinstance(heads_meta.get("sets"), dict) else {}
+    prefixes = [""] + [p for p in ("encoder_", "decoder_", "cross_") if any(k.startswith(p) for k in an.arrays)]
+    threshold = heads_meta.get("threshold")
     for prefix in prefixes:
+        set_name = prefix[:-1] if prefix else "self"
+        no_effect = {tuple(x) for x in (sets_meta.get(set_name) or {}).get("no_effect") or []
+                     if isinstance(x, list) and len(x) == 2}
         for name, (title, signed) in HEAD_ARRAYS.items():
             a = an.arrays.get(prefix + name)
             if a is None or a.ndim != 2:
@@ -52,10 +58,13 @@ def render(ctx):
             m = np.asarray(a, np.float64)
             if signed and np.nanmax(np.abs(m)) > 0:
                 shown = m / np.nanmax(np.abs(m))
+                marks = {(int(i), int(j)): " ○" for i, j in no_effect} if name == "head_importance" else {}
+                extra = (f" ○ marks heads whose removal changes the output by less than {threshold}."
+                         if marks and threshold is not None else "")
                 parts.append(f"<h3>{esc(prefix.replace('_', ' ') + title)}</h3>"
                              + note(f"Scaled to the largest absolute value, {np.nanmax(np.abs(m)):.3g} (red: the "
-                                    "output drops without the head; blue: it rises)."))
-                parts.append(_grid(shown, {}, title, ctx, signed=True))
+                                    "output drops without the head; blue: it rises)." + extra))
+                parts.append(_grid(shown, marks, title, ctx, signed=True))
             else:
                 parts.append(f"<h3>{esc(prefix.replace('_', ' ') + title)}</h3>" + _grid(m, {}, title, ctx))
         for name, title in LAYER_ARRAYS.items():
@@ -66,11 +75,14 @@ def render(ctx):
             fig = svg.line_chart([svg.Series(title, xs, [float(x) for x in a])], x_label="layer",
                                  y_label=title.split(" (")[0], title=prefix + title, height=220)
             parts.append(f"<figure>{fig}<figcaption>{esc(prefix.replace('_', ' ') + title)}</figcaption></figure>")
-    heads_meta = ctx.manifest.get("heads")
-    if isinstance(heads_meta, dict) and heads_meta:
+    if heads_meta:
         from ..markup import flatten, kv_table
+        from ..redact import redact_value
 
-        pairs = [(k, v) for k, v in flatten(heads_meta) if not isinstance(v, list) or len(v) <= 32]
+        pairs = [(k, v) for k, v in flatten(heads_meta)
+                 if not k.startswith("sets.") and (not isinstance(v, list) or len(v) <= 32)]
+        if ctx.view.redacted:
+            pairs = [(k, redact_value(k, v)) for k, v in pairs]
         parts.append("<h3>How the head measures were made</h3>" + kv_table(pairs))
     return Section("heads", "Layers and heads", "".join(parts))
 
