@@ -65,12 +65,31 @@ class InProcessEngine:
 
     def __init__(self) -> None:
         self.loaded = None
+        self.pruned = None  # the last pruned copy, kept until saved or replaced
 
     def load(self, path: str, device: str = "cpu", progress: Progress = None, cancel: Cancel = None):
         from attn_desktop.core.model.loading import load_model
 
+        self.loaded = self.pruned = None
         self.loaded = load_model(path, device=device, progress=progress, cancel=cancel)
         return self.loaded, _available_devices()
+
+    def prune(self, model, progress: Progress = None, cancel: Cancel = None, **options):
+        """Heads pruning (docs/heads.md): options {"texts", "heads", "target", "repeats"} compare a
+        pruned copy with `model` and keep it; {"save": folder} writes the kept copy."""
+        from attn_desktop.core.explain.prune_compare import prune_and_compare
+        from attn_desktop.core.model.prune import save_pruned
+
+        if "save" in options:
+            if self.pruned is None or self.pruned[0] != str(model.path):
+                raise UserError("there is no pruned model to save; run Prune again")
+            return save_pruned(self.pruned[1], model.path, options["save"])
+        self.pruned = None
+        result, pruned = prune_and_compare(
+            model, options["texts"], options["heads"], options.get("target"),
+            repeats=int(options.get("repeats", 3)), progress=progress, cancel=cancel)
+        self.pruned = (str(model.path), pruned)
+        return result
 
     def analyze(self, model, text: str, progress: Progress = None, cancel: Cancel = None, **options):
         from attn_desktop.core.pipeline import analyze
@@ -225,6 +244,10 @@ def _serve(conn: Connection, cancel_fd: int, folder: str, gone: Callable[[], Non
                     raise UserError("the model changed while the analysis waited; analyse again")
                 result = engine.analyze(engine.loaded, args["text"], progress, cancelled, **args["options"])
                 _send_arrays_as_files(result, folder)
+            elif op == "prune":
+                if engine.loaded is None or str(engine.loaded.path) != args["model"]:
+                    raise UserError("the model process does not hold this model any more; load it again")
+                result = engine.prune(engine.loaded, progress, cancelled, **args["options"])
             else:
                 raise RuntimeError(f"unknown request {op!r}")
             send(("result", result))
@@ -426,6 +449,10 @@ class ProcessEngine:
                 else f"{name} was reloaded in the model process.")
         result.extras.setdefault("gui_warnings", []).append(note)
         return result
+
+    def prune(self, model, progress: Progress = None, cancel: Cancel = None, **options):
+        """Heads pruning in the child (see InProcessEngine.prune)."""
+        return self._call("prune", {"model": str(model.path), "options": options}, progress, cancel)
 
     @property
     def pid(self) -> int | None:
