@@ -82,10 +82,10 @@ class ImportanceMeasure(Measure):
 
     def legend(self, analysis, sel, who):
         target = target_phrase(explain_section(analysis)) or "the target"
-        text = f"{self.label.lower()} for {target}, the same for every focus token"
+        text = f"{self.label.lower()} for {target}"
         if self.signed:
             low, high = sign_colours(sel.colormap)
-            text += f" · {high}: raises the target, {low}: lowers it"
+            text += f" · {high} raises the target, {low} lowers it"
         return text
 
 

@@ -95,7 +95,7 @@ class ValidatePanel(QWidget):
         self.headline.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
-        self.details.setPlaceholderText("The verdict for this text appears here after a run.")
+        self.details.setFrameShape(QPlainTextEdit.NoFrame)
         self.details.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
         run_row = QHBoxLayout()
@@ -108,8 +108,7 @@ class ValidatePanel(QWidget):
         lv.addWidget(self.chooser)
         lv.addLayout(run_row)
         lv.addWidget(self.status)
-        lv.addWidget(self.headline)
-        lv.addWidget(self.details, 1)
+        lv.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
@@ -122,6 +121,7 @@ class ValidatePanel(QWidget):
         self.interventions = InterventionTable()
         self.compare = CompareView()
         self.tabs = QTabWidget()
+        self.tabs.addTab(self.details, "Verdict")
         self.tabs.addTab(self.agreement, "Agreement")
         self.tabs.addTab(self.faithfulness, "Faithfulness")
         self.tabs.addTab(self.interventions, "Changed attention")
@@ -129,9 +129,15 @@ class ValidatePanel(QWidget):
         self.intro = plain_label(INTRO)
         self.intro.setAlignment(Qt.AlignLeft | Qt.AlignTop)
         self.intro.setContentsMargins(8, 8, 8, 8)
+        self.results = QWidget()
+        rv = QVBoxLayout(self.results)
+        rv.setContentsMargins(0, 0, 0, 0)
+        rv.setSpacing(2)
+        rv.addWidget(self.headline)
+        rv.addWidget(self.tabs, 1)
         self.right = QStackedWidget()
         self.right.addWidget(self.intro)
-        self.right.addWidget(self.tabs)
+        self.right.addWidget(self.results)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
         layout.addWidget(scroll)
@@ -276,17 +282,17 @@ class ValidatePanel(QWidget):
         self.interventions.set_section(section.get("interventions"), section.get("target"),
                                        lambda i: self.output_name(section.get("target") or {}, i))
         self.compare.set_analysis(an, sel)
-        self.right.setCurrentWidget(self.tabs if an is not None else self.intro)
+        self.right.setCurrentWidget(self.results if an is not None else self.intro)
         if an is None:
             self.headline.setText("")
             self.details.setPlainText("")
             if stale:
                 self.status.setText("The text has changed since the last validation: run it again.")
             return
-        self.status.setText(self.summary(section))
+        self.status.setText("")
         verdict = section.get("verdict") or {}
         self.headline.setText(str(verdict.get("headline") or ""))
-        lines = [f"• {d}" for d in verdict.get("details") or []]
+        lines = self.summary(section) + [""] + [f"• {d}" for d in verdict.get("details") or []]
         caveats = verdict.get("caveats") or []
         if caveats:
             lines += ["", "Caveats:"] + [f"• {c}" for c in caveats]
@@ -296,16 +302,23 @@ class ValidatePanel(QWidget):
         self.details.setPlainText("\n".join(lines))
         self.validation_shown.emit(an)
 
-    def summary(self, section: dict) -> str:
+    def summary(self, section: dict) -> list[str]:
+        """What was explained and how well Integrated Gradients converged, one fact a line."""
         target = section.get("target") or {}
-        parts = [f"Target: {target_phrase(section) or target.get('kind', '?')} = {fmt(target.get('value'))}"]
-        if target.get("predicted") is not None:
-            parts.append(f"predicted: {target['predicted']}")
+        lines = [f"Target: {target_phrase(section) or target.get('kind', '?')} = {fmt(target.get('value'))}"
+                 + (f" · predicted: {target['predicted']}" if target.get("predicted") is not None else "")]
+        read = section.get("read_row") or {}
+        if read.get("why"):
+            lines.append(f"Row the output reads: {read.get('rule')} ({read['why']})")
         ig = (section.get("methods") or {}).get("integrated_gradients") or {}
         if ig:
-            parts.append(f"IG: {ig.get('steps')} steps, δ = {fmt(ig.get('relative_delta'), 2)} of f(x) − f(baseline)"
-                         + ("" if ig.get("converged", True) else " (not converged)"))
-        return " · ".join(parts)
+            lines.append(f"Integrated Gradients: {ig.get('steps')} steps, completeness gap δ = "
+                         f"{100 * float(ig.get('relative_delta') or 0):.2g} % of f(x) − f(baseline)"
+                         + ("" if ig.get("converged", True) else " (did not reach the tolerance)"))
+        loo = (section.get("methods") or {}).get("loo") or {}
+        if loo.get("replacement"):
+            lines.append(f"Tokens removed by: {loo['replacement']}" + (f" ({loo['token']})" if loo.get("token") else ""))
+        return lines
 
     def output_name(self, target: dict, index: int) -> str:
         """The name of entry `index` of the target's output distribution."""
@@ -326,7 +339,10 @@ class ValidatePanel(QWidget):
         """Highlight the editor with a method's vector."""
         m = method_measure(name)
         if m is not None and self.shown is not None:
-            self.window.state.update(measure=m.key)
+            fields = {"measure": m.key}
+            if self.shown.is_encoder_decoder:
+                fields["set_name"] = "encoder"  # the vectors are over the encoder's tokens
+            self.window.state.update(**fields)
 
 
 def method_label_long(name: str) -> str:

@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
 )
 
 from . import colormaps
-from .heatmap import TokenAxis
 from .importance import method_label
 
 # Okabe-Ito: distinguishable with the common forms of colour blindness; the yellow is
@@ -92,14 +91,15 @@ class AgreementView(QWidget):
         self.metric.setToolTip("Which agreement measure the matrix shows (absolute values, special "
                                "tokens excluded)")
         self.metric.currentIndexChanged.connect(lambda _i: self._draw())
-        self.left = TokenAxis("left")
-        self.bottom = TokenAxis("bottom")
-        self.plot = _plot_widget(axisItems={"left": self.left, "bottom": self.bottom})
+        self.plot = _plot_widget()
+        self.left = self.plot.getPlotItem().getAxis("left")
+        self.bottom = self.plot.getPlotItem().getAxis("bottom")
+        for axis in (self.left, self.bottom):
+            axis.setStyle(tickLength=0, hideOverlappingLabels=False)
         self.view = self.plot.getViewBox()
         self.view.invertY(True)
         self.view.setMouseEnabled(False, False)
         self.view.setDefaultPadding(0.0)
-        self.view.setAspectLocked(True)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
         self.texts: list[pg.TextItem] = []
@@ -162,15 +162,12 @@ class AgreementView(QWidget):
         if self.values is None:
             self.image.clear()
             self.names = []
-            self.left.set_labels([])
-            self.bottom.set_labels([])
+            self._set_labels([])
             self.caption.setText("")
             self.readout.setText("No agreement matrix: run Validate.")
             return
         self.names = list(self.section["methods"])
-        labels = [method_label(n) for n in self.names]
-        self.left.set_labels(labels)
-        self.bottom.set_labels(labels)
+        self._set_labels([method_label(n) for n in self.names])
         signed = lv[0] < 0
         cmap = colormaps.diverging(self.colormap) if signed else self.colormap
         lut = colormaps.lut(cmap)
@@ -201,6 +198,11 @@ class AgreementView(QWidget):
                  "click a cell to compare the two methods in the text"]
         self.caption.setText(" · ".join(n for n in notes if n))
         self.readout.setText(" ")
+
+    def _set_labels(self, labels: list[str]) -> None:
+        ticks = [[(i + 0.5, text) for i, text in enumerate(labels)]]
+        self.left.setTicks(ticks)
+        self.bottom.setTicks(ticks)
 
     def cell_at(self, scene_pos) -> tuple[int, int]:
         if self.values is None or not self.plot.getPlotItem().sceneBoundingRect().contains(scene_pos):
@@ -245,22 +247,25 @@ class FaithfulnessView(QWidget):
         self.curves: dict[str, dict[str, pg.PlotDataItem]] = {}
         self.bands: dict[str, pg.FillBetweenItem] = {}
         row = QHBoxLayout()
-        for key, title, better in (("comprehensiveness", "Comprehensiveness", "higher: more faithful"),
-                                   ("sufficiency", "Sufficiency", "lower: more faithful")):
+        for key, title, tip in (
+                ("comprehensiveness", "Comprehensiveness ↑",
+                 "f(x) − f(x without its top-ranked tokens): higher means the ranking found tokens the output needs"),
+                ("sufficiency", "Sufficiency ↓",
+                 "f(x) − f(only its top-ranked tokens): lower means those tokens alone keep the output")):
             w = _plot_widget()
-            w.setTitle(f"{title} ({better})", size="9pt")
-            w.setLabel("bottom", "tokens removed (top-ranked first)" if key == "comprehensiveness"
-                       else "tokens kept (top-ranked), others replaced")
-            w.setLabel("left", "f(x) − f(x′)")
+            w.setTitle(title, size="9pt")
+            w.setToolTip(tip)
+            w.setLabel("bottom", "top-ranked tokens removed" if key == "comprehensiveness"
+                       else "top-ranked tokens kept")
+            w.setLabel("left", "change of the target")
             w.showGrid(x=False, y=True, alpha=0.25)
             w.setMouseEnabled(False, False)
             _style_plot(w, self.palette())
             self.plots[key] = w
             row.addWidget(w, 1)
-        self.legend = self.plots["comprehensiveness"].addLegend(offset=(-6, 6), labelTextSize="8pt")
         self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["method", "AOPC comp. ↑", "beats random", "AOPC suff. ↓",
-                                              "beats random"])
+        self.table.setHorizontalHeaderLabels(["method", "AOPC comp. ↑", "vs random", "AOPC suff. ↓",
+                                              "vs random"])
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -272,19 +277,17 @@ class FaithfulnessView(QWidget):
         self.table.cellDoubleClicked.connect(self._on_double_click)
         self.caption = plain_label("")
         self.caption.setEnabled(False)
-        right = QVBoxLayout()
-        right.addWidget(self.table, 1)
-        right.addWidget(self.caption)
-        layout = QHBoxLayout(self)
+        row.addWidget(self.table, 1)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row, 3)
-        layout.addLayout(right, 2)
+        layout.setSpacing(2)
+        layout.addLayout(row, 1)
+        layout.addWidget(self.caption)
 
     def set_section(self, faith: dict | None) -> None:
         self.section = faith if isinstance(faith, dict) and faith.get("per_method") else None
         for w in self.plots.values():
             w.clear()
-        self.legend.clear()
         self.curves, self.bands = {}, {}
         self.table.setRowCount(0)
         if self.section is None:
@@ -307,9 +310,7 @@ class FaithfulnessView(QWidget):
                 self.bands[key] = fill
             mean = rnd.get(f"{key}_mean")
             if mean:
-                item = w.plot(x, _floats(mean), pen=pg.mkPen((128, 128, 128), width=1.5, style=Qt.DotLine))
-                if key == "comprehensiveness":
-                    self.legend.addItem(item, f"random (mean, 5–95 % band of {rnd.get('rankings', '?')})")
+                w.plot(x, _floats(mean), pen=pg.mkPen((128, 128, 128), width=1.5, style=Qt.DotLine))
         methods = list(self.section["per_method"].items())
         self.table.setRowCount(len(methods))
         for r, (name, entry) in enumerate(methods):
@@ -322,8 +323,6 @@ class FaithfulnessView(QWidget):
                     item = w.plot(x, _floats(y), pen=pen, symbol="o", symbolSize=5,
                                   symbolBrush=colour, symbolPen=pg.mkPen(None))
                     self.curves[name][key] = item
-                    if key == "comprehensiveness":
-                        self.legend.addItem(item, method_label(name))
             cells = [method_label(name, False), fmt(entry.get("aopc_comp")),
                      _share(entry.get("beats_random_comp")), fmt(entry.get("aopc_suff")),
                      _share(entry.get("beats_random_suff"))]
@@ -335,14 +334,15 @@ class FaithfulnessView(QWidget):
                 else:
                     item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.table.setItem(r, c, item)
-        chance = (f"chance AOPC: comp. {fmt(rnd.get('aopc_comp_mean'))}, suff. {fmt(rnd.get('aopc_suff_mean'))}"
-                  if rnd else "")
+        chance = (f"grey: {rnd.get('rankings', '?')} random rankings (dotted mean, 5–95 % band); chance AOPC "
+                  f"comp. {fmt(rnd.get('aopc_comp_mean'))}, suff. {fmt(rnd.get('aopc_suff_mean'))}" if rnd else "")
         counts = self.section.get("counts")
         parts = [chance,
                  f"tokens per step: {', '.join(str(c) for c in counts)} of {self.section.get('non_special')}"
                  if counts else "",
                  f"replacement: {self.section.get('replacement')}" if self.section.get("replacement") else "",
-                 "beats random: share of random rankings the method does better than"]
+                 "vs random: share of the random rankings the method does better than",
+                 "double-click a method to colour the text with it"]
         self.caption.setText(" · ".join(p for p in parts if p))
 
     def _on_double_click(self, row: int, _col: int) -> None:

@@ -102,14 +102,8 @@ class TargetChooser(QWidget):
         self.temperature.setSingleStep(0.01)
         self.temperature.setValue(DEFAULT_TEMPERATURE)
         self.temperature.setToolTip("Similarities are divided by it before the softmax over labels")
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.target_label, 1)
-        row.addWidget(QLabel("temperature"))
-        row.addWidget(self.temperature)
-        self.label_row = QWidget()
-        self.label_row.setLayout(row)
-        form.addRow("Explain", self.label_row)
+        form.addRow("Explain", self.target_label)
+        form.addRow("Temperature", self.temperature)
         self.reference = QLineEdit()
         self.reference.setPlaceholderText("the text to compare with")
         self.reference.setClearButtonEnabled(True)
@@ -253,7 +247,7 @@ class TargetChooser(QWidget):
 
     def _sync_encoder(self) -> None:
         zero_shot = self.mode.currentData() == "zero-shot"
-        for w in (self.label_set_row, self.labels_edit, self.label_row):
+        for w in (self.label_set_row, self.labels_edit, self.target_label, self.temperature):
             self.form_encoder.setRowVisible(w, zero_shot)
         self.form_encoder.setRowVisible(self.reference, not zero_shot)
         self.changed.emit()

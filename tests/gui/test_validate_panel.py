@@ -68,8 +68,8 @@ def test_demo_model_run_cancel_rerun_results_shown_and_saved(window, load, analy
     headline = panel.headline.text()
     assert headline == explain["verdict"]["headline"] and headline
     assert "explains" not in (headline + panel.details.toPlainText()).lower()
-    assert LABELS[1] in panel.status.text()
-    assert panel.right.currentWidget() is panel.tabs
+    assert LABELS[1] in panel.details.toPlainText()
+    assert panel.right.currentWidget() is panel.results
 
     # the agreement matrix shows core's numbers, written in the cells
     agreement = explain["agreement"]
