@@ -203,3 +203,9 @@ def test_odd_types_in_the_config_do_not_escape(copy_of):
     assert inspect_folder(folder).architecture == "bert"
     (folder / "config.json").write_text('{"model_type": "bert", "num_hidden_layers": Infinity}')
     refused(folder, "does not say how many layers")
+
+
+def test_implausible_head_count_without_weights_to_compare(copy_of):
+    folder = copy_of()
+    edit_config(folder, num_attention_heads=10 ** 6)
+    refused(folder, "declares 2 layers and 1000000 heads, more than attn-desktop shows")

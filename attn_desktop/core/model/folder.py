@@ -24,6 +24,7 @@ TOKENIZER_FILES = (
     "tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model",
 )
 MAX_ENTRIES = 10_000
+MAX_LAYERS = 4096
 JSON_LIMIT = 16 << 20  # config.json, the shard index
 HEADER_LIMIT = 64 << 20  # a safetensors header
 CONVERT_HINT = (
@@ -330,7 +331,10 @@ def inspect_folder(spec: str | Path, *, check_tokenizer: bool = True, label: str
         raise UserError(f"{shown(folder.name)}: the weights file holds no tensors")
     from attn_desktop.core.model.consistency import check_config_against_weights
 
-    check_config_against_weights(folder.name, config, kind, shapes)
+    check_config_against_weights(shown(folder.name), config, kind, shapes)
+    if layers > MAX_LAYERS or heads > MAX_LAYERS:
+        raise UserError(f"{shown(folder.name)}: config.json declares {layers} layers and {heads} heads, "
+                        f"more than attn-desktop shows (at most {MAX_LAYERS} each)")
     if check_tokenizer and not any(n in files for n in TOKENIZER_FILES):
         raise UserError(f"{shown(folder.name)}: no tokenizer files (tokenizer.json or a vocabulary) in the folder")
     return FolderInfo(

@@ -25,7 +25,8 @@ from attn_desktop.core.errors import UserError
 from attn_desktop.core.quoting import quote
 
 _TMP = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-[a-z0-9_]{8}\.tmp$")
-_LEGACY_TMP = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp$")
+# older writers (and other writers of this app that use mkstemp alone): .NAME.RANDOM.tmp
+_LEGACY_TMP = re.compile(r"^\.(?P<stem>.+\.(?:attn|html|png|svg|csv|npy|json|txt))\.[a-z0-9_]{8}\.tmp$")
 LEGACY_STALE_SECONDS = 3600
 _FS_IOC_GETFLAGS = 0x80086601
 _FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
