@@ -9,7 +9,7 @@ from pathlib import Path
 
 from attn_desktop import __version__
 from attn_desktop.core.errors import Cancelled, UserError
-from attn_desktop.core.quoting import quote
+from attn_desktop.core.quoting import quote, shown
 
 SUBCOMMANDS = ("analyze", "models", "report", "prune")
 
@@ -208,14 +208,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     folder = Path(args.library).expanduser() if args.library else default_library_dir()
     entries = list_models(folder)
-    print(f"library: {folder}" + ("" if folder.is_dir() else " (does not exist yet)"))
+    print(f"library: {shown(folder)}" + ("" if folder.is_dir() else " (does not exist yet)"))
     rows = [("NAME", "KIND", "LAYERSxHEADS", "PARAMS", "MAX LEN", "SIZE", "STATUS")]
     for e in entries:
         if e.error:
-            rows.append((e.name, "-", "-", "-", "-", "-", f"cannot load: {e.error}"))
+            rows.append((shown(e.name), "-", "-", "-", "-", "-", f"cannot load: {e.error}"))
         else:
             rows.append((
-                e.name, e.kind, f"{e.num_layers}x{e.num_heads}", human_count(e.num_parameters),
+                shown(e.name), e.kind, f"{e.num_layers}x{e.num_heads}", human_count(e.num_parameters),
                 str(e.max_positions or "-"), human_size(e.size_bytes), "ok",
             ))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
