@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bisect
 
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
@@ -34,6 +34,25 @@ class Spans:
             i += 1
 
 
+def range_rects(block, origin: QPointF, start: int, end: int) -> list[QRectF]:
+    """One rectangle per laid-out line that characters [start, end) of `block` occupy; a range that
+    runs past a wrapped line's end covers the rest of that line."""
+    layout = block.layout()
+    a, b = start - block.position(), min(end, block.position() + block.length() - 1) - block.position()
+    rects = []
+    for n in range(layout.lineCount()):
+        line = layout.lineAt(n)
+        first, stop = line.textStart(), line.textStart() + line.textLength()
+        lo, hi = max(a, first), min(b, stop)
+        if lo >= hi:
+            continue
+        x1 = line.cursorToX(lo)[0]
+        x2 = line.cursorToX(hi)[0] if hi < stop else line.x() + line.naturalTextWidth()
+        if x2 > x1:
+            rects.append(QRectF(origin.x() + x1, origin.y() + line.y(), x2 - x1, line.height()))
+    return rects
+
+
 class EditorMarks(QWidget):
     def __init__(self, editor: QPlainTextEdit) -> None:
         super().__init__(editor.viewport())
@@ -45,10 +64,16 @@ class EditorMarks(QWidget):
         self.matches = Spans()
         self.current: int | None = None  # index into matches.spans
         editor.viewport().installEventFilter(self)
-        editor.updateRequest.connect(lambda *_: self.update())
+        editor.updateRequest.connect(self._follow)
         self.setGeometry(editor.viewport().rect())
         self.raise_()
         self.show()
+
+    def _follow(self, _rect=None, _dy: int = 0) -> None:
+        """Scrolling moves the viewport's children with its pixels: stay over the whole viewport."""
+        if self.geometry() != self.editor.viewport().rect():
+            self.setGeometry(self.editor.viewport().rect())
+        self.update()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Resize and watched is self.editor.viewport():
@@ -87,9 +112,7 @@ class EditorMarks(QWidget):
     def paintEvent(self, event) -> None:
         if not (len(self.unknown) or len(self.matches) or self.cut is not None):
             return
-        from .editor import TokenEditor
-
-        rects = TokenEditor._span_rects
+        rects = range_rects
         p = QPainter(self)
         veil = QColor(self.editor.palette().color(QPalette.Base))
         veil.setAlpha(CUT_VEIL_ALPHA)
