@@ -182,18 +182,26 @@ class DocumentPanel(QWidget):
             basis = unit_values[pick]
             lv = colormaps.levels(basis, scale, expected[pick])
             strength = np.abs(basis) if signed else basis
+            if scale == colormaps.RATIO:  # the word most above chance, not the one with most pieces
+                strength = basis / np.maximum(expected[pick], 1e-12)
             top = int(pick[int(np.argmax(strength))]) if basis.size else -1
-            hi = float(strength.max()) if basis.size else 0.0
+            hi = float(unit_values[top]) if top >= 0 else 0.0
             unit = "word" if sel.words else "token"
-            strongest = (f"largest |value| = {hi:.3g}" if signed else
-                         f"strongest {unit} “{units.labels[top]}” = {hi:.3g}" if top >= 0 else "")
-            if scale == colormaps.RATIO and top >= 0 and expected[top] > 0:
-                strongest += f" ({hi / expected[top]:.1f}× uniform)"
+            if signed:
+                strongest = f"largest |value| = {float(np.abs(basis).max()) if basis.size else 0.0:.3g}"
+            elif top < 0:
+                strongest = ""
+            elif scale == colormaps.RATIO:
+                strongest = (f"most above uniform: “{units.labels[top]}” = {hi:.3g}, "
+                             f"{hi / max(float(expected[top]), 1e-12):.1f}× uniform")
+            else:
+                strongest = f"strongest {unit} “{units.labels[top]}” = {hi:.3g}"
             self.legend.setText(
                 f"Highlight: {measure.legend(an, sel, focus_values.label)} · {strongest}"
                 + (" · log scale" if scale == "log" else "")
-                + (" · colour = value ÷ uniform, page colour at 1×" if scale == colormaps.RATIO else "")
+                + (" · page colour at 1× uniform" if scale == colormaps.RATIO else "")
                 + (f" · colours from {lv[0]:.3g}" if scale == "min–max" and lv[0] > 0 else ""))
+            self.legend.setToolTip(measure.title_tip(an, sel))
             fractions = colormaps.fraction(unit_values, scale, lv, expected)[units.of_token]
             values = row
             pal = self.editor.palette()

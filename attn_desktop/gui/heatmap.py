@@ -244,7 +244,7 @@ def scale_caption(scale: str, value_name: str) -> str:
     if scale == "min–max":
         return f"{value_name} · smallest to largest shown"
     if scale == colormaps.RATIO:
-        return f"{value_name} ÷ uniform (1/n): ×1 = chance, log₂"
+        return f"{value_name} × uniform (×1 = 1/n)"
     if scale == colormaps.SIGNED:
         return f"{value_name} · signed, 0 in the middle"
     return f"{value_name} · linear from 0"

@@ -462,7 +462,7 @@ class FlowMeasure(Measure):
 
     def legend(self, analysis, sel, who):
         rows = self.rows(analysis, sel)
-        exact = f" · {exactness_label(rows.entry)}" if rows is not None else ""
+        exact = f" · {short_exactness(rows.entry)}" if rows is not None else ""
         return f"flow of {who}{exact}"
 
 

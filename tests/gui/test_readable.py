@@ -142,7 +142,7 @@ def test_rollout_and_flow_default_to_times_uniform(demo, analyse, qtbot):
         state.update(measure="rollout")
     assert state.sel.scale == colormaps.RATIO == heatmap.scale
     assert window.selection_bar.scale_box.currentText() == colormaps.RATIO
-    assert "÷ uniform" in heatmap.bar_axis.labelText
+    assert "× uniform (×1 = 1/n)" in heatmap.bar_axis.labelText
     # a value at exactly the uniform share maps to the middle of the diverging map
     n = heatmap.values.shape[1]
     expected = np.asarray(heatmap.expected, np.float64)

@@ -192,7 +192,7 @@ def test_flow_rows_progress_cancel_and_session(window, load, analyse, tiny_model
     np.testing.assert_allclose(doc.editor.values, ref_flow[focus], atol=1e-6)
     assert heatmap.title.text().endswith("· exact")  # the bound is in the title's tooltip
     assert "exact (certified within 1e-6; bound" in heatmap.title.toolTip()
-    assert "exact (certified within 1e-6" in doc.legend.text()
+    assert "· exact" in doc.legend.text() and "exact (certified within 1e-6" in doc.legend.toolTip()
     assert an.manifest["methods"]["flow"]["rows"] == [focus]
 
     # all tokens in the background: per-row progress, a token clicked meanwhile says it waits,
@@ -277,7 +277,8 @@ def test_flow_labelled_approximate_wherever_shown(window, load, analyse, tiny_mo
     window.propagation.filed.emit(an, "flow", params)
     assert "approximate (error ≤ 3e-05)" in window.heatmap.title.text()
     assert "approximate (error bound 3.0e-05)" in window.heatmap.title.toolTip()
-    assert "approximate (error bound 3.0e-05)" in window.document.legend.text()
+    assert "approximate (error ≤ 3e-05)" in window.document.legend.text()
+    assert "approximate (error bound 3.0e-05)" in window.document.legend.toolTip()
     assert window.messages.level == "warning" and "approximate" in window.messages.text.text()
 
 
