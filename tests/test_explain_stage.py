@@ -148,3 +148,19 @@ def test_command_line_refusals_are_one_line(tiny_model_paths, tmp_path, capsys):
                  "--labels", str(tmp_path / "missing.txt"), "--out", str(out)])
     _, err = capsys.readouterr()
     assert code == 2 and "label file not found" in err
+
+
+def test_the_model_process_runs_the_stage(tiny_model_paths):
+    from attn_desktop.core.model.engine import ProcessEngine
+
+    engine = ProcessEngine()
+    try:
+        loaded, _ = engine.load(str(tiny_model_paths["bert-cls"]), "cpu")
+        progress = []
+        a = engine.analyze(loaded, "The tenant shall pay the rent.", progress=lambda f, m: progress.append(f),
+                           methods=["grad_input", "loo", "agreement"], target={"class": 1})
+    finally:
+        engine.close()
+    e = a.manifest["explain"]
+    assert e["target"]["class"] == 1 and e["arrays"] == ["attention_importance", "grad_input", "loo"]
+    assert a.arrays["loo"].shape == (len(a.tokens),) and progress and max(progress) == 1.0
