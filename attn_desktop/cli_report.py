@@ -25,6 +25,7 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, help="layer shown (default: the last)")
     p.add_argument("--head", metavar="H|mean|max|min", help="head index or aggregate over heads (default: mean)")
     p.add_argument("--focus", metavar="I[,J...]", help="query token index(es) whose row shades the text")
+    p.add_argument("--words", action="store_true", help="rows, columns and the text by words, not word pieces")
     p.add_argument("--colormap", choices=("viridis", "cividis", "colour-blind safe (CET-CBL2)"), default="viridis")
     p.add_argument("--scale", choices=("linear", "log", "min–max"), default="linear")
     p.add_argument("--title", default="Attention analysis report")
@@ -59,6 +60,8 @@ def saved_view(manifest: dict) -> dict:
         out["measure"] = view["measure"]
     if isinstance(view.get("set_name"), str):
         out["set_name"] = view["set_name"]
+    if type(view.get("words")) is bool:
+        out["words"] = view["words"]
     if type(view.get("layer")) is int:
         out["layer"] = view["layer"]
     head = view.get("head")
@@ -81,6 +84,8 @@ def options_from_args(args: argparse.Namespace, analysis, session: Path | None, 
             fields[key] = getattr(args, key)
     if getattr(args, "head", None) is not None:
         fields["head"] = int(args.head) if args.head.lstrip("-").isdigit() else args.head
+    if getattr(args, "words", False):
+        fields["words"] = True
     focus = parse_focus(getattr(args, "focus", None))
     if focus is not None:
         fields["focus"] = focus

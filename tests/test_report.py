@@ -16,7 +16,7 @@ from attn_desktop.core.report import png as rpng
 from attn_desktop.core.report.build import decoded_contents
 from attn_desktop.core.store.session import load_session
 
-HOSTILE = '<script>x</script></style>"onerror=y javascript:z<b>b</b>&amp;' 
+HOSTILE = '<script>x</script></style>"onerror=y javascript:z<b>b</b>&amp;'
 # made-up words that the report's own wording never uses
 SECRET = "Zanzibar Quetzal visited Brontosaurus Xylophone on 2024-03-05 paying 250 dollars"
 SECRET_WORDS = ["Zanzibar", "Quetzal", "visited", "Brontosaurus", "Xylophone", "paying", "dollars"]
@@ -282,3 +282,25 @@ def test_heads_section_shows_head_importance_with_no_effect_heads(analysis_of):
     assert "background:#b2182b" in section
     redacted = build_report(an, ReportOptions(redaction=parse_redact("words")))
     assert "approved" not in redacted.lower()
+
+
+def test_report_by_words(analysis_of):
+    from attn_desktop.core import words as core_words
+
+    an = analysis_of("Indemnification clauses protect parties.")
+    units = core_words.group_words(an.text, an.tokens)
+    multi = [u for u in range(len(units)) if len(units.tokens(u)) > 1]
+    assert multi, "the tiny tokenizer splits some word into pieces"
+    u = multi[0]
+    first = units.tokens(u)[0]
+    page = build_report(an, ReportOptions(words=True, focus=(first,)))
+    check_self_contained(page)
+    word = units.labels[u]
+    assert f"“{word}” (#{units.tokens(u)[0]}–{units.tokens(u)[-1]})" in page  # the focus is the whole word
+    # the attention heatmap has one row and one column per word: its PNG is a square of len(units) cells
+    sizes = [rpng.decode_png(d).shape[:2] for d in _pngs(page)]
+    cell = max(1, min(24, int(560 // len(units))))  # as svg.heatmap sizes its cells
+    assert (len(units) * cell, len(units) * cell) in sizes
+    redacted = build_report(an, ReportOptions(words=True, focus=(first,), redaction=parse_redact("words")))
+    assert word.lower() not in redacted.lower()
+    assert f"#{units.tokens(u)[0]}–{units.tokens(u)[-1]}" in redacted

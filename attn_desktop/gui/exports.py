@@ -16,7 +16,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QBuffer,
+    QByteArray,
+    QIODevice,
+    QObject,
+    QPoint,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QGuiApplication, QImage, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox, QWidget
@@ -290,7 +301,7 @@ class Exports(QObject):
         from ..core.report import ReportOptions, parse_redact
         from ..core.report.context import VECTOR_NAMES
 
-        an, sel = self.w.state.analysis, self.w.state.sel
+        sel = self.w.state.sel
         measure = sel.measure
         if measure not in ("attention", "rollout", "flow") and measure not in VECTOR_NAMES:
             measure = "attention"
@@ -299,6 +310,7 @@ class Exports(QObject):
         layer = sel.layer if measure in ("attention", "rollout") else None
         return ReportOptions(measure=measure, set_name=sel.set_name, layer=layer, head=sel.head,
                              focus=focus, colormap=sel.colormap, scale=sel.scale,
+                             words=bool(getattr(sel, "words", False)),
                              redaction=parse_redact(redact), session_path=session_path,
                              document_name=getattr(self.w, "_document_name", None))
 

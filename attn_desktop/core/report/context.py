@@ -42,6 +42,7 @@ class ReportOptions:
     focus: tuple[int, ...] | None = None  # query tokens whose row is shown; None: the default
     colormap: str = "viridis"
     scale: str = "linear"
+    words: bool = False  # rows, columns and the text by words (core.words), not word pieces
     redaction: Redaction = field(default_factory=Redaction)
     session_path: str | None = None  # the session file the analysis is saved in (hashed)
     document_name: str | None = None
@@ -79,15 +80,57 @@ class ReportContext:
             raise UserError(f"this analysis has no '{name}' attention; it has {', '.join(names)}")
         return name
 
-    def query_labels(self) -> list[str]:
+    def _axis(self, k: int) -> str:
         from attn_desktop.core.analysis import ATTENTION_SETS
 
-        return self.view.axis_labels(ATTENTION_SETS[self.set_name][1])
+        return ATTENTION_SETS[self.set_name][k]
+
+    def query_labels(self) -> list[str]:
+        return self.view.axis_labels(self._axis(1))
 
     def key_labels(self) -> list[str]:
-        from attn_desktop.core.analysis import ATTENTION_SETS
+        return self.view.axis_labels(self._axis(2))
 
-        return self.view.axis_labels(ATTENTION_SETS[self.set_name][2])
+    # -- words (core.words): units of the token axes ----------------------------------------------
+    def units(self, axis: str):
+        from attn_desktop.core import words
+
+        tokens = self.analysis.tokens if axis == "tokens" else (self.analysis.decoder_tokens or [])
+        if not self.options.words:
+            return words.pieces(tokens)
+        text = self.analysis.text if axis == "tokens" else (self.analysis.decoder_text or "")
+        return words.group_words(text, tokens)
+
+    def unit_labels(self, axis: str) -> list[str]:
+        """A word's text, or when any of its pieces is redacted, the indices of its pieces."""
+        units = self.units(axis)
+        side = self.view.input if axis == "tokens" else self.view.decoder
+        labels = self.view.axis_labels(axis)
+        out = []
+        for u in range(len(units)):
+            toks = units.tokens(u)
+            if len(toks) == 1:
+                out.append(labels[toks[0]])
+            elif any(t in side.hidden_tokens for t in toks):
+                out.append(f"{side.prefix}{toks[0]}–{toks[-1]}")
+            else:
+                out.append(units.labels[u])
+        return out
+
+    def shown(self, matrix: np.ndarray, row_queries=None):
+        """What a heatmap shows of a [rows, keys] matrix of the current set: (values, row labels,
+        column labels, focus row or None); by words when the view is by words (rows: the mean of a
+        word's pieces, columns: the sum, Clark et al. 2019, as the window shows them)."""
+        from attn_desktop.core import words
+
+        qa, ka = self._axis(1), self._axis(2)
+        rows = np.arange(matrix.shape[0]) if row_queries is None else np.asarray(row_queries, np.int64)
+        ru, cu = self.units(qa), self.units(ka)
+        values, which = words.unit_matrix(np.asarray(matrix, np.float32), rows, ru, cu)
+        qlabels = self.unit_labels(qa)
+        focus_units = ru.units_of(self.focus)
+        hit = [k for k, u in enumerate(which) if int(u) in focus_units]
+        return values, [qlabels[int(u)] for u in which], self.unit_labels(ka), (hit[0] if len(focus_units) == 1 and hit else None)
 
     def _focus(self) -> tuple[int, ...]:
         queries = self.analysis.axis_tokens(self.set_name)[0]
@@ -95,7 +138,8 @@ class ReportContext:
             bad = [i for i in self.options.focus if not 0 <= int(i) < len(queries)]
             if bad:
                 raise UserError(f"focus token {bad[0]} does not exist (the text has {len(queries)} tokens)")
-            return tuple(sorted({int(i) for i in self.options.focus}))
+            focus = sorted({int(i) for i in self.options.focus})
+            return tuple(self.units(self._axis(1)).expand(focus)) if self.options.words else tuple(focus)
         if self.set_name in ("self", "encoder"):
             from attn_desktop.core.propagate.propagation import default_focus
 
@@ -103,11 +147,14 @@ class ReportContext:
         return (len(queries) - 1,)
 
     def focus_label(self) -> str:
-        labels = self.query_labels()
-        shown = ", ".join(f"“{labels[i]}” (#{i})" for i in self.focus[:6])
-        if len(self.focus) > 6:
-            shown += f", … {len(self.focus)} tokens"
-        return shown + (" (rows averaged)" if len(self.focus) > 1 else "")
+        axis = self._axis(1)
+        units, labels = self.units(axis), self.unit_labels(axis)
+        chosen = units.units_of(self.focus)
+        shown = ", ".join(f"“{labels[u]}” (#{'–'.join(str(t) for t in (units.tokens(u)[0], units.tokens(u)[-1])) if len(units.tokens(u)) > 1 else units.tokens(u)[0]})"
+                          for u in chosen[:6])
+        if len(chosen) > 6:
+            shown += f", … {len(chosen)} {'words' if self.options.words else 'tokens'}"
+        return shown + (" (rows of its pieces averaged)" if len(self.focus) > 1 else "")
 
     def layers(self) -> int:
         return int(self.analysis.attention(self.set_name).shape[0])

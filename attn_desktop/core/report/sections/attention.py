@@ -20,8 +20,10 @@ def render(ctx) -> Section:
     layer = ctx.layer()
     values = ctx.attention_matrix(layer)
     title = f"Attention · {SET_NAMES.get(ctx.set_name, ctx.set_name)} · layer {layer} · {ctx.head_label()}"
-    focus_row = ctx.focus[0] if len(ctx.focus) == 1 else None
-    fig = svg.heatmap(values, ctx.query_labels(), ctx.key_labels(), colormap=ctx.options.colormap,
+    if ctx.options.words:
+        title += " · by words"
+    values, rows, cols, focus_row = ctx.shown(values)
+    fig = svg.heatmap(values, rows, cols, colormap=ctx.options.colormap,
                       scale=ctx.options.scale, value_name="attention weight", focus_row=focus_row, title=title)
     body = how_to_read(HOWTO) + f"<figure>{fig}<figcaption>{esc(title)}</figcaption></figure>"
     return Section("attention", "Attention heatmap", body)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import svg
 from ..markup import esc, flatten, how_to_read, kv_table, note
 from . import Section
@@ -29,9 +27,9 @@ def render_rollout(ctx):
     last = start + layers.shape[0] - 1
     title = (f"Rollout through layer {last} · heads fused by {entry.get('head_fusion', '?')} · "
              f"α={entry.get('alpha', '?')}" + (f" · from layer {start}" if start else ""))
-    fig = svg.heatmap(layers[-1], ctx.query_labels(), ctx.key_labels(), colormap=ctx.options.colormap,
-                      scale=ctx.options.scale, value_name="rollout", title=title,
-                      focus_row=ctx.focus[0] if len(ctx.focus) == 1 else None)
+    values, rows, cols, focus_row = ctx.shown(layers[-1])
+    fig = svg.heatmap(values, rows, cols, colormap=ctx.options.colormap,
+                      scale=ctx.options.scale, value_name="rollout", title=title, focus_row=focus_row)
     parts = [how_to_read(ROLLOUT_HOWTO), f"<figure>{fig}<figcaption>{esc(title)}</figcaption></figure>"]
     params = [(k, v) for k, v in flatten(entry) if k not in ("arrays",)]
     if params:
@@ -45,15 +43,17 @@ def render_flow(ctx):
         return None
     flow, rows = f
     entry = (ctx.manifest.get("methods") or {}).get("flow") or {}
-    labels = ctx.query_labels()
+    n = len(ctx.query_labels())
     exact = "exact (certified within 1e-6)" if entry.get("exact") else "approximate"
     bound = entry.get("max_abs_error_bound")
-    title = (f"Attention flow · {len(rows)} of {len(labels)} rows · heads fused by "
+    title = (f"Attention flow · {len(rows)} of {n} rows · heads fused by "
              f"{entry.get('head_fusion', '?')} · α={entry.get('alpha', '?')} · {exact}")
-    focus = [int(np.flatnonzero(rows == q)[0]) for q in ctx.focus if (rows == q).any()]
-    fig = svg.heatmap(flow, [labels[int(r)] for r in rows], ctx.key_labels(), colormap=ctx.options.colormap,
-                      scale=ctx.options.scale, value_name="flow", title=title,
-                      focus_row=focus[0] if len(focus) == 1 else None,
+    values, row_labels, cols, focus_row = ctx.shown(flow, rows)
+    if not len(values):
+        return Section("flow", "Attention flow", how_to_read(FLOW_HOWTO) + note(
+            "Flow rows were computed for some pieces of words but no whole word; show the report by pieces."))
+    fig = svg.heatmap(values, row_labels, cols, colormap=ctx.options.colormap,
+                      scale=ctx.options.scale, value_name="flow", title=title, focus_row=focus_row,
                       row_title="output token (row)", col_title="input token (column)")
     parts = [how_to_read(FLOW_HOWTO), f"<figure>{fig}<figcaption>{esc(title)}</figcaption></figure>"]
     if bound is not None:

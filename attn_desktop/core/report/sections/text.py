@@ -39,7 +39,12 @@ def render(ctx) -> Section:
     tokens = an.decoder_tokens if decoder else an.tokens
     labels = view.decoder_labels() if decoder else view.labels()
     values = np.nan_to_num(np.asarray(hl.values, np.float64))
-    scale = float(np.abs(values).max()) or 1.0
+    axis = "decoder_tokens" if decoder else "tokens"
+    units = ctx.units(axis)
+    unit_values = values if units.identity else np.add.reduceat(values, units.starts) if len(values) else values
+    values = unit_values[units.of_token] if len(values) else values  # a word: the sum of its pieces
+    scale = float(np.abs(values).max()) if len(values) else 1.0
+    scale = scale or 1.0
     focus = set(ctx.focus) if (ctx.set_name in ("self", "encoder") and not decoder) or \
         (ctx.set_name == "decoder" and decoder) else set()
 
@@ -58,12 +63,20 @@ def render(ctx) -> Section:
             body.append(_token(i, piece, values[i], scale, hl.signed, i in focus, "tok hid" if i in hidden else "tok"))
     parts.append(f"<div class='document'>{''.join(body)}</div>")
 
-    order = np.argsort(-np.abs(values) if hl.signed else -values, kind="stable")[:TOP]
-    rows = [(str(k + 1), f"<span class='tokcell'>{esc(labels[i])}</span>", str(int(i)), number(values[i]))
-            for k, i in enumerate(order)]
-    parts.append(table(["Rank", "Token", "Index", "Value"], rows, cls="narrow",
-                       caption=f"The {min(TOP, len(order))} tokens with the largest "
-                       f"{'absolute ' if hl.signed else ''}values"))
+    unit_labels = ctx.unit_labels(axis)
+    order = np.argsort(-np.abs(unit_values) if hl.signed else -unit_values, kind="stable")[:TOP]
+    what = "words" if ctx.options.words else "tokens"
+
+    def index(u):
+        toks = units.tokens(int(u))
+        return str(toks[0]) if len(toks) == 1 else f"{toks[0]}–{toks[-1]}"
+
+    rows = [(str(k + 1), f"<span class='tokcell'>{esc(unit_labels[u])}</span>", index(u), number(unit_values[u]))
+            for k, u in enumerate(order)]
+    parts.append(table(["Rank", "Word" if ctx.options.words else "Token", "Index", "Value"], rows, cls="narrow",
+                       caption=f"The {min(TOP, len(order))} {what} with the largest "
+                       f"{'absolute ' if hl.signed else ''}values"
+                       + (" (a word's value is the sum of its pieces')" if ctx.options.words else "")))
     return Section("text", "The text", "".join(parts))
 
 
