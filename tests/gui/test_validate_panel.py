@@ -204,3 +204,38 @@ def test_target_chooser_follows_the_model_kind(window, load, tiny_model_paths, q
     assert chooser.spec() == ({"kind": "next-token", "token": None}, None)
     chooser.token.setText(" the")
     assert chooser.spec() == ({"kind": "next-token", "token": " the"}, None)
+
+
+def test_other_model_kinds_run_or_refuse_in_one_line(window, load, analyse, tiny_model_paths, qtbot):
+    w = window
+    panel = w.validate_panel
+    # a masked LM needs a mask token in the text: one line, nothing filed, the window goes on
+    load(w, tiny_model_paths["bert-mlm"])
+    analysed = analyse(w, "the bank approved the loan", type_it=False).analysis
+    with qtbot.waitSignal(panel.validation_failed, timeout=TIMEOUT) as blocker:
+        panel.run_button.click()
+    assert "[MASK]" in blocker.args[0] and "\n" not in blocker.args[0]
+    assert panel.status.text() == blocker.args[0]
+    assert "explain" not in analysed.manifest and panel.shown is None
+
+    # a causal LM: the predicted next token
+    load(w, tiny_model_paths["gpt2"])
+    analyse(w, "the bank approved the loan", type_it=False)
+    an = run_validation(qtbot, panel)
+    target = an.manifest["explain"]["target"]
+    assert target["kind"] == "next-token" and target["chosen"] == "predicted"
+    assert target["token"] == target["predicted"]
+    assert f"“{target['token']}”" in w.validate_panel.details.toPlainText()
+
+    # an encoder-decoder: what could not be computed is said, not hidden
+    load(w, tiny_model_paths["bart"])
+    w.generate_box.setValue(2)
+    analyse(w, "the bank approved the loan", type_it=False)
+    an = run_validation(qtbot, panel)
+    skipped = an.manifest["explain"]["skipped"]
+    assert "grad_rollout" in skipped and "grad_rollout" not in an.arrays
+    details = panel.details.toPlainText()
+    assert "Not computed:" in details and skipped["grad_rollout"] in details
+    box = w.selection_bar.measure_box
+    assert not box.model().item(box.findData("grad_rollout")).isEnabled()
+    assert box.model().item(box.findData("integrated_gradients")).isEnabled()
