@@ -68,6 +68,9 @@ def test_the_whole_stage_on_a_classifier(loaded_models, tmp_path):
     assert e["read_row"]["rule"] == "cls" and e["read_row"]["index"] == 0
     assert e["methods"]["loo"]["replacement"] == "mask"
     assert set(e["faithfulness"]["per_method"]) == set(VECTORS)
+    free = [i for i, t in enumerate(a.tokens) if not t.special]
+    top_loo = float(a.arrays["loo"][free].max())  # removing LOO's top token first costs exactly that
+    assert e["faithfulness"]["per_method"]["loo"]["comprehensiveness"][0] == pytest.approx(top_loo, abs=1e-6)
     assert e["agreement"]["methods"] == list(VECTORS)
     assert len(e["interventions"]["uniform_layer"]) == 2 and e["interventions"]["permuted"]["seeds"] == 3
     assert set(e["timings"]) >= {"target", "attention", "ig", "loo", "interventions", "faithfulness", "agreement"}

@@ -42,8 +42,8 @@ def curves(order: np.ndarray, free: np.ndarray, counts: list[int]) -> tuple[list
 
 def faithfulness(loaded, target, vectors: dict[str, np.ndarray], replacement, *,
                  fractions=DEFAULT_FRACTIONS, random_rankings: int = MIN_RANDOM, seed: int = 0,
-                 batch_size: int = 32, cancel=None, progress: Callable[[int, int], None] | None = None
-                 ) -> dict[str, Any]:
+                 batch_size: int = 32, cancel=None, progress: Callable[[int, int], None] | None = None,
+                 cache: dict | None = None) -> dict[str, Any]:
     from attn_desktop.core.explain.perturbation import evaluate_removals
 
     random_rankings = max(MIN_RANDOM, int(random_rankings))
@@ -66,7 +66,7 @@ def faithfulness(loaded, target, vectors: dict[str, np.ndarray], replacement, *,
         comp, suff = curves(order, free, counts)
         spans.append(len(removals))
         removals += comp + suff
-    values = evaluate_removals(loaded, target, removals, replacement, batch_size, cancel, progress)
+    values = evaluate_removals(loaded, target, removals, replacement, batch_size, cancel, progress, cache)
     drop = target.value - values
     m = len(counts)
 

@@ -45,10 +45,11 @@ def choose_replacement(loaded, requested: str = "auto") -> Replacement:
 
 
 def evaluate_removals(loaded, target, removals: Sequence[Sequence[int]], replacement: Replacement,
-                      batch_size: int = 32, cancel=None, progress: Callable[[int, int], None] | None = None
-                      ) -> np.ndarray:
+                      batch_size: int = 32, cancel=None, progress: Callable[[int, int], None] | None = None,
+                      cache: dict[tuple[int, ...], float] | None = None) -> np.ndarray:
     """The target with each set of token positions replaced (or deleted): float64 [len(removals)].
-    Identical sets are evaluated once."""
+    Identical sets are evaluated once; `cache` (set -> value, for this target and replacement)
+    carries values between calls."""
     import torch
 
     base = list(target.input_ids)
@@ -61,12 +62,16 @@ def evaluate_removals(loaded, target, removals: Sequence[Sequence[int]], replace
         keys.append(unique.setdefault(key, len(unique)))
     sets = list(unique)
     values = np.empty(len(sets), dtype=np.float64)
+    cache = {} if cache is None else cache
     # deletion changes lengths: rows of one batch share a length
     by_length: dict[int, list[int]] = {}
     for j, key in enumerate(sets):
+        if key in cache:
+            values[j] = cache[key]
+            continue
         length = len(base) - (len(key) if replacement.how == "delete" else 0)
         by_length.setdefault(length, []).append(j)
-    done = 0
+    done, todo = 0, sum(len(m) for m in by_length.values())
     mask_pos = target.definition.get("position") if target.kind == "masked-token" else None
     for length, members in by_length.items():
         for start in range(0, len(members), batch_size):
@@ -86,19 +91,22 @@ def evaluate_removals(loaded, target, removals: Sequence[Sequence[int]], replace
             with torch.no_grad():
                 out = target.evaluate(loaded, ids, positions=pos)
             values[chunk] = out.double().cpu().numpy()
+            for j in chunk:
+                cache[sets[j]] = float(values[j])
             done += len(chunk)
             if progress is not None:
-                progress(done, len(sets))
+                progress(done, todo)
     return values[keys]
 
 
 def leave_one_out(loaded, target, replacement: Replacement, batch_size: int = 32, cancel=None,
-                  progress=None) -> np.ndarray:
+                  progress=None, cache=None) -> np.ndarray:
     """f(x) − f(x with token i replaced) for each non-special token; 0 for specials. float32 [n]."""
     idx = [i for i, s in enumerate(target.special) if not s]
     out = np.zeros(len(target.input_ids), dtype=np.float32)
     if idx:
-        values = evaluate_removals(loaded, target, [[i] for i in idx], replacement, batch_size, cancel, progress)
+        values = evaluate_removals(loaded, target, [[i] for i in idx], replacement, batch_size, cancel, progress,
+                                   cache)
         out[idx] = (target.value - values).astype(np.float32)
     return out
 

@@ -156,6 +156,7 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
     causal = readout.is_causal(self_att)
     replacement = prt.choose_replacement(loaded, opts["replacement"])
     batch = opts["batch_size"]
+    removed: dict = {}  # removal set -> target value, shared by leave-one-out and faithfulness
 
     if "saliency" in methods or "grad_input" in methods:
         name = "saliency" if "saliency" in methods else "grad_input"
@@ -195,7 +196,7 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         t0 = begin("loo", "leave-one-out")
         vectors["loo"] = prt.leave_one_out(
             loaded, target, replacement, batch, cancel,
-            progress=lambda d, t: sub(d, t, f"leave-one-out {d}/{t}"))
+            progress=lambda d, t: sub(d, t, f"leave-one-out {d}/{t}"), cache=removed)
         section["methods"]["loo"] = {**replacement.to_json(),
                                      "definition": "f(x) - f(x with token i replaced); special tokens 0"}
         end("loo", t0)
@@ -215,7 +216,7 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         section["faithfulness"] = fth.faithfulness(
             loaded, target, vectors, replacement, fractions=opts["fractions"],
             random_rankings=opts["random_rankings"], batch_size=batch, cancel=cancel,
-            progress=lambda d, t: sub(d, t, f"faithfulness {d}/{t}"))
+            progress=lambda d, t: sub(d, t, f"faithfulness {d}/{t}"), cache=removed)
         end("faithfulness", t0)
     if "agreement" in methods:
         t0 = begin("agreement", "agreement between the vectors")
