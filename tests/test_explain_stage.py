@@ -167,3 +167,21 @@ def test_the_model_process_runs_the_stage(tiny_model_paths):
     e = a.manifest["explain"]
     assert e["target"]["class"] == 1 and e["arrays"] == ["attention_importance", "grad_input", "loo"]
     assert a.arrays["loo"].shape == (len(a.tokens),) and progress and max(progress) == 1.0
+
+
+def test_integrated_gradients_stops_inside_a_round(loaded_models):
+    from attn_desktop.core.explain.gradients import integrated_gradients
+    from attn_desktop.core.explain.targets import resolve_target
+
+    loaded = loaded_models("bert-cls")
+    ids = loaded.tokenizer("The tenant shall pay the rent.")["input_ids"]
+    target = resolve_target(loaded, ids, {})
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(Cancelled):
+        integrated_gradients(loaded, target, steps=64, internal_batch_size=4, cancel=cancel)
+    assert calls["n"] == 4  # stopped at the 4th internal batch of the only round, not after 16

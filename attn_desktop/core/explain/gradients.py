@@ -105,15 +105,19 @@ def integrated_gradients(
             f_b = float(target.evaluate(loaded, base_ids)[0])
     gap = abs(f_x - f_b)
 
+    def checked(value):
+        _check(cancel)  # every internal batch of every round: a long IG run stops on request
+        return value
+
     if baseline == "zero":
-        ig = IntegratedGradients(lambda e: target.evaluate_embeds(loaded, e))
+        ig = IntegratedGradients(lambda e: checked(target.evaluate_embeds(loaded, e)))
 
         def attribute(k):
             return ig.attribute(embeds, baselines=base_embeds, n_steps=k, method=method,
                                 internal_batch_size=internal_batch_size, return_convergence_delta=True)
         implementation = "captum.attr.IntegratedGradients on the output of the input-embedding layer"
     else:
-        lig = LayerIntegratedGradients(lambda x: target.evaluate(loaded, x), module)
+        lig = LayerIntegratedGradients(lambda x: checked(target.evaluate(loaded, x)), module)
 
         def attribute(k):
             return lig.attribute(ids, baselines=base_ids, n_steps=k, method=method,

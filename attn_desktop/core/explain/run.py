@@ -155,7 +155,8 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
     recording_only = loaded.capture_mode == CAPTURE_EAGER
     causal = readout.is_causal(self_att)
     replacement = prt.choose_replacement(loaded, opts["replacement"])
-    batch = opts["batch_size"]
+    n = len(input_ids)
+    batch = max(1, min(opts["batch_size"], 8192 // max(n, 1)))  # bounds [batch, heads, n, n] per layer
     removed: dict = {}  # removal set -> target value, shared by leave-one-out and faithfulness
 
     if "saliency" in methods or "grad_input" in methods:

@@ -78,8 +78,10 @@ def verdict(section: dict[str, Any]) -> dict[str, Any]:
                     j = names.index(e)
                     tau, p = agreement["kendall_tau"][i][j], agreement["kendall_p"][i][j]
                     if tau is not None:
-                        details.append(f"{ATTENTION[a]} vs {EVIDENCE[e]}: Kendall tau {tau:.2f} (p = {p:.2g}), "
-                                       f"top-5 overlap {agreement['topk']['overlap'][0][i][j]:.0%}")
+                        shown_p = "n/a" if p is None else f"{p:.2g}"
+                        details.append(f"{ATTENTION[a]} vs {EVIDENCE[e]}: Kendall tau {tau:.2f} (p = {shown_p}), "
+                                       f"top-{agreement['topk']['k'][0]} overlap "
+                                       f"{agreement['topk']['overlap'][0][i][j]:.0%}")
     interventions = section.get("interventions")
     if interventions:
         depends, text = _depends(interventions)
