@@ -14,7 +14,9 @@ MAX_RECENT = 10
 
 
 def settings() -> QSettings:
-    return QSettings(QSettings.IniFormat, QSettings.UserScope, ORG, APP)
+    from .settings_sync import BackgroundSettings  # written off the GUI thread
+
+    return BackgroundSettings(QSettings.IniFormat, QSettings.UserScope, ORG, APP)
 
 
 def recent_files(s: QSettings | None = None) -> list[str]:
