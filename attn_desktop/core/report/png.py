@@ -44,7 +44,7 @@ def encode_png(pixels: np.ndarray, text: dict[str, str] | None = None) -> bytes:
     for key, value in (text or {}).items():
         body = _keyword(key) + b"\x00\x00\x00" + b"\x00" + b"\x00" + str(value).encode("utf-8")
         out.append(_chunk(b"iTXt", body))
-    out.append(_chunk(b"IDAT", zlib.compress(raw.tobytes(), 9)))
+    out.append(_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)))
     out.append(_chunk(b"IEND", b""))
     return b"".join(out)
 
