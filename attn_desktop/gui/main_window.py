@@ -138,6 +138,12 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         self.model_dock = self._dock("Model", "ModelDock", self.model_panel, Qt.LeftDockWidgetArea)
         self.validate_panel = ValidatePanel(self)
         self.validate_dock = self._dock("Validate", "ValidateDock", self.validate_panel, Qt.BottomDockWidgetArea)
+        from .heads_panel import HeadsPanel
+
+        self.heads_panel = HeadsPanel(self)  # head importance, over-smoothing, pruning (docs/heads.md)
+        self.heads_dock = self._dock("Heads", "HeadsDock", self.heads_panel, Qt.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.validate_dock, self.heads_dock)
+        self.validate_dock.raise_()
 
         self._make_status_bar()
         self.loader = LatestOnly("Loading the model", self)
