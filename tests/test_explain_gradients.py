@@ -213,3 +213,40 @@ def test_gradient_rollout_follows_chefer(loaded_models):
     expected[0] = 0
     assert rec["layers"] == 2
     assert np.allclose(vec, expected, atol=1e-6)
+
+
+def test_gradient_rollout_of_an_encoder_decoder(loud_models):
+    """Chefer's encoder-decoder rules recomputed here from weights kept by a separate pass."""
+    from attn_desktop.core.model import capture
+
+    loaded = loud_models("bart")
+    ids = loaded.tokenizer("The rent is due on the first day.")["input_ids"]
+    dec = _decoder(loaded, ids)
+    target = resolve_target(loaded, ids, {}, decoder_ids=dec)
+    vec, rec = grd.gradient_rollout_seq2seq(loaded, target, 0)
+    plan = capture.CapturePlan(sites=loaded.site_of, record=False, keep_grad=True)
+    with torch.enable_grad():
+        target.evaluate(loaded, target.ids_tensor(loaded), plan=plan).sum().backward()
+    loaded.model.zero_grad(set_to_none=True)
+
+    def bar(name, layer):
+        a = plan.graph_weights[capture.Site(name, layer)]
+        return np.clip((a.grad[0] * a[0]).detach().numpy().astype(np.float64), 0, None).mean(0)
+
+    def norm(r):
+        off = r - np.eye(len(r))
+        s = off.sum(-1, keepdims=True)
+        return np.divide(off, s, out=off.copy(), where=s > 0) + np.eye(len(r))
+
+    n, m = len(ids), len(target.definition["decoder_prefix_ids"])
+    r_ss = np.eye(n)
+    for layer in range(2):
+        r_ss = r_ss + bar("encoder", layer) @ r_ss
+    r_tt, r_ts = np.eye(m), np.zeros((m, n))
+    for layer in range(2):
+        a = bar("decoder", layer)
+        r_tt, r_ts = r_tt + a @ r_tt, r_ts + a @ r_ts
+        r_ts = r_ts + norm(r_tt).T @ bar("cross", layer) @ norm(r_ss)
+    assert rec["set"] == "encoder-decoder" and rec["decoder_layers"] == 2
+    assert vec.shape == (n,) and np.all(vec >= 0) and vec.sum() > 0
+    assert np.allclose(vec, r_ts[0], rtol=1e-4, atol=1e-7)

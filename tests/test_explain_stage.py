@@ -89,7 +89,7 @@ def test_the_whole_stage_on_a_classifier(loaded_models, tmp_path):
 @pytest.mark.parametrize("kind,text", [("gpt2", "The tenant shall pay"), ("bart", "The tenant shall pay.")])
 def test_the_stage_on_other_kinds(loaded_models, kind, text):
     loaded = loaded_models(kind)
-    a = analyze(loaded, text, methods=["ig", "loo", "rollout", "flow", "interventions", "agreement"],
+    a = analyze(loaded, text, methods=["ig", "loo", "grad_rollout", "rollout", "flow", "interventions", "agreement"],
                 explain_options={"seeds": 2})
     e = a.manifest["explain"]
     if kind == "gpt2":
@@ -98,6 +98,8 @@ def test_the_stage_on_other_kinds(loaded_models, kind, text):
     else:
         assert e["read_row"]["rule"] == "cross" and "flow_importance" in e["skipped"]
         assert a.arrays["integrated_gradients"].shape == (len(a.tokens),)
+        assert a.arrays["grad_rollout"].shape == (len(a.tokens),)
+        assert e["methods"]["grad_rollout"]["set"] == "encoder-decoder"
     assert e["agreement"]["methods"][0] == "attention_importance"
 
 

@@ -183,3 +183,57 @@ def gradient_rollout(loaded, target, read: Callable[[np.ndarray], np.ndarray],
     matrix = relevance.numpy()
     np.fill_diagonal(matrix, 0.0)
     return read(matrix).astype(np.float32), {"definition": GRAD_ROLLOUT, "layers": len(sites), "set": set_name}
+
+
+GRAD_ROLLOUT_SEQ2SEQ = (
+    "Chefer et al. 2021, encoder-decoder rules (eqs. 6-11 and their reference code): R_ss = I, "
+    "R_ss <- R_ss + A_bar R_ss per encoder layer; R_tt = I, R_ts = 0; per decoder layer, self-attention "
+    "R_tt <- R_tt + A_bar R_tt, R_ts <- R_ts + A_bar R_ts, then cross-attention R_ts <- R_ts + "
+    "Rn_tt^T A_bar Rn_ss with Rn = rownorm(R - I) + I; A_bar = mean_h((dF/dA * A)+); the read row of R_ts")
+
+
+def _residual_normalised(r):
+    import torch
+
+    eye = torch.eye(r.shape[-1], dtype=r.dtype)
+    off = r - eye
+    sums = off.sum(-1, keepdim=True)
+    return torch.where(sums > 0, off / sums.clamp(min=1e-30), off) + eye
+
+
+def gradient_rollout_seq2seq(loaded, target, row: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Gradient-weighted relevance of the source tokens for decoder position `row` (the position
+    whose logits give the target), through encoder, decoder and cross-attention."""
+    import torch
+
+    from attn_desktop.core.model import capture
+
+    plan = capture.CapturePlan(sites=loaded.site_of, record=False, keep_grad=True)
+    with torch.enable_grad():
+        value = target.evaluate(loaded, target.ids_tensor(loaded), plan=plan)
+        sites = {name: sorted((s for s in plan.graph_weights if s.set == name), key=lambda s: s.layer)
+                 for name in ("encoder", "decoder", "cross")}
+        if not all(sites.values()):
+            raise RuntimeError("the capture engine kept no encoder, decoder or cross-attention weights")
+        order = sites["encoder"] + sites["decoder"] + sites["cross"]
+        weights = [plan.graph_weights[s] for s in order]
+        grads = torch.autograd.grad(value.sum(), weights, allow_unused=True)
+    a_bar = {}
+    for site, a, g in zip(order, weights, grads, strict=True):
+        a = a[0].detach().float().cpu()
+        g = torch.zeros_like(a) if g is None else g[0].float().cpu()
+        a_bar[site] = (g * a).clamp(min=0).mean(0)
+    n = a_bar[sites["encoder"][0]].shape[-1]
+    m = a_bar[sites["decoder"][0]].shape[-1]
+    r_ss = torch.eye(n)
+    for s in sites["encoder"]:
+        r_ss = r_ss + a_bar[s] @ r_ss
+    r_tt, r_ts = torch.eye(m), torch.zeros(m, n)
+    norm_ss = _residual_normalised(r_ss)
+    for self_site, cross_site in zip(sites["decoder"], sites["cross"], strict=True):
+        a = a_bar[self_site]
+        r_tt, r_ts = r_tt + a @ r_tt, r_ts + a @ r_ts
+        r_ts = r_ts + _residual_normalised(r_tt).T @ a_bar[cross_site] @ norm_ss
+    info = {"definition": GRAD_ROLLOUT_SEQ2SEQ, "layers": len(sites["encoder"]),
+            "decoder_layers": len(sites["decoder"]), "set": "encoder-decoder", "row": int(row)}
+    return r_ts[row].numpy().astype(np.float32), info

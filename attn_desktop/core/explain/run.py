@@ -186,8 +186,9 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         if recording_only:
             section["skipped"]["grad_rollout"] = "this model's attention is recorded only (no capture engine)"
         elif loaded.is_encoder_decoder:
-            section["skipped"]["grad_rollout"] = ("implemented for self-attention models; an encoder-decoder "
-                                                  "needs Chefer et al.'s cross-attention rules")
+            vec, rec = grd.gradient_rollout_seq2seq(loaded, target, row.index)
+            vectors["grad_rollout"] = vec
+            section["methods"]["grad_rollout"] = rec
         else:
             vec, rec = grd.gradient_rollout(loaded, target, row.read)
             vectors["grad_rollout"] = vec
