@@ -76,7 +76,7 @@ def test_leave_one_out_against_plain_forwards(cls_case):
     assert rep.how == "mask" and rep.token == "[MASK]"
     loo = prt.leave_one_out(loaded, target, rep, batch_size=3)
     cls = target.definition["class"]
-    for i, t in enumerate(ids):
+    for i in range(len(ids)):
         if target.special[i]:
             assert loo[i] == 0
             continue

@@ -73,7 +73,7 @@ def evaluate_removals(loaded, target, removals: Sequence[Sequence[int]], replace
         by_length.setdefault(length, []).append(j)
     done, todo = 0, sum(len(m) for m in by_length.values())
     mask_pos = target.definition.get("position") if target.kind == "masked-token" else None
-    for length, members in by_length.items():
+    for members in by_length.values():
         for start in range(0, len(members), batch_size):
             _check(cancel)
             chunk = members[start:start + batch_size]
