@@ -166,6 +166,14 @@ def unit_matrix(matrix: np.ndarray, row_queries: np.ndarray, row_units: Units,
                 col_units: Units) -> tuple[np.ndarray, np.ndarray]:
     """Word-level matrix: rows = mean over a query unit's pieces, columns = sum over a key unit's
     pieces. Returns ([U_rows', U_cols] float32, the query unit of each row)."""
+    row_queries = np.asarray(row_queries, dtype=np.int64)
+    if (not row_units.identity and not col_units.identity and matrix.shape[0] == row_units.n_tokens
+            and np.array_equal(row_queries, np.arange(row_units.n_tokens))):
+        # every row: columns first, then rows as columns of the (contiguous) transpose; numpy's
+        # reduceat is several times faster along the last axis than along the first
+        cols = np.add.reduceat(np.asarray(matrix, np.float32), col_units.starts, axis=1)
+        rows = np.add.reduceat(np.ascontiguousarray(cols.T), row_units.starts, axis=1).T
+        return (rows / row_units.sizes[:, None]).astype(np.float32), np.arange(len(row_units))
     rows, which = mean_rows(matrix, row_queries, row_units)
     return sum_columns(rows, col_units), which
 
