@@ -101,20 +101,26 @@ class Exports(QObject):
 
     # -- what can be exported ---------------------------------------------------------------------
     def plots(self) -> list[tuple[str, QWidget]]:
-        """(name, widget) of every plot on screen: the heatmap, the heads overview and the plots
-        of the validation panel."""
+        """(name, widget) of every plot on screen: the heatmap, the heads overview and every other
+        pyqtgraph view now visible (validation and heads panels, whatever tab shows)."""
         import pyqtgraph as pg
 
         w = self.w
         out: list[tuple[str, QWidget]] = [("Heatmap", w.heatmap)]
         if w.model_view.isVisible():
             out.append(("Heads overview", w.model_view))
-        panel = getattr(w, "validate_panel", None)
-        if panel is not None and panel.isVisible():
-            for k, plot in enumerate(panel.findChildren(pg.PlotWidget), 1):
-                if plot.isVisible():
-                    title = plain(plot.getPlotItem().titleLabel.text) or f"Validation plot {k}"
-                    out.append((title, plot))
+        seen = {name for name, _ in out}
+        counts: dict[str, int] = {}
+        for view in w.findChildren(pg.GraphicsView):
+            if not view.isVisible() or w.heatmap.isAncestorOf(view):
+                continue
+            dock = _dock_title(view) or "Plot"
+            counts[dock] = counts.get(dock, 0) + 1
+            name = view.accessibleName() or _plot_title(view) or f"{dock} plot {counts[dock]}"
+            if name in seen:
+                name = f"{name} ({dock} plot {counts[dock]})"
+            seen.add(name)
+            out.append((name, view))
         return out
 
     def build_menu(self, menu: QMenu) -> None:
@@ -187,12 +193,14 @@ class Exports(QObject):
         gen.setTitle(core_exports.png_text(fields)["Title"])
         gen.setDescription(text)
         p = QPainter(gen)
-        p.fillRect(QRectF(0, 0, size.width(), size.height() + cap_h), QColor("white"))
-        widget.render(p, QPoint(0, 0))
-        p.setPen(QColor("#1d2330"))
-        p.drawText(QRect(CAPTION_PAD, size.height() + CAPTION_PAD, size.width() - 2 * CAPTION_PAD, cap_h),
-                   int(Qt.TextWordWrap), text)
-        p.end()
+        try:
+            p.fillRect(QRectF(0, 0, size.width(), size.height() + cap_h), QColor("white"))
+            QWidget.render(widget, p, QPoint(0, 0))  # the widget (QGraphicsView.render draws the scene)
+            p.setPen(QColor("#1d2330"))
+            p.drawText(QRect(CAPTION_PAD, size.height() + CAPTION_PAD, size.width() - 2 * CAPTION_PAD, cap_h),
+                       int(Qt.TextWordWrap), text)
+        finally:
+            p.end()
         buf.close()
         svg = bytes(data).decode("utf-8")
         svg = svg.replace("</desc>", "</desc>\n" + core_exports.metadata_xml(fields), 1)
@@ -397,6 +405,27 @@ class Exports(QObject):
         self._report_job = None
         self.w.messages.error(message)
         self.report_failed.emit(message)
+
+
+def _plot_title(view) -> str:
+    import pyqtgraph as pg
+
+    items = [view.getPlotItem()] if isinstance(view, pg.PlotWidget) else \
+        [i for i in getattr(getattr(view, "ci", None), "items", {}) if isinstance(i, pg.PlotItem)]
+    for item in items:
+        title = plain(item.titleLabel.text) if item.titleLabel.isVisible() else ""
+        if title:
+            return title
+    return ""
+
+
+def _dock_title(widget) -> str:
+    from PySide6.QtWidgets import QDockWidget
+
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent.windowTitle() if parent is not None else ""
 
 
 def _npy(array: np.ndarray) -> bytes:
