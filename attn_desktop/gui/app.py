@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication
 
 from .. import __version__
 from . import settings as app_settings
+from .contrast import readable_disabled
 
 TIMING_ENV = "ATTN_DESKTOP_TIMING"  # print start-up milestones (epoch seconds) to stdout
 EXIT_ENV = "ATTN_DESKTOP_EXIT_AFTER_FIRST_HEATMAP"
@@ -30,6 +31,9 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     app.setApplicationName(app_settings.APP)
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("attn-desktop")
+    palette = app.palette()
+    readable_disabled(palette)  # greyed-out captions and hints stay readable (WCAG AA)
+    app.setPalette(palette)
     icon = app_settings.resources_dir() / "icons" / "attn-desktop.svg"
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))

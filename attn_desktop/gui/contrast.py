@@ -66,3 +66,15 @@ def make_secondary(widget) -> None:
     pal = widget.palette()
     pal.setColor(QPalette.WindowText, secondary_color(pal))
     widget.setPalette(pal)
+
+
+def readable_disabled(palette) -> None:
+    """Disabled text at WCAG AA too: Qt's default disabled grey (#bebebe on #efefef, 1.6:1) is
+    used for captions and hints people need to read ("Load a model to ..."). It stays lighter
+    than enabled text, so the difference still shows."""
+    from PySide6.QtGui import QPalette
+
+    for text_role, background_role in (("WindowText", "Window"), ("Text", "Base"), ("ButtonText", "Button")):
+        role = getattr(QPalette, text_role)
+        palette.setColor(QPalette.Disabled, role,
+                         secondary_color(palette, text_role, background_role))

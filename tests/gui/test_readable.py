@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette
-from PySide6.QtWidgets import QLabel, QToolTip
+from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QToolTip, QWidget
 
 from attn_desktop.gui import colormaps
 from attn_desktop.gui import propagation as gui_propagation
@@ -174,10 +174,16 @@ def test_text_meets_wcag_aa(demo, analyse, qtbot):
     legend = window.document.legend
     assert legend.text().startswith("Highlight:") and legend.isEnabled()
     pairs = []
-    for label in window.findChildren(QLabel):
-        if label.isVisible() and label.isEnabled() and label.text().strip():
-            pal = label.palette()
-            pairs.append((label.text()[:30], pal.color(QPalette.WindowText), pal.color(QPalette.Window)))
+    for widget in window.findChildren(QWidget):
+        if not widget.isVisible():
+            continue
+        pal = widget.palette()
+        group = QPalette.Active if widget.isEnabled() else QPalette.Disabled  # greyed-out hints too
+        if isinstance(widget, QLabel) and widget.text().strip():
+            pairs.append((widget.text()[:30], pal.color(group, QPalette.WindowText), pal.color(group, QPalette.Window)))
+        elif isinstance(widget, (QAbstractButton, QComboBox)):
+            pairs.append((f"button {widget.objectName() or type(widget).__name__}",
+                          pal.color(group, QPalette.ButtonText), pal.color(group, QPalette.Button)))
     ed = window.document.editor.palette()
     pairs.append(("editor", ed.color(QPalette.Text), ed.color(QPalette.Base)))
     pairs.append(("tooltip", QToolTip.palette().color(QPalette.ToolTipText), QToolTip.palette().color(QPalette.ToolTipBase)))
