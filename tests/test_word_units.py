@@ -125,3 +125,24 @@ def test_overlapping_pieces_share_a_unit():
     text = "a 😷"
     toks = [Token("a", 0, 1), Token("\ufffd", 2, 3), Token("\ufffd", 2, 3)]  # byte pieces of one emoji
     assert words.group_words(text, toks).labels == ("a", "😷")
+
+
+@pytest.mark.parametrize("kind, options", [("bart", {"target_text": "the loan was approved"}),
+                                           ("gpt2", {"generate": 3})])
+def test_every_attention_set_by_words(loaded_models, kind, options):
+    """Encoder-decoder (decoder tokens index the decoder text) and a causal LM with generated
+    tokens: every set aggregates by words, and self-attention rows still sum to 1."""
+    an = analyze(loaded_models(kind), "The bank approved unbelievably large loans.", **options)
+    for name in an.attention_set_names():
+        queries, keys = an.axis_tokens(name)
+        text_q = an.text if queries is an.tokens else an.decoder_text
+        text_k = an.text if keys is an.tokens else an.decoder_text
+        qu, ku = words.group_words(text_q, queries), words.group_words(text_k, keys)
+        att = an.attention(name)[0, 0].astype(np.float64)
+        got, which = words.unit_matrix(att, np.arange(len(queries)), qu, ku)
+        assert got.shape == (len(qu), len(ku)) and list(which) == list(range(len(qu)))
+        for a in range(len(qu)):
+            for b in range(len(ku)):
+                ref = sum(att[q, k] for q in qu.tokens(a) for k in ku.tokens(b)) / len(qu.tokens(a))
+                assert got[a, b] == pytest.approx(ref, rel=1e-4, abs=1e-6)
+        np.testing.assert_allclose(got.sum(axis=1), att.sum(axis=1)[qu.starts], atol=2e-3)
