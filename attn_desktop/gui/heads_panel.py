@@ -130,7 +130,7 @@ class GridPlot(QWidget):
         self.plot.setLabel("bottom", "head")
         self.image = _ClickableImage()
         self.plot.addItem(self.image)
-        self.marks = pg.ScatterPlotItem(symbol="x", size=9, pen=pg.mkPen("k", width=1.5), brush=None)
+        self.marks = pg.ScatterPlotItem(symbol="x", size=6, pen=pg.mkPen(60, 60, 60, 200, width=1), brush=None)
         self.plot.addItem(self.marks)
         self.cursor = pg.QtWidgets.QGraphicsRectItem(0, 0, 1, 1)
         self.cursor.setPen(pg.mkPen("w", width=2))
@@ -145,7 +145,7 @@ class GridPlot(QWidget):
         layout.addWidget(self.readout)
         self.image.clicked.connect(self.cell_clicked)
         self.image.hovered.connect(self._hover)
-        self.setMinimumSize(180, 160)
+        self.setMinimumSize(120, 140)
 
     def set_grid(self, values: np.ndarray | None, colormap: str, note: str = "") -> None:
         self.values = None if values is None else np.asarray(values, dtype=np.float32)
@@ -164,6 +164,9 @@ class GridPlot(QWidget):
             levels, lut = (min(0.0, float(v.min())), top if top > 0 else 1.0), colormaps.lut(colormap)
         self.image.setImage(np.ascontiguousarray(v), levels=levels, lut=lut, autoLevels=False)
         self.image.setRect(0, 0, v.shape[1], v.shape[0])
+        for axis, count, most in (("left", v.shape[0], 12), ("bottom", v.shape[1], 6)):
+            step = max(1, int(np.ceil(count / most)))  # cell centres, labelled by index
+            self.plot.getAxis(axis).setTicks([[(i + 0.5, str(i)) for i in range(0, count, step)], []])
         self.plot.setRange(xRange=(0, v.shape[1]), yRange=(0, v.shape[0]), padding=0.02)
         self.readout.setText(note or f"{v.shape[0]} layers × {v.shape[1]} heads")
 
@@ -329,9 +332,12 @@ class HeadsPanel(QWidget):
 
         # results
         self.set_box = QComboBox()
-        self.ablation = GridPlot("Ablation: target change when masked", signed=True)
-        self.gradient = GridPlot("Gradient |dTarget/dξ|")
-        self.entropy = GridPlot("Attention entropy (normalised)")
+        self.ablation = GridPlot("Ablation: Δ target", signed=True)
+        self.ablation.setToolTip("Target with the head masked minus the target (blue: the head supports it); "
+                                 "× no effect")
+        self.gradient = GridPlot("Gradient |∂target/∂ξ|")
+        self.entropy = GridPlot("Entropy")
+        self.entropy.setToolTip("Mean normalised entropy of the head's attention rows (1: uniform)")
         self.smoothing = SmoothingPlot()
         self.summary = plain_labels(QLabel(""))
         self.summary.setWordWrap(True)
