@@ -304,3 +304,47 @@ def test_report_by_words(analysis_of):
     redacted = build_report(an, ReportOptions(words=True, focus=(first,), redaction=parse_redact("words")))
     assert word.lower() not in redacted.lower()
     assert f"#{units.tokens(u)[0]}–{units.tokens(u)[-1]}" in redacted
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "bart"])
+def test_decoder_models_report_every_set_by_words_and_redacted(analysis_of, kind):
+    an = analysis_of("Zanzibar Quetzal paid 250.", kind=kind)
+    for set_name in an.attention_set_names():
+        for measure in ("attention", "rollout"):
+            page = build_report(an, ReportOptions(set_name=set_name, measure=measure, words=True,
+                                                  redaction=parse_redact("words")))
+            check_self_contained(page)
+            _assert_no_secret(page, ["Zanzibar", "Quetzal"])
+
+
+BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if __import__("shutil").which(b)), None)
+
+
+@pytest.mark.skipif(BROWSER is None or __import__("shutil").which("pdftotext") is None,
+                    reason="needs a headless Chromium and poppler's pdftotext/pdfimages")
+def test_a_real_browser_prints_every_section_table_and_image(analysis_of, tmp_path):
+    """Chromium with networking off prints the report: every section on its own page, its
+    tables' text and the heatmap images are in the PDF."""
+    import subprocess
+
+    an = analysis_of("The tenant shall pay the rent on time.")
+    page = build_report(an, ReportOptions())
+    src, pdf = tmp_path / "r.html", tmp_path / "r.pdf"
+    src.write_text(page, encoding="utf-8")
+    subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--no-pdf-header-footer",
+                    f"--print-to-pdf={pdf}", src.as_uri()], check=True, capture_output=True, timeout=120)
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    titles = re.findall(r"<section id='[a-z]+'><h2>([^<]+)</h2>", page)
+    assert len(titles) >= 6
+    for title in titles:
+        assert title in text
+    assert text.count("How to read this.") == len(titles)
+    assert "Weight file" in text and "model.safetensors" in text and "tenant" in text
+    pages = text.count("\f")
+    assert pages >= len(titles)  # one section per page at least
+    images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    n = len(an.tokens)
+    sides = [int(line.split()[3]) for line in images.splitlines()[2:] if line.split()[3] == line.split()[4]]
+    assert sum(1 for s in sides if s % n == 0) >= 2  # the attention and rollout heatmaps, n x n cells
