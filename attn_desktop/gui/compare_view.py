@@ -138,7 +138,8 @@ class CompareView(QWidget):
                 p = (section.get(pkey) or [[None]])[i][j] if section.get(pkey) else None
                 parts.append(f"{text} {fmt(matrix[i][j])}" + (f" (p = {fmt(p, 2)})" if p is not None else ""))
         topk = section.get("topk") or {}
+        labels = topk.get("labels") or []
         for q, k in enumerate(topk.get("k") or []):
-            parts.append(f"top-{k} overlap {fmt(topk['overlap'][q][i][j])}")
+            parts.append(f"top-k overlap ({labels[q] if q < len(labels) else f'k={k}'}) {fmt(topk['overlap'][q][i][j])}")
         la, lb = importance_measure(a).label, importance_measure(b).label
         return f"{la} vs {lb}, on absolute values without special tokens: " + " · ".join(parts)

@@ -56,10 +56,23 @@ def file_results(into, source) -> None:
     """Copy `source`'s explanation arrays and manifest["explain"] into `into` (same input).
     Rebinds the dict and manifest rather than changing them, so that a worker reading the old
     ones (a session being saved) never sees them change under it."""
-    arrays = {k: v for k, v in into.arrays.items() if k not in IMPORTANCE_KEYS}
-    arrays.update({k: source.arrays[k] for k in IMPORTANCE_KEYS if k in source.arrays})
+    old = set(IMPORTANCE_KEYS) | set(explain_section(into).get("arrays") or [])
+    new = set(IMPORTANCE_KEYS) | set(explain_section(source).get("arrays") or [])
+    arrays = {k: v for k, v in into.arrays.items() if k not in old}
+    arrays.update({k: source.arrays[k] for k in sorted(new) if k in source.arrays})
     into.arrays = arrays
     into.manifest = {**into.manifest, "explain": source.manifest["explain"]}
+
+
+def results_only(analysis):
+    """What `file_results` and `same_input` need from an analysis, without its attention arrays."""
+    from ..core.analysis import Analysis
+
+    keep = set(IMPORTANCE_KEYS) | set(explain_section(analysis).get("arrays") or [])
+    manifest = {k: analysis.manifest[k] for k in ("model", "explain", "generation") if k in analysis.manifest}
+    return Analysis(text=analysis.text, tokens=analysis.tokens,
+                    arrays={k: v for k, v in analysis.arrays.items() if k in keep}, manifest=manifest,
+                    decoder_text=analysis.decoder_text, decoder_tokens=analysis.decoder_tokens)
 
 
 class ValidatePanel(QWidget):
@@ -229,7 +242,7 @@ class ValidatePanel(QWidget):
         if input_text(result) != w.document.text() or not explain_section(result):
             return  # an edit always invalidates first; this is the belt to those braces
         current = w.state.analysis
-        self.last = result
+        self.last = results_only(result)
         if current is not None and same_input(current, result):
             file_results(current, result)
             w.cache.clear()
@@ -252,8 +265,9 @@ class ValidatePanel(QWidget):
 
     def _on_analysis(self) -> None:
         an = self.window.state.analysis
-        if (an is not None and not explain_section(an) and self.last is not None
-                and self.last is not an and same_input(self.last, an)):
+        if an is not None and explain_section(an):
+            self.last = results_only(an)  # e.g. a session: its results carry over like a run's
+        elif an is not None and self.last is not None and same_input(self.last, an):
             file_results(an, self.last)  # the same input analysed again: its results still hold
         self.refresh()
 
@@ -318,6 +332,11 @@ class ValidatePanel(QWidget):
         loo = (section.get("methods") or {}).get("loo") or {}
         if loo.get("replacement"):
             lines.append(f"Tokens removed by: {loo['replacement']}" + (f" ({loo['token']})" if loo.get("token") else ""))
+        timings = section.get("timings") or {}
+        total = sum(float(v) for v in timings.values() if isinstance(v, (int, float)))
+        if total > 0:
+            top = sorted(((float(v), k) for k, v in timings.items() if isinstance(v, (int, float))), reverse=True)[:3]
+            lines.append(f"Time: {total:.1f} s, most in " + ", ".join(f"{k} {100 * v / total:.0f} %" for v, k in top))
         return lines
 
     def output_name(self, target: dict, index: int) -> str:

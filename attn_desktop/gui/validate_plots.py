@@ -131,8 +131,10 @@ class AgreementView(QWidget):
                 if self.section.get(key) is not None:
                     self.metric.addItem(text, (key, pkey, lv, None))
             topk = self.section.get("topk") or {}
+            labels = topk.get("labels") or []
             for q, k in enumerate(topk.get("k") or []):
-                self.metric.addItem(f"top-{k} overlap", ("topk", None, (0.0, 1.0), q))
+                text = f"top-k overlap, {labels[q]}" if q < len(labels) else f"top-{k} overlap"
+                self.metric.addItem(text, ("topk", None, (0.0, 1.0), q))
             i = self.metric.findData(current)
             self.metric.setCurrentIndex(max(i, 0))
         self.metric.blockSignals(False)

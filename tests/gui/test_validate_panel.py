@@ -233,9 +233,9 @@ def test_other_model_kinds_run_or_refuse_in_one_line(window, load, analyse, tiny
     analyse(w, "the bank approved the loan", type_it=False)
     an = run_validation(qtbot, panel)
     skipped = an.manifest["explain"]["skipped"]
-    assert "grad_rollout" in skipped and "grad_rollout" not in an.arrays
+    assert "flow_importance" in skipped and "flow_importance" not in an.arrays
     details = panel.details.toPlainText()
-    assert "Not computed:" in details and skipped["grad_rollout"] in details
+    assert "Not computed:" in details and skipped["flow_importance"] in details
     box = w.selection_bar.measure_box
-    assert not box.model().item(box.findData("grad_rollout")).isEnabled()
+    assert not box.model().item(box.findData("flow_importance")).isEnabled()
     assert box.model().item(box.findData("integrated_gradients")).isEnabled()
