@@ -137,3 +137,25 @@ def test_report_from_the_window_with_its_session(shown, tmp_path, qtbot):
     assert "tenant" not in page.lower()
     with qtbot.waitSignal(w.exports.report_failed, timeout=10000):
         w.exports.export_report(str(tmp_path / "no-such-folder" / "r.html"))
+
+
+def test_file_menu_export_report_asks_redaction_and_path(shown, tmp_path, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+
+    w = shown
+    spans = tmp_path / "spans.txt"
+    spans.write_text("text: tenant\n", encoding="utf-8")
+    out = tmp_path / "menu-report"
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(lambda *a, **k: (a[3][2], True)))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(spans), "")))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(out), "")))
+    with qtbot.waitSignal(w.exports.report_written, timeout=60000):
+        w.act_export_report.trigger()
+    page = (tmp_path / "menu-report.html").read_text(encoding="utf-8")
+    assert "tenant" not in page.lower() and "spans.txt" in page
+    assert "rent" in page  # only the listed word is masked
+    # the session beside it exists now: a second export asks before replacing it
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: asked.append(a) or QMessageBox.No))
+    w.act_export_report.trigger()
+    assert asked and w.exports._report_job is None
