@@ -289,20 +289,41 @@ class ValidatePanel(QWidget):
         stale = an is None and self.shown is not None
         self.shown = an
         self.run_button.setEnabled(self.window.loaded is not None)
+        if an is not None:
+            try:
+                self._show(an, explain_section(an))
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+                # a session written by something else: say so in one line, show nothing half-drawn
+                self.shown = None
+                self._clear()
+                text = str(exc).strip().splitlines()
+                self.status.setText("The validation results saved with this analysis cannot be shown "
+                                    f"({type(exc).__name__}: {text[0] if text else ''}).")
+                return
+            self.validation_shown.emit(an)
+            return
+        self._clear()
+        if stale:
+            self.status.setText("The text has changed since the last validation: run it again.")
+
+    def _clear(self) -> None:
         sel = self.window.state.sel
-        section = explain_section(an)
+        self.agreement.set_section(None, sel.colormap)
+        self.faithfulness.set_section(None)
+        self.interventions.set_section(None)
+        self.compare.set_analysis(None, sel)
+        self.right.setCurrentWidget(self.intro)
+        self.headline.setText("")
+        self.details.setPlainText("")
+
+    def _show(self, an, section: dict) -> None:
+        sel = self.window.state.sel
         self.agreement.set_section(section.get("agreement"), sel.colormap)
         self.faithfulness.set_section(section.get("faithfulness"))
         self.interventions.set_section(section.get("interventions"), section.get("target"),
                                        lambda i: self.output_name(section.get("target") or {}, i))
         self.compare.set_analysis(an, sel)
-        self.right.setCurrentWidget(self.results if an is not None else self.intro)
-        if an is None:
-            self.headline.setText("")
-            self.details.setPlainText("")
-            if stale:
-                self.status.setText("The text has changed since the last validation: run it again.")
-            return
+        self.right.setCurrentWidget(self.results)
         self.status.setText("")
         verdict = section.get("verdict") or {}
         self.headline.setText(str(verdict.get("headline") or ""))
@@ -314,7 +335,6 @@ class ValidatePanel(QWidget):
         if skipped:
             lines += ["", "Not computed:"] + [f"• {method_label_long(k)}: {v}" for k, v in skipped.items()]
         self.details.setPlainText("\n".join(lines))
-        self.validation_shown.emit(an)
 
     def summary(self, section: dict) -> list[str]:
         """What was explained and how well Integrated Gradients converged, one fact a line."""

@@ -239,3 +239,24 @@ def test_other_model_kinds_run_or_refuse_in_one_line(window, load, analyse, tiny
     box = w.selection_bar.measure_box
     assert not box.model().item(box.findData("flow_importance")).isEnabled()
     assert box.model().item(box.findData("integrated_gradients")).isEnabled()
+
+
+def test_a_session_with_damaged_results_is_one_line_not_a_crash(window, load, analyse, tiny_model_paths, qtbot,
+                                                                tmp_path):
+    from dataclasses import replace
+
+    from attn_desktop.core.store.session import save_session
+
+    w = window
+    load(w, tiny_model_paths["bert"])
+    an = analyse(w, TEXT, type_it=False).analysis
+    broken = replace(an, manifest={**an.manifest, "explain": {
+        "agreement": {"methods": ["saliency", "loo"], "kendall_tau": [[1.0]]},
+        "verdict": {"headline": "damaged"}}}, extras={})
+    path = save_session(broken, tmp_path / "damaged.attn")
+    with qtbot.waitSignal(w.analysis_shown, timeout=TIMEOUT):
+        w.open_session(str(path))
+    panel = w.validate_panel
+    assert panel.shown is None and panel.right.currentWidget() is panel.intro
+    assert panel.status.text().startswith("The validation results saved with this analysis cannot be shown")
+    assert "\n" not in panel.status.text() and panel.headline.text() == ""
