@@ -47,14 +47,12 @@ OTHER_STAGES = ("heads",)  # issue 9's stage, run by its own code
 
 def check_request(loaded, methods, spec: dict | None, options: dict | None) -> None:
     """Refuse a bad request before the model runs (one line each)."""
-    from attn_desktop.core.explain.targets import _auto_kind, normalise_spec
+    from attn_desktop.core.explain.targets import check_fits, normalise_spec
 
     unknown = [m for m in expand_methods(methods) if m not in ALL + OTHER_STAGES]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}: choose from {', '.join(ALL + OTHER_STAGES)}, all")
-    spec = normalise_spec(spec)
-    if spec["kind"] == "auto":
-        _auto_kind(loaded, spec)
+    check_fits(loaded, normalise_spec(spec))
     check_options(options)
 
 

@@ -71,6 +71,27 @@ def _auto_kind(loaded, spec: dict) -> str:
     return _FOR_MODEL[kind][0]
 
 
+_OPTION_KINDS = {
+    "class": ("class",), "token": ("next-token", "seq2seq-token", "masked-token"),
+    "labels": ("zero-shot",), "label": ("zero-shot",), "reference": ("reference",), "position": ("seq2seq-token",),
+}
+_OPTION_NAMES = {"class": "a target class", "token": "a target token", "labels": "labels", "label": "a target label",
+                 "reference": "a reference text", "position": "a decoder position"}
+
+
+def check_fits(loaded, spec: dict) -> str:
+    """The target kind for this model and spec; refuses options that the kind would ignore."""
+    kind = spec["kind"] if spec["kind"] != "auto" else _auto_kind(loaded, spec)
+    if kind not in _FOR_MODEL[loaded.kind]:
+        allowed = " or ".join(_FOR_MODEL[loaded.kind])
+        raise UserError(f"a {kind} target does not apply to {loaded.name}, a {loaded.kind} model (use {allowed})")
+    for option, kinds in _OPTION_KINDS.items():
+        if spec.get(option) is not None and kind not in kinds:
+            raise UserError(f"{_OPTION_NAMES[option]} does not apply to a {kind} target ({loaded.name} is a "
+                            f"{loaded.kind} model)")
+    return kind
+
+
 @dataclass
 class Target:
     """One scalar output of the model for one input; see docs/explain.md for the calls."""
@@ -263,10 +284,7 @@ def resolve_target(loaded, input_ids: list[int], spec: dict | None, decoder_ids:
     import torch
 
     spec = normalise_spec(spec)
-    kind = spec["kind"] if spec["kind"] != "auto" else _auto_kind(loaded, spec)
-    if kind not in _FOR_MODEL[loaded.kind]:
-        allowed = " or ".join(_FOR_MODEL[loaded.kind])
-        raise UserError(f"a {kind} target does not apply to {loaded.name}, a {loaded.kind} model (use {allowed})")
+    kind = check_fits(loaded, spec)
     if loaded.is_encoder_decoder and not decoder_ids:
         raise UserError("an encoder-decoder target needs the decoder's output tokens")
     input_ids = [int(i) for i in input_ids]
