@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from ..core.propagate.heads import AGGREGATES
 from .document import input_text
 from .measures import MEASURES, work_copy
-from .state import default_focus
+from .state import Selection, default_focus
 
 APP_TITLE = "attn-desktop"
 SELECTION_VIEW = ("set_name", "measure", "layer", "head", "focus", "alpha", "start_layer")
@@ -47,6 +47,11 @@ def view_fields(view) -> dict:
         out["head"] = head
     if type(view.get("alpha")) in (int, float):
         out["alpha"] = float(view["alpha"])
+    if type(view.get("words")) is bool and "words" in Selection.__dataclass_fields__:
+        out["words"] = view["words"]
+    picked = view.get("picked")
+    if isinstance(picked, list) and all(type(t) is int for t in picked) and "picked" in Selection.__dataclass_fields__:
+        out["picked"] = tuple(picked)
     return out
 
 
@@ -105,6 +110,10 @@ class KeepWork:
     def view_settings(self) -> dict:
         sel = self.state.sel
         view = {k: getattr(sel, k) for k in SELECTION_VIEW}
+        for key in ("words", "picked"):  # word view and a selection of several words, where the window has them
+            if hasattr(sel, key):
+                value = getattr(sel, key)
+                view[key] = list(value) if isinstance(value, tuple) else value
         view["scroll"] = int(self.document.editor.verticalScrollBar().value())
         return view
 

@@ -62,6 +62,8 @@ class ViewState(QObject):
         if prepared is not None:
             sets = prepared.analysis.attention_set_names()
             set_name = self.sel.set_name if self.sel.set_name in sets else sets[0]
+            if "focus" in fields and "picked" not in fields:
+                fields["picked"] = ()  # a selection of the previous analysis's tokens means nothing here
             self.sel = replace(self.sel, **{"set_name": set_name, **fields})
             self.sel = self._valid(self.sel, keep_focus="focus" in fields)
             if "layer" in fields:

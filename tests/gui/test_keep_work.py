@@ -88,7 +88,7 @@ def test_reopened_session_restores_layer_head_measure_focus_and_scroll(window, l
     bar = editor.verticalScrollBar()
     qtbot.waitUntil(lambda: bar.maximum() > 2)
     word = max(i for i, t in enumerate(an.tokens) if t.text == "bank")
-    window.state.update(layer=1, head=2, focus=word)
+    window.state.update(layer=1, head=2, focus=word, words=False)
     bar.setValue(bar.maximum() - 1)
     saved_scroll = bar.value()
     path = tmp_path / "v.attn"
@@ -98,11 +98,11 @@ def test_reopened_session_restores_layer_head_measure_focus_and_scroll(window, l
     assert (view["layer"], view["head"], view["focus"], view["measure"], view["scroll"]) == (
         1, 2, word, "attention", saved_scroll)
 
-    window.state.update(layer=0, head="max", focus=1)
+    window.state.update(layer=0, head="max", focus=1, words=True)
     bar.setValue(0)
     _shown(window, qtbot, lambda: window.open_session(str(path)))
     sel = window.state.sel
-    assert (sel.layer, sel.head, sel.focus, sel.measure) == (1, 2, word, "attention")
+    assert (sel.layer, sel.head, sel.focus, sel.measure, sel.words) == (1, 2, word, "attention", False)
     qtbot.waitUntil(lambda: bar.value() == saved_scroll)
 
 
