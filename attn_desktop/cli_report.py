@@ -79,6 +79,8 @@ def options_from_args(args: argparse.Namespace, analysis, session: Path | None, 
     from attn_desktop.core.report import ReportOptions, parse_redact
 
     fields = saved_view(analysis.manifest) if getattr(args, "session", None) else {}
+    if fields.get("measure") not in (None, "attention", "rollout", "flow") and fields["measure"] not in analysis.arrays:
+        fields.pop("measure")  # the saved view showed something the report cannot (a window-only view)
     for key in ("measure", "set_name", "layer"):
         if getattr(args, key, None) is not None:
             fields[key] = getattr(args, key)
@@ -89,8 +91,6 @@ def options_from_args(args: argparse.Namespace, analysis, session: Path | None, 
     focus = parse_focus(getattr(args, "focus", None))
     if focus is not None:
         fields["focus"] = focus
-    if fields.get("measure") not in (None, "attention", "rollout", "flow") and fields["measure"] not in analysis.arrays:
-        fields.pop("measure")  # a view of a measure the report cannot show (e.g. a window-only one)
     return ReportOptions(
         **fields, colormap=getattr(args, "colormap", "viridis"), scale=getattr(args, "scale", "linear"),
         redaction=parse_redact(args.redact), session_path=str(session) if session else None,

@@ -348,3 +348,20 @@ def test_a_real_browser_prints_every_section_table_and_image(analysis_of, tmp_pa
     n = len(an.tokens)
     sides = [int(line.split()[3]) for line in images.splitlines()[2:] if line.split()[3] == line.split()[4]]
     assert sum(1 for s in sides if s % n == 0) >= 2  # the attention and rollout heatmaps, n x n cells
+
+
+def test_report_starts_from_the_view_saved_with_the_session(analysis_of, tmp_path, capsys):
+    from attn_desktop.core.store.session import save_session
+
+    an = analysis_of("The tenant shall pay the rent.")
+    an.manifest["view"] = {"measure": "rollout", "set_name": "self", "layer": 0, "head": "max", "focus": 3,
+                           "alpha": 0.5, "start_layer": 0}
+    session = save_session(an, tmp_path / "v.attn")
+    assert main(["report", str(session), "--out", str(tmp_path / "v.html")]) == 0
+    page = (tmp_path / "v.html").read_text(encoding="utf-8")
+    assert "Shading:</strong> rollout through layer 0, from “shall” (#3)" in page
+    assert main(["report", str(session), "--out", str(tmp_path / "w.html"), "--measure", "attention",
+                 "--focus", "2"]) == 0
+    page = (tmp_path / "w.html").read_text(encoding="utf-8")
+    assert "Shading:</strong> attention, layer 0, max over heads, from “tenant” (#2)" in page
+    capsys.readouterr()
