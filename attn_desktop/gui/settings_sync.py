@@ -86,12 +86,14 @@ def _stop() -> None:
 
 
 class BackgroundSettings(QSettings):
-    """A QSettings whose changes are visible at once in this object and written to disk by the
-    background writer, never on the calling thread."""
+    """A QSettings that reads its file once, when made, keeps every change in memory and hands
+    it to the background writer. Later reads never wait for the file (QSettings' own reads
+    wait while the writer holds the file's lock, up to a whole fdatasync); changes that other
+    objects make after this one was made are not seen by it."""
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
-        self._set: dict[str, object] = {}
+        self._set: dict[str, object] = {k: super(BackgroundSettings, self).value(k) for k in super().allKeys()}
 
     def setValue(self, key: str, value) -> None:  # noqa: N802 (Qt's name)
         if key in self._set and _same(self._set[key], value):
@@ -100,23 +102,20 @@ class BackgroundSettings(QSettings):
         _get_writer().apply.emit(self.fileName(), self.format(), key, value)
 
     def remove(self, key: str) -> None:
-        self._set[key] = _REMOVED
+        self._set.pop(key, None)
         _get_writer().apply.emit(self.fileName(), self.format(), key, _REMOVED)
 
     def value(self, key: str, defaultValue=None, type=None):  # noqa: A002,N803 (Qt's names)
-        if key in self._set:
-            v = self._set[key]
-            if v is _REMOVED:
-                return defaultValue
-            return v if type is None or isinstance(v, type) else _convert(v, type)
-        if type is None:
-            return super().value(key, defaultValue)
-        return super().value(key, defaultValue, type)
+        if key not in self._set:
+            return defaultValue
+        v = self._set[key]
+        return v if type is None or isinstance(v, type) else _convert(v, type)
 
     def contains(self, key: str) -> bool:
-        if key in self._set:
-            return self._set[key] is not _REMOVED
-        return super().contains(key)
+        return key in self._set
+
+    def allKeys(self) -> list[str]:  # noqa: N802
+        return sorted(self._set)
 
     def sync(self) -> None:
         wait_written()
@@ -135,4 +134,6 @@ def _same(a, b) -> bool:
 def _convert(v, kind):
     if kind is bool:
         return v in (True, 1, "true", "1")
+    if kind is list:
+        return [v] if isinstance(v, str) else list(v)
     return kind(v)
