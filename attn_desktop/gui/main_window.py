@@ -26,7 +26,9 @@ from .controls import SET_LABELS, SelectionBar
 from .devices import opengl_available
 from .document import DocumentPanel, input_text
 from .files import FileActions
+from .find_bar import FindBar
 from .heatmap import Heatmap
+from .keep_work import KeepWork, carried_focus
 from .measures import MEASURES, MatrixCache, prepare, saved_params, store
 from .menus import build_menus
 from .messages import MessageBar
@@ -34,12 +36,10 @@ from .model_panel import ModelPanel
 from .model_view import ModelView
 from .propagation import Propagation
 from .state import ALPHA_MIN, ViewState
+from .truth import ShowsTruth, heatmap_labels
 from .units import focus_cols, focus_rows, group_label, query_group, uniform_expected, unit_matrix
 from .validate_panel import ValidatePanel
 from .workers import Job, LatestOnly, stop_all
-from .find_bar import FindBar
-from .keep_work import KeepWork, carried_focus
-from .truth import ShowsTruth, heatmap_labels
 
 DEBOUNCE_MS = 600
 # selection fields that change what the heatmap matrix is
