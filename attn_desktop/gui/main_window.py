@@ -268,6 +268,9 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
             fields["colormap"] = cmap
         if scale in SCALES:
             fields["scale"] = scale
+        for key in s.allKeys():  # the scale last used with each measure (rollout, flow: × uniform)
+            if key.startswith("scales/") and s.value(key) in SCALES:
+                self.state.scales[key.split("/", 1)[1]] = s.value(key)
         try:
             alpha = float(s.value("alpha", 0.5))
         except (TypeError, ValueError):
@@ -285,7 +288,9 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         s.setValue("splitters", [self.splitter.saveState(), self.left_splitter.saveState()])
         s.setValue("show_heads", self.act_heads.isChecked())
         s.setValue("colormap", self.state.sel.colormap)
-        s.setValue("scale", self.state.sel.scale)
+        s.setValue("scale", self.state.scales.get("attention", "linear"))  # what the window opens with
+        for measure, scale in self.state.scales.items():
+            s.setValue(f"scales/{measure}", scale)
         s.setValue("alpha", self.state.sel.alpha)
         s.setValue("truncate", self.act_truncate.isChecked())
         if self.loaded is not None:

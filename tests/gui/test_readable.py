@@ -250,3 +250,24 @@ def test_time_left_wording():
     assert gui_propagation.time_left(12) == "about 10 s left"
     assert gui_propagation.time_left(100) == "about 2 min left"
     assert gui_propagation.time_left(3900) == "about 1 h 5 min left"
+
+
+def test_scales_remembered_per_measure_across_sessions(window, qtbot):
+    from attn_desktop.gui.main_window import MainWindow
+
+    state = window.state
+    state.update(scale="log")
+    state.update(measure="rollout")
+    assert state.sel.scale == colormaps.RATIO
+    state.update(scale="min–max")
+    window.save_settings()  # quitting while rollout is shown
+    again = MainWindow(engine=window.engine)
+    qtbot.addWidget(again)
+    try:
+        assert again.state.sel.measure == "attention" and again.state.sel.scale == "log"
+        again.state.update(measure="rollout")
+        assert again.state.sel.scale == "min–max"
+        again.state.update(measure="flow")
+        assert again.state.sel.scale == colormaps.RATIO
+    finally:
+        again.close()
