@@ -26,14 +26,27 @@ def with_pieces(labels, units, tokens) -> list[str]:
     return out
 
 
+def unit_labels(an, units, tokens) -> list[str]:
+    """with_pieces of the units' own labels, cached on the analysis (layer and head switches redraw
+    the heatmap with the same labels)."""
+    cache = an.extras.setdefault("piece_labels", {})
+    hit = cache.get(id(units))
+    if hit is not None and hit[0] is units and hit[1] is tokens:
+        return hit[2]
+    labels = with_pieces(units.labels, units, tokens)
+    cache[id(units)] = (units, tokens, labels)
+    return labels
+
+
 def heatmap_labels(an, sel, view, measure) -> tuple[list[str], list[str]]:
     """(row labels, column labels) of a unit matrix, with the model's pieces where they differ."""
     queries, keys = an.axis_tokens(sel.set_name)
-    cols = with_pieces(view.col_labels, view.col_units, keys)
+    same = len(view.col_labels) == len(view.col_units.labels) and list(view.col_labels) == list(view.col_units.labels)
+    cols = unit_labels(an, view.col_units, keys) if same else with_pieces(view.col_labels, view.col_units, keys)
     rows = list(view.row_labels)
     if getattr(measure, "rows_by_query", True):
         qu = axis_units(an, sel)[0]
-        decorated = with_pieces(qu.labels, qu, queries)
+        decorated = unit_labels(an, qu, queries)
         rows = [decorated[int(u)] if qu.labels[int(u)] == label else label
                 for u, label in zip(view.row_units, view.row_labels, strict=True)]
     return rows, cols
