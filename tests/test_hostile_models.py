@@ -209,3 +209,25 @@ def test_implausible_head_count_without_weights_to_compare(copy_of):
     folder = copy_of()
     edit_config(folder, num_attention_heads=10 ** 6)
     refused(folder, "declares 2 layers and 1000000 heads, more than attn-desktop shows")
+
+
+def test_sizes_that_differ_from_the_weights_are_refused_before_allocating(copy_of, tmp_path):
+    """An intermediate size of 10^8 would make transformers allocate tens of gigabytes before it
+    compares shapes; the model built on the meta device is compared with the headers first."""
+    folder = copy_of()
+    edit_config(folder, intermediate_size=10 ** 8)
+    code = textwrap.dedent("""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (3000 << 20, 3000 << 20))
+        from attn_desktop.core.errors import UserError
+        from attn_desktop.core.model.loading import load_model
+        try:
+            load_model(sys.argv[1])
+        except UserError as exc:
+            print("REFUSED", exc)
+    """)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert "REFUSED" in run.stdout, run.stderr[-2000:]
+    assert "describes encoder.layer.0.intermediate.dense" in run.stdout and "[100000000" in run.stdout

@@ -77,3 +77,33 @@ def check_config_against_weights(label: str, config: dict, kind: str, shapes: di
             if allowed is not None and rows not in allowed:
                 raise UserError(f"{label}: config.json says {positions[0]} = {positions[1]}, but the weights "
                                 f"hold {rows} position embeddings")
+
+
+def check_shapes_on_meta(label: str, model_class, config, shapes: dict[str, list[int]]) -> None:
+    """Build the model on PyTorch's meta device (no memory for its weights) and compare the shape
+    of every tensor it would load with the weight file's: a config.json whose sizes differ from
+    the weights (an intermediate size of 10^8, say) is refused before transformers allocates the
+    model it describes. Names may differ by the base model's prefix, as from_pretrained allows."""
+    import copy
+
+    import torch
+
+    try:
+        with torch.device("meta"):
+            probe = model_class(copy.deepcopy(config))
+    except Exception:  # a model that cannot be built this way is left to from_pretrained to judge
+        return
+    expected = {name: tuple(t.shape) for name, t in probe.state_dict().items()}
+    prefix = getattr(probe, "base_model_prefix", "") or ""
+    del probe
+    for name in sorted(shapes):
+        candidates = [name]
+        if prefix:
+            candidates.append(name[len(prefix) + 1:] if name.startswith(prefix + ".") else f"{prefix}.{name}")
+        for candidate in candidates:
+            if candidate in expected:
+                if tuple(shapes[name]) != expected[candidate]:
+                    raise UserError(f"{label}: config.json describes {name} as {list(expected[candidate])}, but "
+                                    f"the weights hold {list(shapes[name])}; the configuration does not match "
+                                    "the weights")
+                break

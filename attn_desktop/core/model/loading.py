@@ -170,6 +170,10 @@ def load_model(
 
     if pruned_layout(config):  # a folder written by `attn-desktop prune`: layers hold fewer heads
         model_class = pruned_class(model_class, pruned_layout(config), info.kind == "encoder-decoder")
+    if not pruned_layout(config):
+        from attn_desktop.core.model.consistency import check_shapes_on_meta
+
+        check_shapes_on_meta(info.name, model_class, config, info.tensor_shapes)
     try:
         model, loading_info = model_class.from_pretrained(
             info.path, config=config, local_files_only=True, trust_remote_code=False,
