@@ -264,3 +264,14 @@ def test_negative_zero_and_wider_floats_are_accepted(tmp_path):
     assert np.signbit(an.arrays["attentions"][0, 0, 0, 0])
     wide = {"attentions": attention().astype(np.float64), "saliency": np.linspace(-3, 3, 7)}
     assert load_session(session(tmp_path / "b.attn", wide)).arrays["saliency"].dtype == np.float64
+
+
+def test_member_claiming_more_bytes_than_the_file_holds(tmp_path):
+    """A stored member declaring 4 GB in a file of a few kB: refused before any buffer is made."""
+    path = session(tmp_path / "s.attn")
+    data = bytearray(path.read_bytes())
+    central = data.find(b"attentions.npy", data.find(b"PK\x01\x02")) - 46
+    assert data[central:central + 4] == b"PK\x01\x02"
+    data[central + 20:central + 28] = (0xFFFFFFF0).to_bytes(4, "little") * 2  # compressed, uncompressed
+    path.write_bytes(bytes(data))
+    refused(path, "claims more bytes than the file holds")

@@ -92,6 +92,7 @@ class SessionArchive:
             raise self._fail(f"the archive holds {len(infos)} members (at most {MAX_MEMBERS})")
         members: dict[str, zipfile.ZipInfo] = {}
         total = 0
+        size = os.fstat(self._fh.fileno()).st_size
         for info in infos:
             name = info.filename
             if name in members:
@@ -105,6 +106,8 @@ class SessionArchive:
             if info.file_size > RATIO_FREE and info.file_size > MAX_RATIO * max(info.compress_size, 1):
                 raise self._fail(f"the member {quote(name)} would inflate {info.compress_size} bytes to "
                                  f"{info.file_size} (a zip bomb?)")
+            if info.header_offset + info.compress_size > size:
+                raise self._fail(f"the member {quote(name)} claims more bytes than the file holds")
             if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
                 raise self._fail(f"the member {quote(name)} has inconsistent sizes")
             total += info.file_size
