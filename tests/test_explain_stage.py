@@ -191,3 +191,35 @@ def test_integrated_gradients_stops_inside_a_round(loaded_models):
     with pytest.raises(Cancelled):
         integrated_gradients(loaded, target, steps=64, internal_batch_size=4, cancel=cancel)
     assert calls["n"] == 4  # stopped at the 4th internal batch of the only round, not after 16
+
+
+def test_a_decoder_only_classifier_without_pad_token(tmp_path):
+    """GPT-2 classifiers without a pad token refuse batches; the stage still batches (rows are never
+    padded) and reads the last token, equal to one forward per row."""
+    import tiny_models
+    import torch
+    import transformers as tf
+
+    from attn_desktop.core.model.loading import load_model
+
+    torch.manual_seed(0)
+    tok = tiny_models._bytelevel_tokenizer(bos="<|endoftext|>", eos="<|endoftext|>", wrap=False)
+    cfg = tf.GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=64, num_labels=2,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, initializer_range=0.3)
+    cfg.pad_token_id = None
+    tf.GPT2ForSequenceClassification(cfg).eval().save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path)
+    a = analyze(loaded, "The tenant shall pay the rent.", methods=["loo", "interventions"], target={"class": 1},
+                explain_options={"seeds": 2})
+    e = a.manifest["explain"]
+    assert loaded.model.config.pad_token_id is None
+    assert e["read_row"]["rule"] == "last" and "'self'" in e["interventions"]["allowed_keys"]
+    ids = a.manifest["input_ids"]
+    rep = e["methods"]["loo"]["token_id"]
+    for i in range(len(ids)):
+        changed = list(ids)
+        changed[i] = rep
+        with torch.no_grad():
+            p = torch.softmax(loaded.model(input_ids=torch.tensor([changed])).logits[0], -1)[1]
+        assert a.arrays["loo"][i] == pytest.approx(e["target"]["value"] - float(p), abs=1e-6)

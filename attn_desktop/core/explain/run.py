@@ -206,7 +206,7 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
             section["skipped"]["interventions"] = "this model's attention is recorded only (no capture engine)"
         else:
             sites = [Site(s, layer) for s, count in loaded.expected_layers().items() for layer in range(count)]
-            causal_sets = {"decoder"} | ({"self"} if causal and not loaded.is_encoder_decoder else set())
+            causal_sets = {"decoder"} if loaded.is_encoder_decoder else ({"self"} if causal else set())
             section["interventions"] = prt.interventions(
                 loaded, target, sites, causal_sets, seeds=opts["seeds"], batch_size=batch, cancel=cancel,
                 progress=lambda d, t: sub(d, t, "changed attention"))

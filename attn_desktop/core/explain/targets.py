@@ -138,7 +138,8 @@ class Target:
         from attn_desktop.core.model import capture
 
         ctx = capture.active(plan) if plan is not None else contextlib.nullcontext()
-        with ctx:
+        first = inputs.get("input_ids", inputs.get("inputs_embeds"))
+        with ctx, _unpadded_batches(loaded.model, self.kind == "class" and first.shape[0] > 1):
             return loaded.model(**inputs)
 
     def _read(self, out, mask, positions=None):
@@ -200,6 +201,22 @@ class Target:
         import torch
 
         return torch.tensor([self.input_ids] * rows, dtype=torch.long, device=loaded.device)
+
+
+@contextlib.contextmanager
+def _unpadded_batches(model, batched: bool):
+    """Decoder-only classifiers (GPT-2, Llama, ...) without a pad token refuse batches, because they
+    could not find each row's last real token. Rows here are never padded, so a pad id that never
+    occurs makes them read every row's last position, as a batch of one does."""
+    config = model.config
+    if not batched or getattr(config, "pad_token_id", 0) is not None:
+        yield
+        return
+    config.pad_token_id = -1
+    try:
+        yield
+    finally:
+        config.pad_token_id = None
 
 
 def _mean_pool(hidden, mask):
