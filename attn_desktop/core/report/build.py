@@ -51,9 +51,10 @@ thead th { background: #edf1f6; }
 thead { display: table-header-group; }
 tr, figure, .howto, .caveats, svg { break-inside: avoid; page-break-inside: avoid; }
 table.kv { width: 99.8%; }
-table.kv th { width: 32%; font-weight: 600; background: #f7f9fb; word-break: break-word; }
+table.kv th { width: 34%; font-weight: 600; background: #f7f9fb; overflow-wrap: anywhere; }
 table.kv td { word-break: break-word; }
 table.hashes td { word-break: break-all; }
+table.hashes td:nth-child(-n+3) { word-break: normal; white-space: nowrap; }
 table.narrow td.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.grid td.cell { text-align: center; min-width: 44px; font-variant-numeric: tabular-nums; font-size: 12px; }
 table.grid th { font-size: 12px; white-space: nowrap; }

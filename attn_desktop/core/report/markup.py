@@ -63,8 +63,13 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "", c
 
 
 def kv_table(pairs: Iterable[tuple[str, Any]], cls: str = "kv") -> str:
-    rows = "".join(f"<tr><th scope='row'>{esc(k)}</th><td>{value_markup(v)}</td></tr>" for k, v in pairs)
+    rows = "".join(f"<tr><th scope='row'>{breakable(k)}</th><td>{value_markup(v)}</td></tr>" for k, v in pairs)
     return f"<table class='{cls}'><tbody>{rows}</tbody></table>"
+
+
+def breakable(key: Any) -> str:
+    """A dotted setting name that may wrap after its dots and underscores, not inside words."""
+    return esc(key).replace(".", ".<wbr>").replace("_", "_<wbr>")
 
 
 def value_markup(v: Any) -> str:

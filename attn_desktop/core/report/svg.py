@@ -15,6 +15,7 @@ from .markup import esc
 FONT = 11.0
 CHAR_W = 6.4  # rough advance of one character at FONT px, for laying out labels
 LOG_FLOOR = 1e-4
+MIN_HEIGHT = 120.0  # a heatmap of a few rows is drawn at least this tall (cells stretched)
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
            "#7f7f7f", "#bcbd22")
 
@@ -126,6 +127,7 @@ def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
     if max(w, h) < size * 0.5:  # small matrices: scale the image up, keep crisp cells
         factor = size * 0.5 / max(w, h)
         w, h = w * factor, h * factor
+    h = max(h, min(MIN_HEIGHT, rows * 56.0))  # a few rows (flow of one token) stay readable
     row_lab = [short(s) for s in row_labels]
     col_lab = [short(s) for s in col_labels]
     left = min(max((len(s) for s in row_lab), default=1), 14) * CHAR_W + 28
@@ -165,7 +167,8 @@ def colour_bar(x: float, y: float, w: float, h: float, colormap: str, sc: Scale,
     out = [f"<image x='{x:.1f}' y='{y:.1f}' width='{w:.1f}' height='{h:.1f}' preserveAspectRatio='none' "
            f"href='{png.data_uri(bar_png(colormap))}'/>",
            f"<rect x='{x:.1f}' y='{y:.1f}' width='{w:.1f}' height='{h:.1f}' fill='none' stroke='#444' stroke-width='0.6'/>"]
-    for f in (0.0, 0.25, 0.5, 0.75, 1.0):
+    stops = (0.0, 0.25, 0.5, 0.75, 1.0) if h >= 100 else (0.0, 0.5, 1.0) if h >= 60 else (0.0, 1.0)
+    for f in stops:
         ty = y + h - f * h
         out.append(f"<line x1='{x + w:.1f}' x2='{x + w + 3:.1f}' y1='{ty:.1f}' y2='{ty:.1f}' stroke='#444'/>")
         out.append(f"<text x='{x + w + 5:.1f}' y='{ty:.1f}' dominant-baseline='middle'>{esc(tick_label(sc.value_at(f)))}</text>")

@@ -17,7 +17,7 @@ HOWTO = ("A model has several layers, and each layer several 'heads' that attend
          "at everything almost evenly (marked ≈), near 0 that it looks at very few tokens; ▲ marks heads "
          "that put most of their weight on one position (often a separator token), which usually means "
          "'nothing in particular'. Where the analysis measured it, 'importance' is how much the output "
-         "changes when one head is switched off: large values mark heads the output depends on.")
+         "changes when one head is switched off: strong colours, blue or red, mark heads the output depends on.")
 GRID_MAX_HEADS = 16
 # arrays of the heads stage (docs/heads.md): name -> (title, signed). Its head_entropy is the
 # normalised entropy the first table shows (core.propagate.heads.head_diagnostics), not repeated.
@@ -62,8 +62,9 @@ def render(ctx):
                 extra = (f" ○ marks heads whose removal changes the output by less than {threshold}."
                          if marks and threshold is not None else "")
                 parts.append(f"<h3>{esc(prefix.replace('_', ' ') + title)}</h3>"
-                             + note(f"Scaled to the largest absolute value, {np.nanmax(np.abs(m)):.3g} (red: the "
-                                    "output drops without the head; blue: it rises)." + extra))
+                             + note(f"Scaled to the largest absolute value, {np.nanmax(np.abs(m)):.3g}. Blue: the "
+                                    "output drops when the head is switched off (the head supports it); red: it "
+                                    "rises." + extra))
                 parts.append(_grid(shown, marks, title, ctx, signed=True))
             else:
                 parts.append(f"<h3>{esc(prefix.replace('_', ' ') + title)}</h3>" + _grid(m, {}, title, ctx))
