@@ -86,6 +86,7 @@ def file_heads(into, source) -> None:
 
 class _ClickableImage(pg.ImageItem):
     clicked = Signal(int, int)  # row, column
+    ctrl_clicked = Signal(int, int)
     hovered = Signal(int, int)
 
     def __init__(self) -> None:
@@ -93,11 +94,12 @@ class _ClickableImage(pg.ImageItem):
         self.setAcceptHoverEvents(True)
 
     def mouseClickEvent(self, ev) -> None:
-        if ev.button() == Qt.LeftButton and self.image is not None:
+        if ev.button() == Qt.LeftButton and self.image is not None and not ev.double():
             col, row = int(np.floor(ev.pos().x())), int(np.floor(ev.pos().y()))
             if 0 <= row < self.image.shape[0] and 0 <= col < self.image.shape[1]:
                 ev.accept()
-                self.clicked.emit(row, col)
+                picked = ev.modifiers() & Qt.ControlModifier
+                (self.ctrl_clicked if picked else self.clicked).emit(row, col)
 
     def hoverEvent(self, ev) -> None:
         if ev.isExit() or self.image is None:
@@ -111,6 +113,7 @@ class GridPlot(QWidget):
     """One [layers, heads] grid: a title, the image (layer 0 on top), marks, a value readout."""
 
     cell_clicked = Signal(int, int)  # layer, head
+    cell_picked = Signal(int, int)  # Ctrl+click: add or remove the head from the prune list
 
     def __init__(self, title: str, signed: bool = False) -> None:
         super().__init__()
@@ -132,6 +135,10 @@ class GridPlot(QWidget):
         self.plot.addItem(self.image)
         self.marks = pg.ScatterPlotItem(symbol="x", size=6, pen=pg.mkPen(60, 60, 60, 200, width=1), brush=None)
         self.plot.addItem(self.marks)
+        self.picks = pg.ScatterPlotItem(symbol="s", size=11, pen=pg.mkPen("#ff7f0e", width=2), brush=None)
+        self.plot.addItem(self.picks)
+        for overlay in (self.marks, self.picks):  # clicks go through to the cell beneath
+            overlay.mouseClickEvent = lambda ev: ev.ignore()
         self.cursor = pg.QtWidgets.QGraphicsRectItem(0, 0, 1, 1)
         self.cursor.setPen(pg.mkPen("w", width=2))
         self.cursor.setZValue(10)
@@ -144,6 +151,7 @@ class GridPlot(QWidget):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.readout)
         self.image.clicked.connect(self.cell_clicked)
+        self.image.ctrl_clicked.connect(self.cell_picked)
         self.image.hovered.connect(self._hover)
         self.setMinimumSize(120, 140)
 
@@ -173,6 +181,9 @@ class GridPlot(QWidget):
     def set_marks(self, cells: list[tuple[int, int]]) -> None:
         self.marked = list(cells)
         self.marks.setData([h + 0.5 for _, h in cells], [layer + 0.5 for layer, _ in cells])
+
+    def set_picks(self, cells: list[tuple[int, int]]) -> None:
+        self.picks.setData([h + 0.5 for _, h in cells], [layer + 0.5 for layer, _ in cells])
 
     def set_cursor(self, layer: int | None, head) -> None:
         if self.values is None or layer is None or not isinstance(head, int):
@@ -278,7 +289,9 @@ class HeadsPanel(QWidget):
         self.k_box.setValue(12)
         self.k_box.setPrefix("K = ")
         self.heads_edit = QLineEdit()
-        self.heads_edit.setPlaceholderText("e.g. 2.5, 3.0 (0-based layer.head; encoder:1.2 for encoder-decoders)")
+        self.heads_edit.setPlaceholderText("e.g. 2.5, 3.0, or Ctrl+click cells of a grid")
+        self.heads_edit.setToolTip("0-based layer.head, comma-separated (encoder:1.2, decoder:0.3, cross:1.0 "
+                                   "for encoder-decoders); Ctrl+click a cell of a grid to add or remove it")
         self.on_text = QRadioButton("on this text")
         self.on_folder = QRadioButton("on the texts of a folder")
         self.on_text.setChecked(True)
@@ -392,6 +405,8 @@ class HeadsPanel(QWidget):
         self.save_button.clicked.connect(self.choose_save_folder)
         for g in (self.ablation, self.gradient, self.entropy):
             g.cell_clicked.connect(self.select_head)
+            g.cell_picked.connect(self.toggle_pick)
+        self.heads_edit.textChanged.connect(lambda _t: self._show_picks())
         for runner, bar, cancel in ((self.runner, self.progress, self.cancel_button),
                                     (self.pruner, self.prune_progress, self.prune_cancel),
                                     (self.saver, self.prune_progress, self.prune_cancel)):
@@ -544,6 +559,7 @@ class HeadsPanel(QWidget):
         self.smoothing.set_curves(curves, {k: (smooth.get(k) or {}).get("steepest_rise_at") for k in curves})
         self.summary.setText(self.summary_text(an, s, dead))
         self._cursor()
+        self._show_picks()
         self.heads_shown.emit(an)
 
     def marks_shown(self) -> list[tuple[int, int]]:
@@ -593,6 +609,36 @@ class HeadsPanel(QWidget):
         if s is None:
             return
         self.window.state.update(set_name=s, measure="attention", layer=layer, head=head)
+
+    def picked(self) -> list[tuple[str, int, int]]:
+        """The heads named in the prune list that parse, as (set or "", layer, head)."""
+        from ..core.explain.prune_compare import parse_selection
+
+        out = []
+        for item in self.heads_edit.text().split(","):
+            if item.strip():
+                try:
+                    out += list(parse_selection(item).heads)
+                except Exception:  # a half-typed entry: not shown until it parses
+                    continue
+        return out
+
+    def toggle_pick(self, layer: int, head: int) -> None:
+        """Ctrl+click on a cell: add the head to the prune list, or take it out."""
+        s = self.current_set()
+        if s is None:
+            return
+        name = f"{layer}.{head}" if s == "self" else f"{s}:{layer}.{head}"
+        items = [i.strip() for i in self.heads_edit.text().split(",") if i.strip()]
+        items = [i for i in items if i != name] if name in items else items + [name]
+        self.rule.setCurrentIndex(self.rule.findData("explicit"))
+        self.heads_edit.setText(", ".join(items))
+
+    def _show_picks(self) -> None:
+        s = self.current_set()
+        cells = [(layer, h) for st, layer, h in self.picked() if (st or "self") == s]
+        for g in (self.ablation, self.gradient, self.entropy):
+            g.set_picks(cells if g.values is not None else [])
 
     # -- pruning ----------------------------------------------------------------------------------
     def _rule_changed(self) -> None:

@@ -16,14 +16,14 @@ TIMEOUT = 180_000
 TEXT = "The bank approved the loan after the river flooded."
 
 
-def click_cell(qtbot, grid, layer, head):
+def click_cell(qtbot, grid, layer, head, modifier=Qt.NoModifier):
     """A real mouse click on the cell's centre in the grid's plot."""
     view = grid.plot
     centre = QPointF(head + 0.5, layer + 0.5)
     # the plot lays itself out after it is first shown: wait until the cell is where it will be drawn
     qtbot.waitUntil(lambda: grid.image in view.scene().items(grid.image.mapToScene(centre)), timeout=5000)
     pos = view.mapFromScene(grid.image.mapToScene(centre))
-    QTest.mouseClick(view.viewport(), Qt.LeftButton, pos=pos)
+    QTest.mouseClick(view.viewport(), Qt.LeftButton, modifier, pos)
 
 
 def test_heads_view_grids_click_prune_and_save(window, load, analyse, tiny_model_paths, qtbot, tmp_path):
@@ -64,6 +64,10 @@ def test_heads_view_grids_click_prune_and_save(window, load, analyse, tiny_model
     sel = w.state.sel
     assert (sel.measure, sel.layer, sel.head) == ("attention", 1, 2)
     assert panel.ablation.cursor.isVisible() and panel.ablation.cursor.rect().topLeft() == QPointF(2, 1)
+    panel.threshold.setValue(1e6)  # every cell marked x: a click still reaches the cell beneath
+    with qtbot.waitSignal(w.state.changed, timeout=5000):
+        click_cell(qtbot, panel.ablation, 0, 3)
+    assert (w.state.sel.layer, w.state.sel.head) == (0, 3)
 
     # an edit clears the results from view; a saved session keeps them
     path = tmp_path / "heads.attn"
@@ -71,9 +75,15 @@ def test_heads_view_grids_click_prune_and_save(window, load, analyse, tiny_model
         w.save_session(str(path))
     np.testing.assert_array_equal(load_session(path).arrays["head_importance_grad"], an.arrays["head_importance_grad"])
 
-    # prune two named heads on this text: the table, then Save
-    panel.rule.setCurrentIndex(panel.rule.findData("explicit"))
-    panel.heads_edit.setText("0.1, 1.2")
+    # pick heads by hand: Ctrl+click toggles a cell in the prune list
+    for grid, layer, head in ((panel.ablation, 0, 1), (panel.entropy, 1, 3), (panel.ablation, 1, 2),
+                              (panel.gradient, 1, 3)):  # the last on a marked cell: off again
+        click_cell(qtbot, grid, layer, head, Qt.ControlModifier)
+    assert panel.rule.currentData() == "explicit" and panel.heads_edit.text() == "0.1, 1.2"
+    assert (w.state.sel.layer, w.state.sel.head) == (0, 3)  # a pick does not change the selection
+    assert sorted(zip(panel.ablation.picks.data["y"] - 0.5, panel.ablation.picks.data["x"] - 0.5)) == [(0, 1), (1, 2)]
+
+    # prune the picked heads on this text: the table, then Save
     with qtbot.waitSignal(panel.prune_done, timeout=TIMEOUT) as blocker:
         panel.prune_button.click()
     result = blocker.args[0]
