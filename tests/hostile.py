@@ -22,7 +22,10 @@ def tokens(spans=SPANS, text=TEXT):
              "generated": False} for a, b in spans]
 
 
-def attention(layers=2, heads=3, q=len(SPANS), k=len(SPANS), seed=0, dtype=np.float16):
+N = len(SPANS)
+
+
+def attention(layers=2, heads=3, q=N, k=N, seed=0, dtype=np.float16):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(layers, heads, q, k))
     e = np.exp(x - x.max(-1, keepdims=True))

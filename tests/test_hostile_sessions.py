@@ -9,11 +9,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from hostile import TEXT, attention, load_limited, manifest, npy, patch_flags, session, write_zip
 
 from attn_desktop.core.errors import UserError
 from attn_desktop.core.store.session import load_session
-
-from hostile import TEXT, attention, load_limited, manifest, npy, patch_flags, session, write_zip
 
 
 def refused(path, match: str) -> str:

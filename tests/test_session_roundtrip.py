@@ -12,7 +12,12 @@ from attn_desktop.core.errors import UserError
 from attn_desktop.core.pipeline import analyze
 from attn_desktop.core.propagate.propagation import add_flow, add_rollout
 from attn_desktop.core.store.schema import ARRAY_RULES, ArrayRule
-from attn_desktop.core.store.session import SCHEMA_VERSION, load_session, save_session, session_manifest
+from attn_desktop.core.store.session import (
+    SCHEMA_VERSION,
+    load_session,
+    save_session,
+    session_manifest,
+)
 
 TEXT = "The tenant shall pay the rent."
 VIEW = {"measure": "rollout", "layer": 1, "head": "mean", "focus": [0, 2], "attention_set": "self",

@@ -101,7 +101,7 @@ def test_fifo_is_read_when_a_writer_comes(tmp_path):
 
     def writer():
         with open(fifo, "wb") as fh:
-            fh.write("The tenant pays.".encode())
+            fh.write(b"The tenant pays.")
 
     thread = threading.Thread(target=writer)
     thread.start()

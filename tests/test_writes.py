@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hostile import session
 
 from attn_desktop.core.errors import UserError
 from attn_desktop.core.store import writes
 from attn_desktop.core.store.session import load_session, save_session
 from attn_desktop.core.store.writes import atomic_write, remove_stale_temporaries
-
-from hostile import session
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ def test_a_fifo_never_blocks_the_gui_thread(window, qtbot, tmp_path):
 
     def writer():
         with open(fifo, "wb") as fh:
-            fh.write("The tenant pays.".encode())
+            fh.write(b"The tenant pays.")
 
     thread = threading.Thread(target=writer)
     with qtbot.waitSignal(window.text_reader.succeeded, timeout=TIMEOUT):
