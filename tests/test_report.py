@@ -365,3 +365,18 @@ def test_report_starts_from_the_view_saved_with_the_session(analysis_of, tmp_pat
     page = (tmp_path / "w.html").read_text(encoding="utf-8")
     assert "Shading:</strong> attention, layer 0, max over heads, from “tenant” (#2)" in page
     capsys.readouterr()
+
+
+def test_large_heatmaps_are_max_pooled_and_say_so():
+    from attn_desktop.core.report import svg
+
+    m = np.random.default_rng(1).random((7, 5)).astype(np.float32)
+    pooled, step = svg.pool_max(m, 3)
+    assert step == 3 and pooled.shape == (3, 2)
+    for i in range(3):
+        for j in range(2):
+            assert pooled[i, j] == m[3 * i: 3 * i + 3, 3 * j: 3 * j + 3].max()
+    big = np.random.default_rng(2).random((1100, 1100)).astype(np.float32)
+    fig = svg.heatmap(big, [str(i) for i in range(1100)], [str(i) for i in range(1100)])
+    assert "the largest of 2 × 2 cells" in fig
+    assert [rpng.decode_png(d).shape[:2] for d in _pngs(fig)][0] == (550, 550)

@@ -114,6 +114,21 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[tuple[float, str]]:
     return out
 
 
+MAX_SIDE = 1024  # larger matrices are max-pooled to this many pixels a side (the session holds all)
+
+
+def pool_max(m: np.ndarray, side: int) -> tuple[np.ndarray, int]:
+    """m max-pooled in square blocks so that neither side exceeds `side`; (pooled, block size)."""
+    rows, cols = m.shape
+    step = max(1, -(-max(rows, cols) // side))
+    if step == 1:
+        return m, 1
+    r, c = -(-rows // step), -(-cols // step)
+    padded = np.full((r * step, c * step), -np.inf, np.float32)
+    padded[:rows, :cols] = m
+    return padded.reshape(r, step, c, step).max(axis=(1, 3)), step
+
+
 def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *,
             colormap: str = "viridis", scale: str = "linear", value_name: str = "weight",
             focus_row: int | None = None, title: str = "", size: float = 560.0,
@@ -122,6 +137,7 @@ def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
     values = np.asarray(values, np.float32)
     rows, cols = values.shape
     sc = Scale.fit(values, scale)
+    pooled, step = pool_max(values, MAX_SIDE)
     cell = max(1, min(24, int(size // max(rows, cols, 1))))
     w, h = cols * cell, rows * cell
     if max(w, h) < size * 0.5:  # small matrices: scale the image up, keep crisp cells
@@ -135,7 +151,7 @@ def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
     top, bar_gap, bar_w = 8.0, 18.0, 14.0
     width = left + w + bar_gap + bar_w + 64
     height = top + h + bottom
-    image = png.data_uri(cells_png(values, colormap, sc, cell))
+    image = png.data_uri(cells_png(pooled, colormap, sc, cell))
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' class='fig' role='img' viewBox='0 0 {width:.0f} {height:.0f}' "
              f"width='{width:.0f}' height='{height:.0f}' font-size='{FONT}' font-family='sans-serif'>",
              f"<title>{esc(title)}</title>",
@@ -159,6 +175,9 @@ def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
         parts.append(f"<text transform='translate(11,{top + h / 2:.1f}) rotate(-90)' text-anchor='middle' "
                      f"class='axis'>{esc(row_title)}</text>")
     parts.append(colour_bar(left + w + bar_gap, top, bar_w, h, colormap, sc, value_name))
+    if step > 1:
+        parts.append(f"<text x='{left:.1f}' y='{height - 18:.1f}' class='axis'>each pixel: the largest of "
+                     f"{step} × {step} cells</text>")
     parts.append("</svg>")
     return "".join(parts)
 
