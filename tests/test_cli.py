@@ -111,7 +111,9 @@ def test_truncate_is_explicit_and_recorded(capsys, tmp_path, tiny_model_paths):
     assert code == 0 and "truncated from 102" in stdout
     analysis = load_session(out)
     assert len(analysis.tokens) == 64
-    assert analysis.manifest["truncation"] == {"tokens_before_truncation": 102, "truncated": True}
+    # 62 "bank"s fit beside [CLS] and [SEP]: the text from character 62 * 5 - 1 on was not analysed
+    assert analysis.manifest["truncation"] == {"tokens_before_truncation": 102, "truncated": True,
+                                               "analysed_chars": 309}
 
 
 def test_model_refusals_reach_the_command_line(capsys, tmp_path, tiny_model_paths):
