@@ -274,3 +274,9 @@ def test_member_claiming_more_bytes_than_the_file_holds(tmp_path):
     data[central + 20:central + 28] = (0xFFFFFFF0).to_bytes(4, "little") * 2  # compressed, uncompressed
     path.write_bytes(bytes(data))
     refused(path, "claims more bytes than the file holds")
+
+
+def test_token_text_of_a_megabyte_is_refused(tmp_path):
+    toks = manifest({"attentions": attention()})["tokens"]
+    toks[1]["text"] = "x" * 1_000_000
+    refused(session(tmp_path / "s.attn", tokens=toks), "tokens 1 is longer than 1000 characters")

@@ -27,6 +27,7 @@ from attn_desktop.core.quoting import quote
 PROBABILITY_SLACK = 1e-3  # float16 rounds 1 up to 1.00098
 MAX_TOKENS = 1_000_000
 MAX_TEXT = 50_000_000
+MAX_TOKEN_TEXT = 1000
 MAX_LAYERS = 4096
 MAX_HEADS = 4096
 UNKNOWN_ARRAY_MIN_ELEMENTS = 1 << 22
@@ -135,6 +136,8 @@ def check_tokens(label: str, raw, text: str, what: str) -> list[dict]:
     for i, tok in enumerate(raw):
         if not isinstance(tok, dict) or not isinstance(tok.get("text"), str):
             raise fail(label, f"{what} {i} in the manifest is damaged")
+        if len(tok["text"]) > MAX_TOKEN_TEXT or len(str(tok.get("piece") or "")) > MAX_TOKEN_TEXT:
+            raise fail(label, f"{what} {i} is longer than {MAX_TOKEN_TEXT} characters")
         start, end = tok.get("start"), tok.get("end")
         if not (is_int(start) and is_int(end)) or not 0 <= start <= end <= len(text):
             raise fail(label, f"{what} {i} has a span outside the text")
