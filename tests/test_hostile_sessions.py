@@ -279,4 +279,4 @@ def test_member_claiming_more_bytes_than_the_file_holds(tmp_path):
 def test_token_text_of_a_megabyte_is_refused(tmp_path):
     toks = manifest({"attentions": attention()})["tokens"]
     toks[1]["text"] = "x" * 1_000_000
-    refused(session(tmp_path / "s.attn", tokens=toks), "tokens 1 is longer than 1000 characters")
+    refused(session(tmp_path / "s.attn", tokens=toks), "token 1 is longer than 1000 characters")

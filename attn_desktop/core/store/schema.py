@@ -133,19 +133,20 @@ def check_tokens(label: str, raw, text: str, what: str) -> list[dict]:
         raise fail(label, f"the manifest's {what} are missing or empty")
     if len(raw) > MAX_TOKENS:
         raise fail(label, f"the manifest lists {len(raw)} {what} (at most {MAX_TOKENS})")
+    item = what[:-1]  # "token", "decoder token"
     for i, tok in enumerate(raw):
         if not isinstance(tok, dict) or not isinstance(tok.get("text"), str):
-            raise fail(label, f"{what} {i} in the manifest is damaged")
+            raise fail(label, f"{item} {i} in the manifest is damaged")
         if len(tok["text"]) > MAX_TOKEN_TEXT or len(str(tok.get("piece") or "")) > MAX_TOKEN_TEXT:
-            raise fail(label, f"{what} {i} is longer than {MAX_TOKEN_TEXT} characters")
+            raise fail(label, f"{item} {i} is longer than {MAX_TOKEN_TEXT} characters")
         start, end = tok.get("start"), tok.get("end")
         if not (is_int(start) and is_int(end)) or not 0 <= start <= end <= len(text):
-            raise fail(label, f"{what} {i} has a span outside the text")
+            raise fail(label, f"{item} {i} has a span outside the text")
         for flag in ("special", "generated", "unknown"):
             if flag in tok and type(tok[flag]) is not bool:
-                raise fail(label, f"{what} {i}: '{flag}' is not true or false")
+                raise fail(label, f"{item} {i}: '{flag}' is not true or false")
         if tok.get("piece") is not None and not isinstance(tok["piece"], str):
-            raise fail(label, f"{what} {i}: 'piece' is not text")
+            raise fail(label, f"{item} {i}: 'piece' is not text")
     return raw
 
 
