@@ -108,3 +108,26 @@ def test_session_that_fails_while_shown_is_all_or_nothing(window, qtbot, tmp_pat
     assert window.state.prepared is shown and window.document.text() == text
     assert window.windowTitle() == title and window.messages.level == "error"
     assert not any("other.attn" in r for r in recent(window))
+
+
+def test_a_save_on_a_full_disk_reports_and_leaves_nothing(window, qtbot, tmp_path, monkeypatch):
+    import errno
+
+    from attn_desktop.core.store import writes
+
+    good = session(tmp_path / "good.attn")
+    with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT):
+        window.open_session(str(good))
+    text = window.document.text()
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writes.os, "fsync", full)
+    with qtbot.waitSignal(window.session_failed, timeout=TIMEOUT) as failed:
+        window.save_session(str(out / "s.attn"))
+    assert "the disk is full; nothing was written" in failed.args[0]
+    assert os.listdir(out) == [] and window.document.text() == text
+    assert window.messages.level == "error"
