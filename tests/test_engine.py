@@ -37,7 +37,7 @@ def test_child_results_equal_in_process_results(engine, tiny_model_paths):
     np.testing.assert_array_equal(remote.arrays["attentions"], here.arrays["attentions"])
 
 
-def test_user_errors_cross_the_pipe_and_the_model_stays(engine, tiny_model_paths, tmp_path):
+def test_user_errors_cross_the_pipe_and_the_model_stays_usable(engine, tiny_model_paths, tmp_path):
     loaded, _ = engine.load(str(tiny_model_paths["bert"]))
     with pytest.raises(UserError, match="no config.json"):
         engine.load(str(tmp_path))

@@ -371,6 +371,8 @@ class ProcessEngine:
     def _request(self, op: str, args: dict, progress: Progress, cancel: Cancel):
         if not self._alive():
             self._start()
+        if op == "load":
+            self._child_model = None  # the child lets go of its model before loading another
         try:
             self._conn.send((op, args))
         except OSError:
