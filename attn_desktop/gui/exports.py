@@ -252,21 +252,26 @@ class Exports(QObject):
 
     # -- data -------------------------------------------------------------------------------------
     def vectors(self) -> tuple[dict[str, np.ndarray], list[str]]:
-        """Per-token values over the input tokens: the focus row of the view (when it runs over
-        the input) and every importance vector the analysis holds."""
+        """Values over the input, by words or by pieces as the views show them: the focus row of
+        the view (the focus word's, or the selection's: gui.units) when it runs over the input,
+        and every importance vector the analysis holds (summed over each word's pieces)."""
         from ..core.report.context import VECTOR_NAMES
+        from ..core.words import sum_columns
+        from .measures import MEASURES
+        from .units import focus_row, token_units
 
         an, sel = self.w.state.analysis, self.w.state.sel
-        labels = [t.text for t in an.tokens]
+        units = token_units(an, an.tokens, sel.words)
+        labels = list(units.labels)
         columns: dict[str, np.ndarray] = {}
-        hm = self.w.heatmap
-        focus_rows = list(getattr(hm, "_focus_rows", []) or [])
-        if hm.values is not None and focus_rows and hm.values.shape[1] == len(labels):
-            columns[f"{sel.measure} row of the focus"] = np.asarray(hm.values[focus_rows], np.float32).mean(axis=0)
+        if an.axis_tokens(sel.set_name)[1] is an.tokens:
+            row = focus_row(an, sel, MEASURES[sel.measure])
+            if row is not None:
+                columns[f"{sel.measure} row of the focus"] = np.asarray(row.values, np.float32)
         for name in VECTOR_NAMES:
             a = an.arrays.get(name)
-            if a is not None and a.ndim == 1 and a.shape[0] == len(labels):
-                columns[name] = np.asarray(a, np.float32)
+            if a is not None and a.ndim == 1 and a.shape[0] == len(an.tokens):
+                columns[name] = sum_columns(np.asarray(a, np.float32), units)
         return columns, labels
 
     def export_data(self, what: str, path: str, fmt: str) -> bool:

@@ -191,3 +191,28 @@ def test_flow_of_a_selection_is_the_mean_of_its_pieces_flow(window, qtbot, contr
     np.testing.assert_allclose(values, expected, atol=1e-5)
     # the heatmap shows the words whose pieces all have a flow row
     assert set(window.heatmap.row_labels) == {"Tenant", "indemnify"}
+
+
+def test_token_values_export_follows_words_or_pieces(window, qtbot, contract, tmp_path):
+    import csv
+    import io
+
+    an, groups, word = contract
+    editor = window.document.editor
+    qtbot.mouseClick(editor.viewport(), Qt.LeftButton, pos=piece_point(editor, word[1]))
+    att = an.arrays["attentions"][window.state.sel.layer].astype(np.float64).mean(axis=0)
+
+    def exported():
+        out = tmp_path / "v.csv"
+        assert window.exports.export_data("vectors", str(out), "csv")
+        rows = list(csv.reader(io.StringIO("\n".join(out.read_text(encoding="utf-8").splitlines()[1:]))))
+        assert rows[0][:3] == ["index", "token", "attention row of the focus"]
+        return [r[1].split(":", 1)[1] for r in rows[1:]], np.array([float(r[2]) for r in rows[1:]])
+
+    labels, values = exported()
+    assert labels == [label for label, _ in groups]
+    np.testing.assert_allclose(values, selection_row_by_loops(att, word, groups), rtol=1e-4, atol=1e-6)
+    qtbot.mouseClick(window.selection_bar.pieces_button, Qt.LeftButton)
+    labels, values = exported()
+    assert labels == [t.text for t in an.tokens]
+    np.testing.assert_allclose(values, att[window.state.sel.focus], rtol=1e-4, atol=1e-6)
