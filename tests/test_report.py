@@ -380,3 +380,24 @@ def test_large_heatmaps_are_max_pooled_and_say_so():
     fig = svg.heatmap(big, [str(i) for i in range(1100)], [str(i) for i in range(1100)])
     assert "the largest of 2 × 2 cells" in fig
     assert [rpng.decode_png(d).shape[:2] for d in _pngs(fig)][0] == (550, 550)
+
+
+def test_export_files_with_hostile_labels_parse_and_never_start_a_formula():
+    import csv as _csv
+    import io
+    import xml.etree.ElementTree as ET
+
+    from attn_desktop.core.report import exports
+
+    labels = ["<script>", "]]>&amp;", "=HYPERLINK(\"x\")", "+1", "a\x01b", "\u202eevil"]
+    m = np.arange(36, dtype=np.float32).reshape(6, 6) / 36
+    fields = exports.caption_fields(measure="attention", layer=2, head="mean", model="m<1>", document='d"&.txt')
+    root = ET.fromstring(exports.heatmap_svg(m, labels, labels, caption=fields).encode("utf-8"))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len([r for r in root.iter(f"{ns}rect") if r.get("class") == "cell"]) == 36
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert "<script>" in texts and "[U+202E]evil" in texts
+    assert root.find(f"{ns}metadata")[0].get("document") == 'd"&.txt'
+    rows = list(_csv.reader(io.StringIO(exports.matrix_csv(m, labels, labels))))
+    assert rows[0][1:] == [f"{i}:{t}" for i, t in enumerate(labels)]
+    assert not any(cell[:1] in "=+-@" for row in rows for cell in row[:1] + rows[0])
