@@ -91,3 +91,32 @@ def test_the_model_process_ends_with_its_parent(tmp_path, tiny_model_paths, demo
         parent.stdout.close()
         if child is not None and not _gone(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_the_model_process_ends_when_the_window_is_killed(tmp_path, tiny_model_paths):
+    """The real window (offscreen) loading a model, killed with SIGKILL."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "ATTN_DESKTOP_MODELS": str(tmp_path / "library")}
+    window = subprocess.Popen([sys.executable, "-m", "attn_desktop", "--model", str(tiny_model_paths["bert"])],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = None
+    try:
+        deadline = time.monotonic() + 120
+        while child is None and time.monotonic() < deadline and window.poll() is None:
+            for p in psutil.Process(window.pid).children():
+                try:
+                    if "attn_desktop.core.model.engine" in " ".join(p.cmdline()):
+                        child = p.pid
+                except psutil.NoSuchProcess:
+                    pass
+            time.sleep(0.05)
+        assert child is not None, f"no model process appeared (window exit {window.poll()})"
+        window.kill()
+        window.wait(GONE_S)
+        assert _wait_gone(child, GONE_S), f"model process {child} outlived the killed window"
+    finally:
+        if window.poll() is None:
+            window.kill()
+            window.wait()
+        if child is not None and not _gone(child):
+            os.kill(child, signal.SIGKILL)
