@@ -102,3 +102,15 @@ def test_encoder_decoder_round_trip_with_the_view(loaded_models, tmp_path):
     assert back.decoder_tokens == an.decoder_tokens and back.manifest["view"]["attention_set"] == "cross"
     for name, array in an.arrays.items():
         assert back.arrays[name].tobytes() == array.tobytes(), name
+
+
+@pytest.mark.parametrize("kind,methods", [("bart", ["heads"]), ("gpt2", ["heads", "saliency", "grad_input", "loo"])])
+def test_arrays_the_stages_really_make_fit_the_table(loaded_models, tmp_path, kind, methods):
+    """The table agrees with what the explanation and heads stages write (not only with the
+    contract): their arrays save, reopen bit for bit and are all known to the table."""
+    an = analyze(loaded_models(kind), TEXT, methods=["attention", *methods])
+    made = set(an.arrays) - {"attentions", "encoder_attentions", "decoder_attentions", "cross_attentions"}
+    assert made and made <= set(ARRAY_RULES), made - set(ARRAY_RULES)
+    back = load_session(save_session(an, tmp_path / "f.attn"))
+    for name in made:
+        assert back.arrays[name].tobytes() == an.arrays[name].tobytes(), name
