@@ -97,10 +97,6 @@ def flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def paragraph(text: str) -> str:
-    return f"<p>{esc(text)}</p>"
-
-
 def how_to_read(text: str) -> str:
     """The plain-language note every section carries, for a reader who is not a researcher."""
     return f"<div class='howto'><p><strong>How to read this.</strong> {esc(text)}</p></div>"

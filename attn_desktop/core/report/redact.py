@@ -4,9 +4,10 @@ Two modes (docs/report.md):
 - `words`: every token that contains a letter is shown as its index (#12); tokens made only
   of digits and number punctuation (amounts, doses, dates) keep their text; special tokens
   ([CLS], </s>) are not document text and stay.
-- `spans:FILE`: the character spans listed in FILE are masked. Every token that overlaps a
-  masked span is shown as its index, and so is every other occurrence of the same token text
-  in the input and the decoder text (a name masked once is masked everywhere).
+- `spans:FILE`: the character spans listed in FILE are masked. Every word a span touches is
+  masked whole, and so is every other occurrence of that word in the input and the decoder text
+  (a name masked once is masked everywhere); tokens that overlap masked characters are shown as
+  their index.
 
 A `DocumentView` is the only way section renderers see the document: its labels and text
 segments are already redacted, so no renderer can let the original text through. The manifest
@@ -26,7 +27,6 @@ from attn_desktop.core.errors import UserError
 NUMBER = re.compile(r"^[\d.,:/%+\-−–]+$")
 WORD = re.compile(r"\w+")
 REDACTED = "[redacted]"
-MASK = "▒▒▒"
 # manifest keys whose values are the document's text, its ids (which a tokenizer turns back
 # into text) or text derived from it
 DOCUMENT_KEYS = {"text", "tokens", "decoder_text", "decoder_tokens", "input_ids", "decoder_input_ids",
@@ -46,7 +46,7 @@ class Redaction:
         return self.mode != "none"
 
 
-def parse_redact(arg: str | None, text_for_check: str | None = None) -> Redaction:
+def parse_redact(arg: str | None) -> Redaction:
     """`words`, `spans:FILE`, or None/'none'."""
     if arg is None or arg in ("", "none"):
         return Redaction()
@@ -165,9 +165,6 @@ class DocumentView:
     def redacted(self) -> bool:
         return self.redaction.active
 
-    def label(self, i: int) -> str:
-        return self.input.label(i)
-
     def labels(self) -> list[str]:
         return [self.input.label(i) for i in range(len(self.input.tokens))]
 
@@ -176,9 +173,6 @@ class DocumentView:
 
     def axis_labels(self, which: str) -> list[str]:
         return self.labels() if which == "tokens" else self.decoder_labels()
-
-    def is_hidden(self, i: int) -> bool:
-        return i in self.input.hidden_tokens
 
     def segments(self, decoder: bool = False) -> list[tuple[str, int | None]]:
         """The text as (piece, token index or None); hidden tokens become their labels, hidden
