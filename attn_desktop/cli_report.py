@@ -7,6 +7,7 @@ from pathlib import Path
 
 from attn_desktop.core.errors import UserError
 
+COLORMAPS = {"viridis": "viridis", "cividis": "cividis", "cbl2": "colour-blind safe (CET-CBL2)"}
 REDACT_HELP = ("'words': words replaced by token indices (numbers stay); 'spans:FILE': mask the "
                "character spans listed in FILE (docs/report.md)")
 
@@ -26,7 +27,8 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", metavar="H|mean|max|min", help="head index or aggregate over heads (default: mean)")
     p.add_argument("--focus", metavar="I[,J...]", help="query token index(es) whose row shades the text")
     p.add_argument("--words", action="store_true", help="rows, columns and the text by words, not word pieces")
-    p.add_argument("--colormap", choices=("viridis", "cividis", "colour-blind safe (CET-CBL2)"), default="viridis")
+    p.add_argument("--colormap", choices=tuple(COLORMAPS), default="viridis",
+                   help="viridis (default), cividis, or cbl2 (colour-blind safe CET-CBL2)")
     p.add_argument("--scale", choices=("linear", "log", "min–max"), default="linear")
     p.add_argument("--title", default="Attention analysis report")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -92,7 +94,7 @@ def options_from_args(args: argparse.Namespace, analysis, session: Path | None, 
     if focus is not None:
         fields["focus"] = focus
     return ReportOptions(
-        **fields, colormap=getattr(args, "colormap", "viridis"), scale=getattr(args, "scale", "linear"),
+        **fields, colormap=COLORMAPS[getattr(args, "colormap", "viridis")], scale=getattr(args, "scale", "linear"),
         redaction=parse_redact(args.redact), session_path=str(session) if session else None,
         document_name=document_name, title=getattr(args, "title", "Attention analysis report"),
     )
