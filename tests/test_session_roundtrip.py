@@ -114,3 +114,15 @@ def test_arrays_the_stages_really_make_fit_the_table(loaded_models, tmp_path, ki
     back = load_session(save_session(an, tmp_path / "f.attn"))
     for name in made:
         assert back.arrays[name].tobytes() == an.arrays[name].tobytes(), name
+
+
+def test_manifest_text_that_is_not_unicode_is_refused_at_save(full_analysis, tmp_path):
+    an = full_analysis
+    saved = an.manifest["model"]["folder"]
+    an.manifest["model"]["folder"] = "/models/mod\udce9l"
+    try:
+        with pytest.raises(UserError, match="not valid Unicode"):
+            save_session(an, tmp_path / "u.attn")
+    finally:
+        an.manifest["model"]["folder"] = saved
+    assert list(tmp_path.iterdir()) == []

@@ -77,7 +77,10 @@ def save_session(analysis: Analysis, path: str | Path) -> Path:
     except (TypeError, ValueError) as exc:
         raise UserError(f"{label}: the manifest cannot be written ({exc})") from None
     _validated(label, manifest, _InMemory(analysis.arrays), view=True)
-    text = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
+    try:
+        text = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: bytes that were never UTF-8
+        raise UserError(f"{label}: the manifest holds text that is not valid Unicode") from None
     if len(text) > MANIFEST_LIMIT:
         raise UserError(f"{label}: the manifest would be {len(text) / 1e6:.0f} MB "
                         f"(sessions hold at most {MANIFEST_LIMIT / 1e6:.0f} MB)")
@@ -167,8 +170,11 @@ def _validated(label: str, manifest: dict, source, view: bool) -> Analysis:
         decoder_tokens = schema.check_tokens(label, decoder_tokens, decoder_text or "", "decoder tokens")
     layers, decoder_layers, heads = schema.check_model(label, manifest.get("model"))
     encoder_decoder = decoder_tokens is not None
+    from attn_desktop.core.windows import check_section as check_windows
+
     dims = Dims(n=len(tokens), m=len(decoder_tokens) if encoder_decoder else None, L=layers,
-                Ld=(decoder_layers or layers) if encoder_decoder else None, H=heads)
+                Ld=(decoder_layers or layers) if encoder_decoder else None, H=heads,
+                **check_windows(label, manifest.get("windows"), text, heads, layers))
     schema.check_methods(label, manifest.get("methods"), dims)
     schema.check_sections(label, manifest)
     for key, check in schema.SECTION_CHECKS.items():
