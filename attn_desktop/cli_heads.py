@@ -59,7 +59,7 @@ def prune_parser() -> argparse.ArgumentParser:
                    help="which heads go: those with no effect on any text (|change| < T, default 0.01), "
                    "the K least important by ablation (or gradient) over the texts, or a list of "
                    "0-based LAYER.HEAD (SET:LAYER.HEAD for encoder-decoders: encoder, decoder, cross)")
-    p.add_argument("--texts", required=True, metavar="FOLDER", help="folder of .txt / .md files to compare on")
+    p.add_argument("--texts", required=True, metavar="FOLDER", help="folder of .txt files to compare on")
     p.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder for the pruned model")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--repeats", type=int, default=3, help="timed forward passes per text and model (default 3)")

@@ -75,14 +75,14 @@ def test_cli_prune(tiny_model_paths, tmp_path, capsys):
     texts = tmp_path / "texts"
     texts.mkdir()
     (texts / "one.txt").write_text(TEXT, encoding="utf-8")
-    (texts / "two.md").write_text("The tenant shall pay the rent.", encoding="utf-8")
-    (texts / "skip.csv").write_text("not read", encoding="utf-8")
+    (texts / "two.txt").write_text("The tenant shall pay the rent.", encoding="utf-8")
+    (texts / "README.md").write_text("not read", encoding="utf-8")
     out = tmp_path / "pruned"
     code, stdout, err = run(capsys, "prune", "--model", str(tiny_model_paths["gpt2"]), "--heads", "0.1,1.2,1.3",
                             "--texts", str(texts), "--out", str(out), "--repeats", "1")
     assert code == 0, err
     assert "removed 3 of 8 heads (self:0.1 1.2 1.3)" in stdout
-    assert "one.txt" in stdout and "two.md" in stdout and "skip.csv" not in stdout
+    assert "one.txt" in stdout and "two.txt" in stdout and "README" not in stdout
     assert "forward time pruned / original" in stdout
     pruned = load_model(out)
     assert pruned.num_parameters < load_model(tiny_model_paths["gpt2"]).num_parameters

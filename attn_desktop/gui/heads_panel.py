@@ -647,7 +647,7 @@ class HeadsPanel(QWidget):
         self.heads_edit.setVisible(rule == "explicit")
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Texts to compare on (.txt, .md)")
+        folder = QFileDialog.getExistingDirectory(self, "Texts to compare on (.txt files)")
         if folder:
             self.set_texts_folder(folder)
 

@@ -18,19 +18,19 @@ from attn_desktop.core.errors import Cancelled, UserError
 from attn_desktop.core.explain import head_importance as hi
 
 MAX_TEXTS = 500
-TEXT_SUFFIXES = (".txt", ".md")
+TEXT_SUFFIXES = (".txt",)
 DEFAULT_DEAD_THRESHOLD = 0.01
 Progress = Callable[[float, str], None]
 
 
 def read_texts(folder: str | Path) -> list[tuple[str, str]]:
-    """(file name, text) for every .txt / .md file of a folder, sorted by name."""
+    """(file name, text) for every .txt file of a folder, sorted by name."""
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise UserError(f"texts folder not found: {path}")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
     if not files:
-        raise UserError(f"{path} holds no .txt or .md files")
+        raise UserError(f"{path} holds no .txt files")
     if len(files) > MAX_TEXTS:
         raise UserError(f"{path} holds {len(files)} texts; at most {MAX_TEXTS} are compared at once")
     out = []
