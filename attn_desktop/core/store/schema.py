@@ -71,14 +71,6 @@ ARRAY_RULES: dict[str, ArrayRule] = {
     "encoder_layer_smoothing": ArrayRule(("L+1",)),
     "decoder_layer_smoothing": ArrayRule(("Ld+1",)),
 }
-# the heads stage prefixes the arrays of an encoder-decoder's attention sets
-_SET_LAYERS = {"encoder_": "L", "decoder_": "Ld", "cross_": "Ld"}
-for _prefix, _layers in _SET_LAYERS.items():
-    for _name in ("head_importance", "head_importance_grad", "head_entropy"):
-        ARRAY_RULES[_prefix + _name] = ArrayRule((_layers, "H"))
-    ARRAY_RULES[_prefix + "layer_importance"] = ArrayRule((_layers,))
-for _prefix in ("encoder_", "decoder_"):
-    ARRAY_RULES[_prefix + "layer_smoothing"] = ArrayRule((_SET_LAYERS[_prefix] + "+1",))
 REQUIRED = {False: ("attentions",), True: ("encoder_attentions", "decoder_attentions", "cross_attentions")}
 
 
