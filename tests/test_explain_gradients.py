@@ -250,3 +250,35 @@ def test_gradient_rollout_of_an_encoder_decoder(loud_models):
     assert rec["set"] == "encoder-decoder" and rec["decoder_layers"] == 2
     assert vec.shape == (n,) and np.all(vec >= 0) and vec.sum() > 0
     assert np.allclose(vec, r_ts[0], rtol=1e-4, atol=1e-7)
+
+
+def test_embedding_gradients_keep_what_the_model_does_after_the_layer(tmp_path):
+    """Marian scales the embedding layer's output by sqrt(d) only when it gets token ids: the
+    gradients replace that layer's output and keep the ids, so the scale stays."""
+    import tiny_models
+    import transformers as tf
+
+    from attn_desktop.core.model.loading import load_model
+
+    tok = tiny_models._bytelevel_tokenizer()
+    cfg = tf.MarianConfig(vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2,
+                          encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                          decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+                          eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
+                          scale_embedding=True, init_std=0.3)
+    torch.manual_seed(0)
+    tf.MarianMTModel(cfg).eval().save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path)
+    ids = loaded.tokenizer("The rent is due on the first day.")["input_ids"]
+    target = resolve_target(loaded, ids, {}, decoder_ids=_decoder(loaded, ids))
+    x = target.ids_tensor(loaded)
+    with torch.no_grad():
+        via_layer = float(target.evaluate_embeds(loaded, target.embed(loaded, x))[0])
+        unscaled = loaded.model(inputs_embeds=target.embed(loaded, x),
+                                decoder_input_ids=torch.tensor([target.definition["decoder_prefix_ids"]])).logits
+    assert via_layer == pytest.approx(target.value, abs=1e-6)
+    assert float(unscaled.log_softmax(-1)[0, -1, target.definition["token_id"]]) != pytest.approx(target.value, abs=1e-3)
+    res = grd.integrated_gradients(loaded, target, baseline="zero")
+    gap = res.record["f_input"] - res.record["f_baseline"]
+    assert abs(float(res.attributions.sum()) - gap) <= 0.05 * abs(gap)

@@ -107,39 +107,29 @@ class Target:
     _index: int | None = None  # class / token id / label index read
     _position: int | None = None  # masked-LM mask position; seq2seq decoder position
     _decoder_ids: list[int] | None = None
-    _decoder_embeds: Any = field(default=None, repr=False)
     _anchors: Any = field(default=None, repr=False)  # label or reference embeddings [K, d], unit norm
 
     # -- running the model ----------------------------------------------------------------
 
-    def _inputs(self, loaded, ids=None, mask=None, embeds=None) -> dict[str, Any]:
+    def _inputs(self, loaded, ids, mask=None) -> dict[str, Any]:
         import torch
 
-        first = ids if ids is not None else embeds
-        batch = first.shape[0]
         if mask is None:
-            mask = torch.ones(first.shape[:2], dtype=torch.long, device=first.device)
-        inputs: dict[str, Any] = {"attention_mask": mask}
-        if embeds is not None:
-            inputs["inputs_embeds"] = embeds
-        else:
-            inputs["input_ids"] = ids
+            mask = torch.ones(ids.shape[:2], dtype=torch.long, device=ids.device)
+        inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if loaded.kind == "causal-lm" or loaded.is_encoder_decoder:
             inputs["use_cache"] = False
         if loaded.is_encoder_decoder:
-            if self._decoder_embeds is not None:
-                inputs["decoder_inputs_embeds"] = self._decoder_embeds.expand(batch, -1, -1)
-            else:
-                dec = torch.tensor([self._decoder_ids[: self._position]], device=first.device)
-                inputs["decoder_input_ids"] = dec.expand(batch, -1)
+            dec = torch.tensor([self._decoder_ids[: self._position]], device=ids.device)
+            inputs["decoder_input_ids"] = dec.expand(ids.shape[0], -1)
         return inputs
 
     def _run(self, loaded, plan, **inputs):
         from attn_desktop.core.model import capture
 
         ctx = capture.active(plan) if plan is not None else contextlib.nullcontext()
-        first = inputs.get("input_ids", inputs.get("inputs_embeds"))
-        with ctx, _unpadded_batches(loaded.model, self.kind == "class" and first.shape[0] > 1):
+        batched = self.kind == "class" and inputs["input_ids"].shape[0] > 1
+        with ctx, _unpadded_batches(loaded.model, batched):
             return loaded.model(**inputs)
 
     def _read(self, out, mask, positions=None):
@@ -193,14 +183,39 @@ class Target:
         return self.embedding_module(loaded)(ids)
 
     def evaluate_embeds(self, loaded, embeds, attention_mask=None, plan=None):
-        """The target from input embeddings [B, n, d] (gradients flow back to them)."""
-        inputs = self._inputs(loaded, embeds=embeds, mask=attention_mask)
-        return self._read(self._run(loaded, plan, **inputs), inputs["attention_mask"])[0]
+        """The target with the input-embedding layer's output replaced by `embeds` [B, n, d] for this
+        input's n tokens (gradients flow back to them). The model runs on its token ids as usual,
+        so whatever it does after that layer (scaling, positions) stays as its authors wrote it;
+        passing inputs_embeds instead would skip, e.g., Marian's sqrt(d) scale."""
+        import torch
+
+        if embeds.shape[1] != len(self.input_ids):
+            raise ValueError(f"embeddings for {embeds.shape[1]} tokens, the input has {len(self.input_ids)}")
+        ids = torch.tensor([self.input_ids], device=embeds.device).expand(embeds.shape[0], -1)
+        with _replaced_output(self.embedding_module(loaded), embeds):
+            return self.evaluate(loaded, ids, attention_mask, plan)
 
     def ids_tensor(self, loaded, rows: int = 1):
         import torch
 
         return torch.tensor([self.input_ids] * rows, dtype=torch.long, device=loaded.device)
+
+
+@contextlib.contextmanager
+def _replaced_output(module, output):
+    """The module's first call returns `output` (the encoder runs before a decoder that might share
+    the embedding module)."""
+    calls = [0]
+
+    def hook(mod, args, out):
+        calls[0] += 1
+        return output if calls[0] == 1 else out
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @contextlib.contextmanager
@@ -326,11 +341,6 @@ def resolve_target(loaded, input_ids: list[int], spec: dict | None, decoder_ids:
         d.update(position=position, decoder_prefix_ids=list(decoder_ids[:position]),
                  decoder_prefix=loaded.tokenizer.convert_ids_to_tokens(decoder_ids[:position]),
                  reads="log-softmax of the token at this decoder position given the prefix")
-        enc_emb = target.embedding_module(loaded)
-        if enc_emb is loaded.model.get_decoder().get_input_embeddings():
-            with torch.no_grad():
-                dec = torch.tensor([decoder_ids[:position]], device=loaded.device)
-                target._decoder_embeds = loaded.model.get_decoder().get_input_embeddings()(dec)
     elif kind == "next-token":
         d.update(position=len(input_ids) - 1, reads="log-softmax of the next token after the last input token")
     elif kind in ("zero-shot", "reference"):
