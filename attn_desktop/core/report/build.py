@@ -66,6 +66,7 @@ figcaption { color: #4a5568; font-size: 12.5px; margin-top: 4px; }
 svg.fig { max-width: 100%; height: auto; display: block; }
 svg.fig text { fill: #1d2330; }
 svg.fig text.axis { fill: #4a5568; font-style: italic; }
+svg.fig text.mark { fill: #000; font-size: 10px; paint-order: stroke; stroke: #fff; stroke-width: 2px; }
 .document { border: 1px solid #d5dbe3; border-radius: 4px; padding: 12px 14px; white-space: pre-wrap;
             line-height: 1.9; font-size: 15px; background: #fff; overflow-wrap: anywhere; }
 .tok, .chip { border-radius: 3px; padding: 1px 0; }

@@ -78,10 +78,22 @@ _HEX: dict[str, str] = {
 DEFAULT = "viridis"
 
 
+DIVERGING = "diverging"  # blue (negative) - white (0) - red (positive), for signed values on [-a, a]
+
+
+def _diverging() -> bytes:
+    out = bytearray()
+    for i in range(256):
+        v = i / 255 * 2 - 1
+        target = (178, 24, 43) if v > 0 else (33, 102, 172)
+        out += bytes(round(255 + (c - 255) * abs(v)) for c in target)
+    return bytes(out)
+
+
 @cache
 def table(name: str) -> np.ndarray:
     """[256, 3] uint8; unknown names fall back to viridis."""
-    raw = bytes.fromhex(_HEX.get(name, _HEX[DEFAULT]))
+    raw = _diverging() if name == DIVERGING else bytes.fromhex(_HEX.get(name, _HEX[DEFAULT]))
     out = np.frombuffer(raw, np.uint8).reshape(256, 3).copy()
     out.setflags(write=False)
     return out

@@ -132,11 +132,14 @@ def pool_max(m: np.ndarray, side: int) -> tuple[np.ndarray, int]:
 def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *,
             colormap: str = "viridis", scale: str = "linear", value_name: str = "weight",
             focus_row: int | None = None, title: str = "", size: float = 560.0,
-            row_title: str = "query token (row)", col_title: str = "key token (column)") -> str:
-    """An SVG heatmap: cells as one PNG, every label (thinned to what fits) as text, a colour bar."""
+            row_title: str = "query token (row)", col_title: str = "key token (column)",
+            value_range: tuple[float, float] | None = None,
+            marks: dict[tuple[int, int], str] | None = None) -> str:
+    """An SVG heatmap: cells as one PNG, every label (thinned to what fits) as text, a colour bar.
+    `value_range` fixes the colour scale; `marks` puts a short text on cells (row, column)."""
     values = np.asarray(values, np.float32)
     rows, cols = values.shape
-    sc = Scale.fit(values, scale)
+    sc = Scale("linear", *value_range) if value_range is not None else Scale.fit(values, scale)
     pooled, step = pool_max(values, MAX_SIDE)
     cell = max(1, min(24, int(size // max(rows, cols, 1))))
     w, h = cols * cell, rows * cell
@@ -167,6 +170,10 @@ def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
         y = top + h + 4
         parts.append(f"<text transform='translate({x:.1f},{y:.1f}) rotate(-90)' text-anchor='end' "
                      f"dominant-baseline='middle'>{esc(col_lab[j])}</text>")
+    for (i, j), mark in (marks or {}).items():
+        if mark.strip() and 0 <= i < rows and 0 <= j < cols:
+            parts.append(f"<text x='{left + (j + 0.5) * cw:.1f}' y='{top + (i + 0.5) * ch:.1f}' text-anchor='middle' "
+                         f"dominant-baseline='middle' class='mark'>{esc(mark.strip())}</text>")
     if focus_row is not None and 0 <= focus_row < rows:
         parts.append(f"<rect x='{left:.1f}' y='{top + focus_row * ch:.1f}' width='{w:.1f}' height='{ch:.1f}' "
                      "fill='none' stroke='#ff1f7a' stroke-width='1.6'/>")

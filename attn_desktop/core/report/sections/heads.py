@@ -18,7 +18,7 @@ HOWTO = ("A model has several layers, and each layer several 'heads' that attend
          "that put most of their weight on one position (often a separator token), which usually means "
          "'nothing in particular'. Where the analysis measured it, 'importance' is how much the output "
          "changes when one head is switched off: strong colours, blue or red, mark heads the output depends on.")
-GRID_MAX_HEADS = 16
+GRID_MAX_HEADS = 12  # wider grids would not fit a printed A4 page: drawn as a heatmap instead
 # arrays of the heads stage (docs/heads.md): name -> (title, signed). Its head_entropy is the
 # normalised entropy the first table shows (core.propagate.heads.head_diagnostics), not repeated.
 HEAD_ARRAYS = {
@@ -94,7 +94,9 @@ def _grid(m, marks, title, ctx, signed=False, value_range=None):
         return grid_table(m, [f"layer {i}" for i in range(layers)], [f"h{j}" for j in range(heads)],
                           corner="", colormap=ctx.options.colormap, signed=signed, marks=marks, caption=title,
                           value_range=value_range)
-    values = (m + 1) / 2 if signed else m
-    return svg.heatmap(values, [f"layer {i}" for i in range(layers)], [f"head {j}" for j in range(heads)],
-                       colormap=ctx.options.colormap, value_name=title, title=title,
-                       row_title="layer", col_title="head")
+    from .. import colours
+
+    return svg.heatmap(m, [f"layer {i}" for i in range(layers)], [f"head {j}" for j in range(heads)],
+                       colormap=colours.DIVERGING if signed else ctx.options.colormap, value_name=title,
+                       title=title, row_title="layer", col_title="head", marks=marks,
+                       value_range=(-1.0, 1.0) if signed else value_range)
