@@ -138,6 +138,11 @@ class Exports(QObject):
                 sub.addAction("Matrix as CSV (token labels)…", lambda: self.choose_data("matrix", "csv"))
                 sub.addAction("Matrix as NumPy .npy…", lambda: self.choose_data("matrix", "npy"))
         menu.addSeparator()
+        an = self.w.state.analysis
+        arrays = menu.addMenu("Analysis arrays as CSV")
+        for name in core_exports.exportable_arrays(an) if an is not None else []:
+            arrays.addAction(name, lambda n=name: self.choose_array(n))
+        arrays.setEnabled(not arrays.isEmpty())
         act = menu.addAction("Token values as CSV (focus row and importance vectors)…",
                              lambda: self.choose_data("vectors", "csv"))
         act.setEnabled(self.w.state.analysis is not None)
@@ -301,6 +306,28 @@ class Exports(QObject):
             return False
         self.w.messages.info(f"Exported {Path(path).name}.")
         return True
+
+    def export_array(self, name: str, path: str) -> bool:
+        """One vector or matrix of the analysis (head grids, flow rows, importance vectors...) as
+        CSV with its axes labelled."""
+        try:
+            an = self.w.state.analysis
+            if an is None or name not in an.arrays:
+                raise UserError(f"the analysis holds no array {name!r}")
+            values, rows, cols, corner = core_exports.array_table(name, an.arrays[name], an)
+            fields = self.caption(f"array {name}")
+            data = core_exports.matrix_csv(values, rows, cols, corner=corner, caption=fields).encode("utf-8")
+            write_atomic(path, data)
+        except (UserError, ValueError) as exc:
+            self.w.messages.error(str(exc))
+            return False
+        self.w.messages.info(f"Exported {Path(path).name}.")
+        return True
+
+    def choose_array(self, name: str) -> None:
+        path, _ = QFileDialog.getSaveFileName(self.w, "Export array", f"{name}.csv", "CSV files (*.csv)")
+        if path:
+            self.export_array(name, path if path.lower().endswith(".csv") else f"{path}.csv")
 
     def choose_data(self, what: str, fmt: str) -> None:
         flt = "CSV files (*.csv)" if fmt == "csv" else "NumPy arrays (*.npy)"

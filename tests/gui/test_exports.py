@@ -159,3 +159,22 @@ def test_file_menu_export_report_asks_redaction_and_path(shown, tmp_path, qtbot,
     monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: asked.append(a) or QMessageBox.No))
     w.act_export_report.trigger()
     assert asked and w.exports._report_job is None
+
+
+def test_analysis_arrays_to_csv_with_labelled_axes(shown, tmp_path):
+    w = shown
+    an = w.state.analysis
+    an.arrays["head_importance"] = np.arange(8, dtype=np.float32).reshape(2, 4)
+    out = tmp_path / "heads.csv"
+    assert w.exports.export_array("head_importance", str(out))
+    rows = list(csv.reader(io.StringIO("\n".join(out.read_text(encoding="utf-8").splitlines()[1:]))))
+    assert rows[0] == ["layer \\ head", "0:head 0", "1:head 1", "2:head 2", "3:head 3"]
+    assert rows[2][0] == "1:layer 1" and float(rows[2][4]) == 7.0
+    out = tmp_path / "flow.csv"
+    assert w.exports.export_array("flow", str(out))
+    rows = list(csv.reader(io.StringIO("\n".join(out.read_text(encoding="utf-8").splitlines()[1:]))))
+    flow_rows = [int(r) for r in an.arrays["flow_rows"]]
+    assert [r[0] for r in rows[1:]] == [f"{k}:{an.tokens[q].text}" for k, q in enumerate(flow_rows)]
+    assert rows[0][2] == "1:The"
+    assert not w.exports.export_array("attentions", str(tmp_path / "a.csv"))  # 4-D: refused in one line
+    assert w.messages.level == "error"

@@ -170,3 +170,41 @@ def vectors_csv(columns: Mapping[str, np.ndarray], labels: Sequence[str],
     for i, label in enumerate(labels):
         w.writerow([i, _label(i, label)] + [format(float(c[i]), ".9g") for c in columns.values()])
     return buf.getvalue()
+
+
+def array_table(name: str, array: np.ndarray, analysis) -> tuple[np.ndarray, list[str], list[str], str]:
+    """A 1-D or 2-D array of an analysis as a labelled table (values [r, c], row labels, column
+    labels, corner): token axes get token labels, head grids 'layer i' x 'head j', flow rows the
+    tokens of flow_rows; anything else its indices."""
+    a = np.asarray(array)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"{name} has {a.ndim} dimensions; only vectors and matrices go to CSV")
+    tokens = [t.text for t in analysis.tokens]
+    decoder = [t.text for t in (analysis.decoder_tokens or [])]
+
+    def axis(size: int, prefix: str) -> list[str]:
+        if size == len(tokens) and not name.startswith(("decoder_", "cross_")):
+            return tokens
+        if decoder and size == len(decoder):
+            return decoder
+        return [f"{prefix} {i}" for i in range(size)]
+
+    if a.ndim == 1:
+        if name.endswith("layer_smoothing"):
+            cols = ["state 0 (embeddings)"] + [f"state {i}" for i in range(1, a.shape[0])]
+        elif "layer" in name:
+            cols = [f"layer {i}" for i in range(a.shape[0])]
+        else:
+            cols = axis(a.shape[0], "value")
+        return a[None, :], [name], cols, "array"
+    if "head" in name:
+        return a, [f"layer {i}" for i in range(a.shape[0])], [f"head {j}" for j in range(a.shape[1])], "layer \\ head"
+    rows = axis(a.shape[0], "row")
+    if name.endswith("flow") and "flow_rows" in analysis.arrays:
+        rows = [tokens[int(r)] if 0 <= int(r) < len(tokens) else f"row {r}" for r in analysis.arrays["flow_rows"]]
+    return a, rows, axis(a.shape[1], "column"), "row \\ column"
+
+
+def exportable_arrays(analysis) -> list[str]:
+    """Names of the analysis' vectors and matrices that make sense as a CSV table."""
+    return [k for k, v in sorted(analysis.arrays.items()) if v.ndim in (1, 2) and k != "flow_rows"]
