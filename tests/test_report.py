@@ -401,3 +401,20 @@ def test_export_files_with_hostile_labels_parse_and_never_start_a_formula():
     rows = list(_csv.reader(io.StringIO(exports.matrix_csv(m, labels, labels))))
     assert rows[0][1:] == [f"{i}:{t}" for i, t in enumerate(labels)]
     assert not any(cell[:1] in "=+-@" for row in rows for cell in row[:1] + rows[0])
+
+
+def test_importance_vector_shades_the_text_both_ways_without_a_focus(analysis_of):
+    from attn_desktop.core.report.sections.text import NEG, POS, shade
+
+    an = analysis_of("The bank approved the loan.")
+    n = len(an.tokens)
+    ig = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    an.arrays["integrated_gradients"] = ig
+    an.manifest["explain"] = {"target": {"kind": "reference"}}
+    page = build_report(an, ReportOptions(measure="integrated_gradients"))
+    text = page[page.index("<section id='text'"):]
+    text = text[: text.index("</section>")]
+    assert "Integrated Gradients, for the target (reference)" in text
+    assert " focus'" not in text and "largest absolute values" in text
+    assert f"background:{shade(1.0, NEG)}" in text and f"background:{shade(1.0, POS)}" in text
+    assert "Token importance by method" in page

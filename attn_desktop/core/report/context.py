@@ -228,7 +228,9 @@ class ReportContext:
             if vec is None:
                 self.notes.append(f"The analysis holds no {VECTOR_NAMES[m]} values.")
                 return None
-            return Highlight(vec, VECTOR_NAMES[m], signed=bool((vec < 0).any()))
+            target = (self.explain().get("target") or {}).get("kind")
+            what = f"{VECTOR_NAMES[m]}, for the target ({target})" if target else VECTOR_NAMES[m]
+            return Highlight(vec, what, signed=bool((vec < 0).any()))
         if self.set_name not in ("self", "encoder"):
             keys = "decoder" if self.set_name == "decoder" else "input"
             label_set = f"{self.set_name} attention (keys: {keys} tokens)"

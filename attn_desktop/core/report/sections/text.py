@@ -14,6 +14,13 @@ HOWTO = ("The text is shown as the model read it, cut into tokens (words or piec
          "screen) to see its index and exact value; the table below lists the largest values. The "
          "shading shows where the model's internal weighting points; it does not by itself show why the "
          "model produced its output.")
+VECTOR_HOWTO = ("The text is shown as the model read it, cut into tokens (words or pieces of words). "
+                "Each token is shaded by how much it counts for the model's output (the target named in "
+                "the provenance) according to the method named above the text: orange tokens push the "
+                "output up, blue tokens push it down, and the deeper the colour, the larger the effect, "
+                "relative to the other tokens of this text. Hover over a token (on screen) to see its index "
+                "and exact value; the table below lists the largest values. One method's scores are an "
+                "estimate; compare them with the other methods further on before relying on them.")
 TOP = 12
 POS = (217, 119, 6)  # amber: positive values
 NEG = (37, 99, 235)  # blue: negative values (signed attributions)
@@ -29,7 +36,10 @@ def shade(fraction: float, rgb=POS) -> str:
 def render(ctx) -> Section:
     view, an = ctx.view, ctx.analysis
     hl = ctx.highlight()
-    parts = [how_to_read(HOWTO)]
+    from ..context import VECTOR_NAMES
+
+    vector = ctx.options.measure in VECTOR_NAMES
+    parts = [how_to_read(VECTOR_HOWTO if vector else HOWTO)]
     for n in ctx.notes:
         parts.append(note(n, "warn"))
     if hl is None:
@@ -45,11 +55,11 @@ def render(ctx) -> Section:
     values = unit_values[units.of_token] if len(values) else values  # a word: the sum of its pieces
     scale = float(np.abs(values).max()) if len(values) else 1.0
     scale = scale or 1.0
-    focus = set(ctx.focus) if (ctx.set_name in ("self", "encoder") and not decoder) or \
-        (ctx.set_name == "decoder" and decoder) else set()
+    focus = set(ctx.focus) if not vector and ((ctx.set_name in ("self", "encoder") and not decoder)
+                                              or (ctx.set_name == "decoder" and decoder)) else set()
 
     parts.append(f"<p class='legendline'><strong>Shading:</strong> {esc(hl.label)}. "
-                 f"{_legend(hl.signed, scale)}</p>")
+                 f"{_legend(hl.signed, scale, boxed=bool(focus))}</p>")
     strip = [i for i, t in enumerate(tokens) if t.end <= t.start]
     if strip:
         chips = "".join(_token(i, labels[i], values[i], scale, hl.signed, i in focus, "chip") for i in strip)
@@ -80,13 +90,13 @@ def render(ctx) -> Section:
     return Section("text", "The text", "".join(parts))
 
 
-def _legend(signed: bool, scale: float) -> str:
+def _legend(signed: bool, scale: float, boxed: bool = True) -> str:
     steps = "".join(f"<span class='sw' style='background:{shade(f)}'></span>" for f in np.linspace(0, 1, 6))
     text = f"<span class='ramp'>0 {steps} {esc(number(scale))}</span>"
     if signed:
         neg = "".join(f"<span class='sw' style='background:{shade(f, NEG)}'></span>" for f in np.linspace(1, 0, 6))
         text = f"<span class='ramp'>{esc(number(-scale))} {neg} 0 {steps} {esc(number(scale))}</span>"
-    return text + " <span class='focusmark'>boxed</span> = focus token."
+    return text + (" <span class='focusmark'>boxed</span> = focus token." if boxed else "")
 
 
 def _token(i: int, label: str, value: float, scale: float, signed: bool, focus: bool, cls: str) -> str:
