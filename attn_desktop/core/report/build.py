@@ -46,6 +46,7 @@ p.warn { color: #7b341e; background: #fff5f0; border-left: 3px solid #c05621; pa
 .mono, pre { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12px; }
 table { border-collapse: collapse; margin: 8px 0 14px; font-size: 13px; }
 caption { caption-side: top; text-align: left; color: #4a5568; font-size: 12.5px; padding-bottom: 4px; }
+table.narrow caption, table.grid caption { white-space: nowrap; }
 th, td { border: 1px solid #d5dbe3; padding: 3px 7px; vertical-align: top; text-align: left; }
 thead th { background: #edf1f6; }
 thead { display: table-header-group; }
