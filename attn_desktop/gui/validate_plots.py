@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPalette
+from PySide6.QtGui import QBrush, QColor, QFont, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -103,18 +103,21 @@ class AgreementView(QWidget):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
         self.texts: list[pg.TextItem] = []
-        self.readout = plain_label(" ", wrap=True)
+        self.readout = plain_label(" ", wrap=False)  # the cell under the mouse
+        self.readout.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.caption = plain_label("", wrap=True)
         self.caption.setEnabled(False)
+        self.cell_font = QFont(self.font())
+        self.cell_font.setPointSizeF(max(self.cell_font.pointSizeF() * 0.85, 7.0))
         top = QHBoxLayout()
         top.addWidget(QLabel("Agreement"))
         top.addWidget(self.metric)
-        top.addStretch(1)
+        top.addWidget(self.readout, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
         layout.addLayout(top)
         layout.addWidget(self.plot, 1)
-        layout.addWidget(self.readout)
         layout.addWidget(self.caption)
         self.plot.scene().sigMouseMoved.connect(self._on_move)
         self.plot.scene().sigMouseClicked.connect(self._on_click)
@@ -190,6 +193,7 @@ class AgreementView(QWidget):
                 text = "—" if not np.isfinite(v) else f"{v:.2f}"
                 item = pg.TextItem(text + ("*" if faint and np.isfinite(v) else ""), color=ink,
                                    anchor=(0.5, 0.5))
+                item.setFont(self.cell_font)
                 item.setPos(j + 0.5, i + 0.5)
                 self.plot.addItem(item)
                 self.texts.append(item)
