@@ -164,7 +164,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         self.debounce.setInterval(DEBOUNCE_MS)
         self.debounce.timeout.connect(self.request_analysis)
         self.resizeDocks([self.model_dock], [320], Qt.Horizontal)
-        self.resizeDocks([self.validate_dock], [300], Qt.Vertical)
+        self.resizeDocks([self.validate_dock], [340], Qt.Vertical)
         self.splitter.setSizes([480, 620])
         self.left_splitter.setSizes([420, 360])
         self._restore_settings()
