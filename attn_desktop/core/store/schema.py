@@ -213,6 +213,15 @@ def check_sections(label: str, manifest: dict) -> None:
 SECTION_CHECKS: dict[str, Callable[[str, object, Dims], None]] = {}
 
 
+def _check_heads(label: str, section, dims: Dims) -> None:
+    from attn_desktop.core.explain.heads_stage import check_section
+
+    check_section(label, section, dims)
+
+
+SECTION_CHECKS["heads"] = _check_heads
+
+
 # -- the view the window showed (schema 2) --------------------------------------------------------
 VIEW_MAX_KEYS = 64
 VIEW_MAX_LIST = 100_000
