@@ -97,3 +97,23 @@ def test_cli_prune(tiny_model_paths, tmp_path, capsys):
                 "--texts", str(texts), "--out", str(tmp_path / "new"))
     assert whole[0] == 2 and "at least one head" in whole[2]
     assert not (tmp_path / "new").exists()
+
+
+def test_saved_heads_sections_are_checked(loaded_models):
+    from attn_desktop.core.store.schema import SECTION_CHECKS, Dims
+
+    loaded = loaded_models("bert-cls")
+    good = analyze(loaded, TEXT, methods=["heads"], target={"kind": "class"}).manifest["heads"]
+    section = json.loads(json.dumps(good))
+    dims = Dims(n=14, m=None, L=2, Ld=None, H=4)
+    SECTION_CHECKS["heads"]("s.attn", section, dims)
+    for path, value in [(("smoothing", "self", "steepest_rise_at"), 99), (("sets", "self", "heads"), 5),
+                        (("sets", "self", "no_effect"), [[0, 7]]), (("threshold",), "low"),
+                        (("sets", "self", "gradient_vs_ablation", "spearman"), "high"), (("skipped",), [])]:
+        bad = json.loads(json.dumps(good))
+        node = bad
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        with pytest.raises(UserError, match="'heads' section"):
+            SECTION_CHECKS["heads"]("s.attn", bad, dims)

@@ -181,24 +181,3 @@ def test_prune_and_compare_over_texts(loaded_models, tmp_path):
     assert dead.summary["heads_removed"] == 6
     assert len(dead.selection["kept_so_a_layer_runs"]) == 2
 
-
-def test_prune_through_the_model_process(tiny_model_paths, tmp_path):
-    from attn_desktop.core.errors import Cancelled
-    from attn_desktop.core.model.engine import ProcessEngine
-
-    engine = ProcessEngine()
-    try:
-        summary, _ = engine.load(str(tiny_model_paths["bert-cls"]))
-        with pytest.raises(UserError, match="no pruned model"):
-            engine.prune(summary, save=str(tmp_path / "none"))
-        with pytest.raises(Cancelled):
-            engine.prune(summary, texts=[("a.txt", TEXT)], heads="least:2", target={"kind": "class"},
-                         cancel=lambda: True)
-        seen = []
-        result = engine.prune(summary, texts=[("a.txt", TEXT)], heads="0.1,1.2", target={"kind": "class"},
-                              repeats=1, progress=lambda f, m: seen.append(f))
-        assert result.summary["heads_removed"] == 2 and seen and seen[-1] == 1.0
-        saved = engine.prune(summary, save=str(tmp_path / "p"))
-        assert load_model(saved).num_parameters == result.summary["parameters"][1]
-    finally:
-        engine.close()

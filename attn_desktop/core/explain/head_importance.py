@@ -20,12 +20,13 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from attn_desktop.core.errors import Cancelled
 
-Score = Callable[..., "object"]  # (ids, attention_mask, plan) -> torch.Tensor[B]
+Score = Callable[..., Any]  # (ids [B, n], attention_mask [B, n], plan) -> torch.Tensor [B]
 Progress = Callable[[float, str], None]
 TOKENS_PER_BATCH = 4096  # rows per batched pass = this // sequence length (at least 1)
 

@@ -177,3 +177,47 @@ def run(loaded, analysis, spec: dict | None, options: dict | None = None,
                             decoder_ids=analysis.manifest.get("decoder_input_ids"),
                             special=[t.special for t in analysis.tokens])
     add_heads(loaded, analysis, target, options, progress=progress, cancel=cancel)
+
+
+def check_section(label: str, section, dims) -> None:
+    """Refuse a saved manifest["heads"] the window could not show safely (a session from elsewhere)."""
+    from attn_desktop.core.store.schema import fail
+
+    def bad(why: str):
+        return fail(label, f"the manifest's 'heads' section {why}")
+
+    def number(v) -> bool:
+        return v is None or (type(v) in (int, float) and np.isfinite(v))
+
+    if not isinstance(section, dict):
+        raise bad("is not an object")
+    sets = section.get("sets", {})
+    if not isinstance(sets, dict) or not set(sets) <= set(SETS_IN_ORDER):
+        raise bad("names unknown attention sets")
+    for name, info in sets.items():
+        layers = dims.L if name in ("self", "encoder") else dims.Ld
+        if not isinstance(info, dict) or info.get("layers") != layers or info.get("heads") != dims.H:
+            raise bad(f"gives {name} a shape other than the session's")
+        for key in ("no_effect", "single_position", "diffuse"):
+            pairs = info.get(key, [])
+            if not isinstance(pairs, list) or not all(
+                    isinstance(p, list) and len(p) == 2 and all(type(x) is int for x in p)
+                    and 0 <= p[0] < layers and 0 <= p[1] < dims.H for p in pairs):
+                raise bad(f"lists {name} heads outside the model")
+        agree = info.get("gradient_vs_ablation", {})
+        if not isinstance(agree, dict) or not all(number(v) for v in agree.values()):
+            raise bad("holds a correlation that is not a number")
+    if not number(section.get("threshold")) or (section.get("threshold") or 0) < 0:
+        raise bad("has no valid threshold")
+    for key in ("target", "skipped", "smoothing", "ablation", "gradient", "gradient_vs_ablation", "timings"):
+        if not isinstance(section.get(key, {}), dict):
+            raise bad(f"has a {key!r} that is not an object")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in section.get("skipped", {}).items()):
+        raise bad("gives a reason that is not text")
+    for stack, info in section.get("smoothing", {}).items():
+        if stack == "definition":
+            continue
+        layers = dims.L if stack in ("self", "encoder") else dims.Ld
+        at = info.get("steepest_rise_at") if isinstance(info, dict) else "?"
+        if stack not in ("self", "encoder", "decoder") or not (at is None or (type(at) is int and 1 <= at <= layers)):
+            raise bad("marks a layer the model does not have")
