@@ -407,6 +407,8 @@ class Exports(QObject):
             self.w.messages.error(str(exc))
             self.report_failed.emit(str(exc))
             return None
+        if getattr(self.w.document, "synced", an) is not an:
+            self.w.messages.warning("The text has changed since the analysis; the report shows the analysed text.")
         snapshot = work_copy(an)
         if hasattr(self.w, "view_settings"):
             snapshot.manifest["view"] = self.w.view_settings()
@@ -421,6 +423,7 @@ class Exports(QObject):
             return str(write_report(snapshot, html_path, options))
 
         job = Job(work, "Report", self)
+        job.progressed.connect(lambda _f, message: self.w.statusBar().showMessage(f"Report: {message}", 5000))
         job.succeeded.connect(self._on_report)
         job.failed.connect(self._on_report_failed)
         job.done.connect(lambda: setattr(self, "_report_job", None))
