@@ -156,6 +156,7 @@ def analyze(
     target: dict | None = None,
     explain_options: dict | None = None,
     heads_options: dict | None = None,
+    windows: dict | None = None,
 ) -> Analysis:
     """Run the model once over `text` and capture every layer's and head's attention.
 
@@ -163,9 +164,20 @@ def analyze(
     (teacher forcing); both become part of `Analysis.text`, flagged `generated`. Encoder-decoders:
     the output is the decoder's sequence (greedy by default, or `target_text`). `truncate_hint` names,
     in the too-long message, where the caller's user allows truncation (a flag, a menu entry).
-    `methods` with explanation names (docs/explain.md) adds the explanation stage for `target`."""
+    `methods` with explanation names (docs/explain.md) adds the explanation stage for `target`.
+    `windows` ({'size', 'stride', 'only_if_long'}) analyses the text in overlapping windows
+    (core.windows, docs/windows.md)."""
     started = time.perf_counter()
     report = progress or (lambda f, m: None)
+    if windows is not None:
+        from attn_desktop.core import windows as windowing
+
+        check_text(text)
+        windowed = windowing.from_pipeline(
+            loaded, text, windows, methods=methods, generating=bool(generate) or target_text is not None,
+            progress=progress, cancel=cancel, analyze_one=analyze)
+        if windowed is not None:
+            return windowed
     generate = _check_request(loaded, text, generate, target_text)
     from attn_desktop.core.explain import heads_stage
     from attn_desktop.core.explain import run as explain_run

@@ -70,6 +70,8 @@ ARRAY_RULES: dict[str, ArrayRule] = {
     **_per_head("encoder_", "L"), **_per_head("decoder_", "Ld"), **_per_head("cross_", "Ld"),
     "encoder_layer_smoothing": ArrayRule(("L+1",)),
     "decoder_layer_smoothing": ArrayRule(("Ld+1",)),
+    # windowed analysis (core.windows): W windows, S tokens in the largest
+    "window_attentions": ArrayRule(("W", "L", "H", "S", "S"), "probability"),
 }
 REQUIRED = {False: ("attentions",), True: ("encoder_attentions", "decoder_attentions", "cross_attentions")}
 
@@ -81,6 +83,8 @@ class Dims:
     L: int
     Ld: int | None
     H: int
+    W: int | None = None  # windows of a windowed analysis (core.windows)
+    S: int | None = None  # tokens of its largest window
 
     def value(self, term: str) -> int | None:
         term = term.strip()
@@ -289,7 +293,8 @@ def check_array_shape(label: str, name: str, shape: tuple[int, ...], dtype: np.d
     for term, size in zip(rule.shape, shape, strict=True):
         fits = dimension_fits(term, size, dims, bound)
         if fits is None:
-            raise fail(label, f"array {shown} belongs to encoder-decoder sessions")
+            kind = "windowed" if term in ("W", "S") else "encoder-decoder"
+            raise fail(label, f"array {shown} belongs to {kind} sessions")
         if not fits:
             sizes = {k: v for k, v in vars(dims).items() if v is not None}
             raise fail(label, f"array {shown} has shape {list(shape)}, expected [{expected}] with {sizes}")
@@ -350,6 +355,8 @@ def check_together(label: str, arrays: dict[str, np.ndarray], manifest: dict, di
     present = [name for name in other if name in arrays and name not in REQUIRED[encoder_decoder]]
     if present:
         raise fail(label, f"array {quote(present[0])} does not belong to this kind of session")
+    if (dims.W is not None) != ("window_attentions" in arrays):
+        raise fail(label, "the window map and array 'window_attentions' come only together")
     if ("flow" in arrays) != ("flow_rows" in arrays):
         raise fail(label, "arrays 'flow' and 'flow_rows' come only together")
     if "flow" in arrays:
