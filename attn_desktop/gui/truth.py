@@ -92,8 +92,8 @@ class ShowsTruth:
             self.document.note.show()
         self.model_view.grid.set_data(None, None, [])
         self._model_view_key = None
-        self.status_tokens.setText("text changed")
-        self.status_tokens.setToolTip("The views are empty until the text is analysed again.")
+        self.status_tokens.setText("")  # the old count is not this text's ("text changed" is beside it)
+        self.status_tokens.setToolTip("")
         self.status_focus.setText("")
 
     def stale_note(self) -> str:
