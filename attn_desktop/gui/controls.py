@@ -234,5 +234,9 @@ class SelectionBar(QToolBar):
                                             "for this head fusion and α")
         self.cmap_box.setCurrentText(s.colormap)
         self.scale_box.setCurrentText(s.scale)
+        signed = measure.style(s)[1] == colormaps.SIGNED  # signed vectors have their own scale
+        self.scale_box.setEnabled(not signed)
+        self.scale_box.setToolTip("Signed values: a diverging map from −max |value| to +max |value|, zero in the "
+                                  "middle" if signed else colormaps.SCALE_TIPS)
         (self.words_button if s.words else self.pieces_button).setChecked(True)
         del blockers

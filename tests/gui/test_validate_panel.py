@@ -146,10 +146,12 @@ def test_vectors_are_measures_compared_side_by_side_and_cleared_on_edit(window, 
     assert (np.linalg.norm(editor.colors.rgb[weakest] - base)
             <= np.linalg.norm(editor.colors.rgb[strongest] - base))
     assert "raises the target" in w.document.legend.text()
+    assert not w.selection_bar.scale_box.isEnabled(), "a signed vector has its own scale"
 
     # an unsigned vector keeps the user's map and a scale from 0
     w.state.update(measure="saliency")
     assert w.heatmap.colormap == w.state.sel.colormap and w.heatmap.levels[0] == 0.0
+    assert w.selection_bar.scale_box.isEnabled()
     np.testing.assert_allclose(editor.values, an.arrays["saliency"])
 
     # clicking an agreement cell compares the two methods side by side
