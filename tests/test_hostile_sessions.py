@@ -280,3 +280,9 @@ def test_token_text_of_a_megabyte_is_refused(tmp_path):
     toks = manifest({"attentions": attention()})["tokens"]
     toks[1]["text"] = "x" * 1_000_000
     refused(session(tmp_path / "s.attn", tokens=toks), "token 1 is longer than 1000 characters")
+
+
+def test_schema_1_reader_drops_a_view_it_never_had(tmp_path):
+    an = load_session(session(tmp_path / "s.attn", version=1, view={"layer": 1}))
+    assert an.manifest["schema_version"] == 1 and "view" not in an.manifest
+    refused(session(tmp_path / "t.attn", version=2, view={"layer": [[[1]]]}), "'view'")

@@ -77,7 +77,12 @@ class SessionArchive:
         return UserError(f"{self.label}: {why}")
 
     def _check_directory(self) -> None:
-        end = zipfile._EndRecData(self._fh)
+        """The member count and directory size from the end record, before zipfile reads the
+        directory into memory (a private helper of zipfile; skipped where it is missing)."""
+        read_end = getattr(zipfile, "_EndRecData", None)
+        if read_end is None:
+            return
+        end = read_end(self._fh)
         if end is None:
             raise self._fail("is damaged or not a session file (no zip directory)")
         if end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
