@@ -61,21 +61,21 @@ def render(ctx):
                 marks = {(int(i), int(j)): " ○" for i, j in no_effect} if name == "head_importance" else {}
                 extra = (f" ○ marks heads whose removal changes the output by less than {threshold}."
                          if marks and threshold is not None else "")
-                parts.append(f"<h3>{esc(prefix.replace('_', ' ') + title)}</h3>"
+                parts.append(f"<h3>{esc(_named(prefix, title))}</h3>"
                              + note(f"Scaled to the largest absolute value, {np.nanmax(np.abs(m)):.3g}. Blue: the "
                                     "output drops when the head is switched off (the head supports it); red: it "
                                     "rises." + extra))
                 parts.append(_grid(shown, marks, title, ctx, signed=True))
             else:
-                parts.append(f"<h3>{esc(prefix.replace('_', ' ') + title)}</h3>" + _grid(m, {}, title, ctx))
+                parts.append(f"<h3>{esc(_named(prefix, title))}</h3>" + _grid(m, {}, title, ctx))
         for name, title in LAYER_ARRAYS.items():
             a = an.arrays.get(prefix + name)
             if a is None or a.ndim != 1:
                 continue
             xs = list(range(len(a)))
             fig = svg.line_chart([svg.Series(title, xs, [float(x) for x in a])], x_label="layer",
-                                 y_label=title.split(" (")[0], title=prefix + title, height=220)
-            parts.append(f"<figure>{fig}<figcaption>{esc(prefix.replace('_', ' ') + title)}</figcaption></figure>")
+                                 y_label=title.split(" (")[0], title=_named(prefix, title), height=220)
+            parts.append(f"<figure>{fig}<figcaption>{esc(_named(prefix, title))}</figcaption></figure>")
     if heads_meta:
         from ..markup import flatten, kv_table
         from ..redact import redact_value
@@ -100,3 +100,8 @@ def _grid(m, marks, title, ctx, signed=False, value_range=None):
                        colormap=colours.DIVERGING if signed else ctx.options.colormap, value_name=title,
                        title=title, row_title="layer", col_title="head", marks=marks,
                        value_range=(-1.0, 1.0) if signed else value_range)
+
+
+def _named(prefix: str, title: str) -> str:
+    """'Encoder: head importance …' for an attention set's arrays, the title alone otherwise."""
+    return f"{prefix[:-1].capitalize()}: {title[0].lower()}{title[1:]}" if prefix else title
