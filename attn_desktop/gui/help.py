@@ -23,7 +23,8 @@ GUIDE: list[tuple[str, list[str]]] = [
     ("Heatmap", [
         "Row i is token i looking at the text: how its attention (in the layer and head chosen) is "
         "spread over every token, the columns. Each row sums to 1. The framed row is the focus token; "
-        "its row is what the editor colours.",
+        "its row is what the editor colours. With Words on, a word's row is the mean of its pieces' "
+        "rows and a word's column the sum of its pieces' columns; Pieces shows the model's tokens.",
         "Heads: each small map is one head of one layer. Click one to show it. Mean, max and min "
         "combine the heads of a layer.",
     ]),
