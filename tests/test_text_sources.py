@@ -160,3 +160,11 @@ def test_command_line_reads_a_fifo_and_names_devices_correctly(tmp_path, capsys)
     assert code == 2 and "'zero' holds more than 5 MB" in err and "not found" not in err
     code = main(["analyze", "--text-file", str(tmp_path / "latin1.txt"), "--out", str(tmp_path / "s.attn")])
     assert code == 2 and "text file not found: '" in capsys.readouterr().err
+
+
+def test_closed_standard_input_is_one_line(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "attn_desktop", "analyze", "-", "--out", str(tmp_path / "s.attn")],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, close_fds=True,
+                         preexec_fn=lambda: os.close(0))
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert "standard input" in run.stderr

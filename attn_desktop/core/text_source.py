@@ -84,7 +84,10 @@ def read_text(source: str | os.PathLike, *, limit: int = TEXT_LIMIT,
 
 
 def _read_fd(fd: int, limit: int, label: str, cancel, idle_timeout) -> bytes:
-    info = os.fstat(fd)
+    try:
+        info = os.fstat(fd)
+    except OSError as exc:  # standard input closed, for one
+        raise UserError(f"cannot read {label}: {_reason(exc)}") from None
     if stat.S_ISREG(info.st_mode) and info.st_size - _position(fd) > limit:
         raise UserError(f"{label} is {info.st_size / 1e6:.1f} MB; texts of up to {limit / 1e6:.0f} MB are read")
     chunks: list[bytes] = []
