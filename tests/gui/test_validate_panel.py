@@ -220,6 +220,20 @@ def test_other_model_kinds_run_or_refuse_in_one_line(window, load, analyse, tiny
     assert panel.status.text() == blocker.args[0]
     assert "explain" not in analysed.manifest and panel.shown is None
 
+    # a base encoder against a reference text: no output distribution, so no TVD or flips
+    load(w, tiny_model_paths["bert"])
+    analyse(w, "the bank approved the loan", type_it=False)
+    chooser = panel.chooser
+    chooser.mode.setCurrentIndex(chooser.mode.findData("reference"))
+    assert chooser.reference.isVisible() and not chooser.labels_edit.isVisible()
+    chooser.reference.setText("a loan from a bank")
+    an = run_validation(qtbot, panel)
+    target = an.manifest["explain"]["target"]
+    assert target["kind"] == "reference" and target["reference"] == "a loan from a bank"
+    table = panel.interventions.table
+    assert table.item(0, 2).text() == "—" and table.item(0, 4).text() == "—"
+    assert f"{an.manifest['explain']['interventions']['uniform_all']['change']:+.3g}" == table.item(0, 1).text()
+
     # a causal LM: the predicted next token
     load(w, tiny_model_paths["gpt2"])
     analyse(w, "the bank approved the loan", type_it=False)
