@@ -45,3 +45,33 @@ def test_schema_2_fixture_opens_with_its_view():
     assert list(analysis.arrays["flow_rows"]) == [0, 3]
     assert analysis.arrays["rollout"].shape == (2, len(analysis.tokens), len(analysis.tokens))
     assert all(t.piece is not None for t in analysis.tokens)
+
+
+PER_TOKEN = ("saliency", "grad_input", "integrated_gradients", "grad_rollout", "loo",
+             "attention_importance", "rollout_importance", "flow_importance")
+
+
+def test_schema_2_fixture_with_explanations_and_heads():
+    """Written by the explanation and heads stages of this version (tiny GPT-2, 2 generated tokens)."""
+    analysis = load_session(FIXTURES / "v2-gpt2-explain.attn")
+    n, (layers, heads) = len(analysis.tokens), analysis.attention("self").shape[:2]
+    for name in PER_TOKEN:
+        assert analysis.arrays[name].shape == (n,), name
+    for name in ("head_importance", "head_importance_grad", "head_entropy"):
+        assert analysis.arrays[name].shape == (layers, heads), name
+    assert analysis.arrays["layer_importance"].shape == (layers,)
+    assert analysis.arrays["layer_smoothing"].shape == (layers + 1,)
+    assert {"target", "verdict", "agreement"} <= set(analysis.manifest["explain"])
+    assert "sets" in analysis.manifest["heads"]
+    assert sum(t.generated for t in analysis.tokens) == 2
+
+
+def test_schema_2_fixture_of_an_encoder_decoder_with_heads():
+    analysis = load_session(FIXTURES / "v2-bart-heads.attn")
+    layers, heads = analysis.attention("encoder").shape[:2]
+    dec_layers = analysis.attention("decoder").shape[0]
+    for prefix, depth in (("encoder_", layers), ("decoder_", dec_layers), ("cross_", dec_layers)):
+        assert analysis.arrays[prefix + "head_importance"].shape == (depth, heads)
+        assert analysis.arrays[prefix + "layer_importance"].shape == (depth,)
+    assert analysis.arrays["decoder_layer_smoothing"].shape == (dec_layers + 1,)
+    assert analysis.manifest["view"]["set_name"] == "cross"
