@@ -28,6 +28,10 @@ def _analyze_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE.attn", help="session file to write")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--truncate", action="store_true", help="cut text longer than the model's maximum")
+    p.add_argument("--windows", nargs="?", const="", metavar="SIZE[:STRIDE]",
+                   help="analyse a text longer than the model accepts in overlapping windows of SIZE tokens "
+                   "(default: the model's maximum) starting about STRIDE tokens apart (default: half a window), "
+                   "cut at sentence or clause ends where possible; attention does not cross windows")
     from attn_desktop.cli_report import add_analyze_arguments
 
     add_analyze_arguments(p)
@@ -131,6 +135,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     explain = {"methods": methods, "target": target_spec(args), "explain_options": explain_options(args),
                "heads_options": heads_options(args)}
+    if args.windows is not None:
+        from attn_desktop.core.windows import parse_spec
+
+        if args.truncate:
+            raise UserError("give either --windows or --truncate, not both")
+        if {"rollout", "flow"} & set(methods):
+            raise UserError("rollout and flow are not computed with --windows: open the session in the "
+                            "window, where they are computed for the window shown")
+        explain["windows"] = parse_spec(args.windows)
     loaded = load_model(args.model, device=args.device)
     analysis = analyze(
         loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text, **explain
@@ -198,6 +211,12 @@ def summary_line(loaded, analysis, seconds: float, out: Path) -> str:
         exact = "exact" if flow["exact"] else "approximate"
         parts.append(f"flow {len(flow['rows'])} row(s) {exact} (bound {flow['max_abs_error_bound']:.1e}) "
                      f"{flow['seconds']:.2f} s")
+    if "windows" in analysis.manifest:
+        from attn_desktop.core.windows import summary
+
+        parts[1] = summary(analysis)
+        parts += [f"model {analysis.manifest['timings']['total']:.2f} s", f"total {seconds:.2f} s", f"-> {quote(out)}"]
+        return ", ".join(parts)
     parts += [f"forward {analysis.manifest['timings']['forward'] * 1000:.0f} ms",
               f"total {seconds:.2f} s", f"-> {quote(out)}"]
     return ", ".join(parts)

@@ -144,3 +144,30 @@ def test_short_text_is_plain_when_only_if_long(loaded_models):
     assert "windows" not in an.manifest and "window_attentions" not in an.arrays
     with pytest.raises(UserError, match="not available with windows"):
         analyze(loaded, _document(loaded), windows={}, methods=["attention", "loo"])
+
+
+def test_cli_windows_summary_session_and_report(tiny_model_paths, loaded_models, tmp_path, capsys):
+    from attn_desktop.cli import main
+
+    loaded = loaded_models("bert")
+    doc = tmp_path / "lease.txt"
+    doc.write_text(_document(loaded), encoding="utf-8")
+    out, report = tmp_path / "lease.attn", tmp_path / "lease.html"
+    model = str(tiny_model_paths["bert"])
+    assert main(["analyze", "--text-file", str(doc), "--model", model, "--out", str(out)]) == 2
+    assert "analyse it in overlapping windows (--windows)" in capsys.readouterr().err
+    assert main(["analyze", "--text-file", str(doc), "--model", model, "--windows", "48:24",
+                 "--out", str(out), "--report", str(report)]) == 0
+    line = capsys.readouterr().out
+    back = load_session(out)
+    count = len(back.manifest["windows"]["windows"])
+    assert f"{count} windows of at most 48 tokens, stride 24" in line
+    assert "attention does not cross windows" in line
+    page = report.read_text(encoding="utf-8")
+    assert "<section id='windows'><h2>Windows</h2>" in page
+    assert "Attention does not cross windows" in page and f"window 1 of {count}" in page
+    for bad, why in ((["--windows", "x"], "SIZE or SIZE:STRIDE"), (["--windows", "--truncate"], "not both"),
+                     (["--windows", "--methods", "rollout"], "not computed with --windows")):
+        target = tmp_path / "bad.attn"
+        assert main(["analyze", "--text-file", str(doc), "--model", model, "--out", str(target), *bad]) == 2
+        assert why in capsys.readouterr().err and not target.exists()

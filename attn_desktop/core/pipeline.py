@@ -56,7 +56,7 @@ class _Sequence:
 
 
 def _encode(loaded: LoadedModel, text: str, reserve: int, truncate: bool,
-            truncate_hint: str = "--truncate") -> tuple[_Sequence, dict]:
+            truncate_hint: str = "--truncate", windows_hint: str = "--windows") -> tuple[_Sequence, dict]:
     tok = loaded.tokenizer
     kwargs = dict(return_offsets_mapping=True, return_special_tokens_mask=True, add_special_tokens=True)
     enc = tok(text, **kwargs)
@@ -69,9 +69,13 @@ def _encode(loaded: LoadedModel, text: str, reserve: int, truncate: bool,
             raise UserError(f"{reserve} output tokens leave no room for the text in {limit} positions")
         what = f"{n} tokens" + (f" + {reserve} output tokens" if reserve else "")
         if not truncate:
+            from attn_desktop.core.windows import WINDOW_KINDS
+
+            windows = f"analyse it in overlapping windows ({windows_hint}), " if (
+                not reserve and loaded.kind in WINDOW_KINDS) else ""
             raise UserError(
                 f"the text is {what}, but {loaded.name} accepts at most {limit} positions; "
-                f"shorten it or allow truncation ({truncate_hint})"
+                f"shorten it, {windows}or allow truncation ({truncate_hint})"
             )
         enc = tok(text, truncation=True, max_length=room, **kwargs)
         info["truncated"] = True
@@ -148,6 +152,7 @@ def analyze(
     *,
     truncate: bool = False,
     truncate_hint: str = "--truncate",
+    windows_hint: str = "--windows",
     generate: int | None = None,
     target_text: str | None = None,
     progress: Progress | None = None,
@@ -202,7 +207,7 @@ def analyze(
         target_ids = tok(target_text, add_special_tokens=False)["input_ids"]
     reserve = (len(target_ids) or generate or 0) if loaded.kind == "causal-lm" else 0
     t0 = time.perf_counter()
-    seq, trunc_info = _encode(loaded, text, reserve, truncate, truncate_hint)
+    seq, trunc_info = _encode(loaded, text, reserve, truncate, truncate_hint, windows_hint)
     timings["tokenize"] = time.perf_counter() - t0
     check_cancel()
     report(0.05, "tokenized")

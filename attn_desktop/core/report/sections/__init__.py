@@ -27,8 +27,9 @@ def all_sections():
         record,
         text,
         verdict,
+        windows,
     )
 
-    return [provenance.render, text.render, attention.render, propagation.render_rollout,
+    return [provenance.render, windows.render, text.render, attention.render, propagation.render_rollout,
             propagation.render_flow, heads.render, attributions.render, agreement.render,
             faithfulness.render, interventions.render, verdict.render, record.render]
