@@ -171,3 +171,11 @@ def test_cli_windows_summary_session_and_report(tiny_model_paths, loaded_models,
         target = tmp_path / "bad.attn"
         assert main(["analyze", "--text-file", str(doc), "--model", model, "--out", str(target), *bad]) == 2
         assert why in capsys.readouterr().err and not target.exists()
+
+
+def test_only_if_long_leaves_short_texts_to_every_stage(loaded_models):
+    loaded = loaded_models("gpt2")
+    an = analyze(loaded, SENTENCES[0], windows={"only_if_long": True}, generate=2)
+    assert "windows" not in an.manifest and an.manifest["generation"]["output_tokens"] >= 1
+    with pytest.raises(UserError, match="generation is not available with windows"):
+        analyze(loaded, _document(loaded), windows={"only_if_long": True}, generate=2)

@@ -332,11 +332,18 @@ def check_section(label: str, section: Any, text: str, heads: int, layers: int) 
     return {"W": len(entries), "S": max(len(raw) for raw in lists)}
 
 
+def fits_whole(loaded, text: str) -> bool:
+    limit = loaded.max_positions
+    return limit is None or len(loaded.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]) <= limit
+
+
 def from_pipeline(loaded, text: str, options: dict, *, methods, generating: bool, progress, cancel,
                   analyze_one) -> Analysis | None:
     """pipeline.analyze(windows=options): {'size', 'stride', 'only_if_long'} (all optional)."""
     if not isinstance(options, dict) or set(options) - {"size", "stride", "only_if_long"}:
         raise UserError("windows take a size, a stride and only_if_long")
+    if options.get("only_if_long") and fits_whole(loaded, text):
+        return None
     extra = [m for m in (methods or []) if m not in ("attention", "rollout", "flow")]
     if extra:
         raise UserError(f"{extra[0]} is not available with windows: explanations and heads run on "

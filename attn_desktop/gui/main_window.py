@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.windows import is_windowed
+from ..core.windows import place as window_place
 from . import settings as app_settings
 from .controls import SET_LABELS, SelectionBar
 from .devices import opengl_available
@@ -39,6 +41,8 @@ from .state import ALPHA_MIN, ViewState
 from .truth import ShowsTruth, heatmap_labels
 from .units import focus_cols, focus_rows, group_label, query_group, uniform_expected, unit_matrix
 from .validate_panel import ValidatePanel
+from .windows_strip import WindowsStrip
+from .windows_strip import analysis_options as windows_options
 from .workers import Job, LatestOnly, stop_all
 
 DEBOUNCE_MS = 600
@@ -159,6 +163,8 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
 
         self.exports = Exports(self)  # images, data and the report (File > Export…)
         build_menus(self)
+        self.windows_strip = WindowsStrip(self)  # which window of a long document the views show
+        cv.insertWidget(1, self.windows_strip)
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
         self.debounce.setInterval(DEBOUNCE_MS)
@@ -410,6 +416,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
                 opts["target_text"] = target
             elif self.generate_box.value() > 0:
                 opts["generate"] = self.generate_box.value()
+        opts.update(windows_options(self, opts))  # long texts in windows (gui.windows_strip)
         return opts
 
     def request_analysis(self) -> int | None:
@@ -642,6 +649,8 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         title = measure.title(an, sel)
         if len(an.attention_set_names()) > 1 and measure.key != "rollout":
             title += f" · {SET_LABELS.get(sel.set_name, sel.set_name)}"
+        if is_windowed(an):
+            title += f" · {window_place(an)}"
         return title
 
     def _refresh_model_view(self) -> None:

@@ -60,6 +60,9 @@ def build_menus(w) -> None:
     w.act_truncate = action(w, analysis, "&Truncate texts longer than the model accepts", None)
     w.act_truncate.setCheckable(True)
     w.act_truncate.toggled.connect(lambda _on: w.schedule_analysis())
+    from .windows_strip import add_action as add_windows_action
+
+    add_windows_action(w, analysis)  # long texts in overlapping windows (gui.windows_strip)
 
     view = bar.addMenu("&View")
     s = w.state

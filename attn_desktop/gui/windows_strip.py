@@ -1,0 +1,240 @@
+"""Windowed documents in the window (core.windows): a strip that says which window the views show
+and where it lies in the document, a map of every window to pick another, and the rule that a
+click in the text shows the window in which that token sits most centrally.
+
+The editor always holds the whole document; the views show one window (an Analysis of its own,
+made by core.windows.window_view) at a time. Attention never crosses windows, and the strip says so."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
+
+from ..core import windows as core_windows
+
+SETTING = "windows"
+ACTION_TEXT = "Analyse long texts in overlapping &windows"
+WINDOWS_SETTING = "Analysis ▸ Analyse long texts in overlapping windows"
+
+
+class WindowMap(QWidget):
+    """Every window as a bar over the document's length (two lanes, so overlaps show); the shown
+    window filled. Click a bar to show that window."""
+
+    picked = Signal(int)
+    LANE = 9
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.spans: list[tuple[int, int]] = []  # document tokens [start, end) per window
+        self.total = 1
+        self.shown = -1
+        self.setMinimumWidth(160)
+        self.setFixedHeight(2 * self.LANE + 6)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setCursor(Qt.PointingHandCursor)
+
+    def set_windows(self, spans: list[tuple[int, int]], total: int, shown: int) -> None:
+        self.spans, self.total, self.shown = spans, max(1, total), shown
+        tips = [f"window {k + 1}: tokens {a + 1}-{b}" for k, (a, b) in enumerate(spans)]
+        self.setToolTip("Click a window to show it.\n" + "\n".join(tips[:40]))
+        self.update()
+
+    def bar_rect(self, k: int) -> QRectF:
+        a, b = self.spans[k]
+        width = max(1.0, self.width() - 2.0)
+        x1, x2 = 1 + width * a / self.total, 1 + width * b / self.total
+        return QRectF(x1, 2 + (k % 2) * (self.LANE + 2), max(2.0, x2 - x1), self.LANE)
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing, False)
+        base = self.palette().color(self.palette().ColorRole.Mid)
+        accent = self.palette().color(self.palette().ColorRole.Highlight)
+        for k in range(len(self.spans)):
+            r = self.bar_rect(k)
+            if k == self.shown:
+                p.fillRect(r, accent)
+                p.setPen(QPen(QColor(0, 0, 0), 1))
+            else:
+                p.fillRect(r, QColor(base.red(), base.green(), base.blue(), 110))
+                p.setPen(QPen(base, 1))
+            p.drawRect(r)
+        p.end()
+
+    def window_at(self, x: float, y: float) -> int:
+        hits = [k for k in range(len(self.spans)) if self.bar_rect(k).adjusted(0, -1, 0, 1).contains(x, y)]
+        if hits:
+            return hits[0]
+        fraction = min(max((x - 1) / max(1.0, self.width() - 2.0), 0.0), 1.0) * self.total
+        inside = [k for k, (a, b) in enumerate(self.spans) if a <= fraction < b]
+        return inside[0] if inside else -1
+
+    def mouseReleaseEvent(self, event) -> None:
+        if event.button() == Qt.LeftButton:
+            k = self.window_at(event.position().x(), event.position().y())
+            if k >= 0:
+                self.picked.emit(k)
+        super().mouseReleaseEvent(event)
+
+
+class WindowsStrip(QWidget):
+    """'window 2 of 5, tokens 380-891 of 1500 · attention does not cross windows', the map, and
+    previous/next. Hidden unless the analysis shown is windowed."""
+
+    window_shown = Signal(int)
+
+    def __init__(self, window) -> None:
+        super().__init__()
+        self.window = window
+        self.pinned = False  # the user picked the window shown: clicks inside it keep it
+        self.label = QLabel()
+        self.label.setTextFormat(Qt.PlainText)
+        self.map = WindowMap()
+        self.prev = QToolButton()
+        self.prev.setText("◀")
+        self.prev.setToolTip("Show the previous window")
+        self.next = QToolButton()
+        self.next.setText("▶")
+        self.next.setToolTip("Show the next window")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.label)
+        row.addWidget(self.prev)
+        row.addWidget(self.map, 1)
+        row.addWidget(self.next)
+        self.hide()
+        self.map.picked.connect(lambda k: self.show_window(k, pinned=True))
+        self.prev.clicked.connect(lambda: self.step(-1))
+        self.next.clicked.connect(lambda: self.step(1))
+        window.state.analysis_changed.connect(self.sync)
+        window.document.editor.viewport().installEventFilter(self)
+        self._press = None
+
+    # -- what is shown ----------------------------------------------------------------------
+    def analysis(self):
+        an = self.window.state.analysis
+        return an if core_windows.is_windowed(an) else None
+
+    def sync(self) -> None:
+        an = self.analysis()
+        if an is None:
+            self.hide()
+            return
+        info = an.manifest["windows"]
+        shown = core_windows.shown_window(an)
+        self.map.set_windows([(e["token_start"], e["token_end"]) for e in info["windows"]],
+                             int(info["document_tokens"]), shown)
+        self.label.setText(f"{core_windows.place(an)} · attention does not cross windows")
+        self.label.setToolTip(core_windows.summary(an) + ". " + core_windows.RULE
+                              + " Click a token in the text to show the window in which it sits most "
+                              "centrally; click the map to pick another window.")
+        self.prev.setEnabled(shown > 0)
+        self.next.setEnabled(shown < core_windows.window_count(an) - 1)
+        self.show()
+        status = self.window.status_tokens
+        if "window" not in status.text():
+            status.setText(f"{status.text()} · {core_windows.place(an)} (attention does not cross windows)")
+
+    def step(self, delta: int) -> None:
+        an = self.analysis()
+        if an is not None:
+            k = core_windows.shown_window(an) + delta
+            if 0 <= k < core_windows.window_count(an):
+                self.show_window(k, pinned=True)
+
+    def show_window(self, k: int, focus: int | None = None, pinned: bool = False) -> bool:
+        """Show window k of the windowed analysis on screen; `focus` a token of that window (None:
+        the focus word's own token there when it has one, else the window's default)."""
+        from .measures import prepare
+
+        an = self.analysis()
+        if an is None or self.window.is_stale() or not 0 <= k < core_windows.window_count(an):
+            return False
+        self.pinned = pinned
+        if k == core_windows.shown_window(an):
+            if focus is not None:
+                self.window.state.update(focus=focus, picked=())
+            return True
+        if focus is None:
+            focus = self._carried_focus(an, k)
+        old = self.window.state.prepared
+        view = core_windows.window_view(an, k)
+        prepared = prepare(view)
+        prepared.source, prepared.seconds = old.source, old.seconds
+        self.window.cache.clear()
+        fields = {} if focus is None else {"focus": focus}
+        self.window.state.set_prepared(prepared, **fields)
+        self.window_shown.emit(k)
+        return True
+
+    def _carried_focus(self, an, k: int) -> int | None:
+        sel = self.window.state.sel
+        if not 0 <= sel.focus < len(an.tokens) or an.tokens[sel.focus].end <= an.tokens[sel.focus].start:
+            return None
+        start = an.tokens[sel.focus].start
+        for window, j, _d in core_windows.windows_at(an, start):
+            if window == k:
+                return j
+        return None
+
+    # -- clicks in the text -----------------------------------------------------------------
+    def eventFilter(self, obj: QObject, event) -> bool:
+        kind = event.type()
+        if kind == QEvent.MouseButtonPress and event.button() == Qt.LeftButton:
+            self._press = event.position().toPoint()
+        elif kind == QEvent.MouseButtonRelease and event.button() == Qt.LeftButton and self._press is not None:
+            point = event.position().toPoint()
+            still = (point - self._press).manhattanLength() < 4
+            self._press = None
+            if still and not event.modifiers() & Qt.ControlModifier and self.analysis() is not None:
+                char = self.window.document.editor.char_at(point)
+                if char >= 0:
+                    QTimer.singleShot(0, lambda: self.focus_position(char))
+        return False
+
+    def focus_position(self, char: int) -> bool:
+        """Focus the token at character `char`, in the window where it sits most centrally (or in
+        the window the user picked, when it holds the token)."""
+        an = self.analysis()
+        if an is None or self.window.is_stale():
+            return False
+        hits = core_windows.windows_at(an, char)
+        if not hits:
+            return False
+        shown = core_windows.shown_window(an)
+        mine = [h for h in hits if h[0] == shown]
+        k, j, _ = mine[0] if self.pinned and mine else hits[0]
+        if k == shown and self.window.state.sel.focus == j:
+            return True
+        return self.show_window(k, focus=j, pinned=self.pinned and k == shown)
+
+
+def add_action(w, menu) -> None:
+    """Analysis ▸ Analyse long texts in overlapping windows (on by default, remembered)."""
+    from .menus import action
+
+    w.act_windows = action(w, menu, ACTION_TEXT, None)
+    w.act_windows.setCheckable(True)
+    w.act_windows.setChecked(w.settings.value(SETTING, "true") in (True, "true"))
+    w.act_windows.setToolTip("A text longer than the model accepts is analysed in overlapping windows of the "
+                             "model's length, cut at sentence ends; attention does not cross windows.")
+
+    def toggled(on: bool) -> None:
+        w.settings.setValue(SETTING, on)
+        w.schedule_analysis()
+
+    w.act_windows.toggled.connect(toggled)
+
+
+def analysis_options(w, opts: dict) -> dict:
+    """What the window adds to the options `opts` of an analysis: windows when the text is too long,
+    the setting is on and nothing else asks otherwise (truncation, generation, a decoder text)."""
+    act = getattr(w, "act_windows", None)
+    hint = {"windows_hint": WINDOWS_SETTING}
+    loaded = w.loaded
+    if (act is None or not act.isChecked() or loaded is None or loaded.kind not in core_windows.WINDOW_KINDS
+            or opts.get("truncate") or opts.get("generate") or opts.get("target_text") is not None):
+        return hint
+    return {"windows": {"only_if_long": True}, **hint}

@@ -1,0 +1,100 @@
+"""A document about three windows long on a 64-position tiny BERT in the real window: it is
+analysed in windows; clicking a token of a later window shows the window in which that token sits
+most centrally (found here by a loop over the map), with its place in the heatmap title and the
+strip; the map picks another window; with windows off the too-long message offers them."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPoint, Qt
+
+from attn_desktop.gui.measures import MEASURES
+
+TIMEOUT = 60_000
+SENTENCES = [
+    "The tenant shall pay the rent on the first day of each month.",
+    "Late payment incurs a fee of five percent, payable with the next rent.",
+    "The landlord keeps the deposit until the keys are returned; damage is deducted.",
+    "Either party may end this lease with two months of written notice.",
+]
+DOCUMENT = " ".join(SENTENCES * 2) + "\n\n" + " ".join(SENTENCES[:2])
+
+
+def char_point(editor, k: int) -> QPoint:
+    cursor = editor.textCursor()
+    cursor.setPosition(k)
+    editor.setTextCursor(cursor)
+    editor.ensureCursorVisible()
+    cursor.clearSelection()
+    a, b = editor._rect_at(k), editor._rect_at(k + 1)
+    return QPoint((a.left() + b.left()) // 2, a.center().y())
+
+
+def most_central(info, char: int) -> tuple[int, int]:
+    best = None
+    for k, tokens in enumerate(info["tokens"]):
+        for j, t in enumerate(tokens):
+            if t["start"] <= char < t["end"]:
+                d = min(j, len(tokens) - 1 - j)
+                if best is None or d > best[2]:
+                    best = (k, j, d)
+    return best[0], best[1]
+
+
+def test_click_in_a_later_window_shows_it(window, load, qtbot, tiny_model_paths):
+    load(window, tiny_model_paths["bert"])
+    assert window.act_windows.isChecked()  # windows are the default for long texts
+    with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT) as shown:
+        window.document.editor.setPlainText(DOCUMENT)
+    an = shown.args[0].analysis
+    info = an.manifest["windows"]
+    count = len(info["windows"])
+    assert count >= 4 and info["size"] == 64
+    strip = window.windows_strip
+    assert strip.isVisible() and strip.label.text().startswith(f"window 1 of {count}, tokens 1-")
+    assert "attention does not cross windows" in strip.label.text()
+    assert "attention does not cross windows" in window.status_tokens.text()
+    assert "window 1 of" in window.heatmap.title.text()
+
+    # a word late in the document, outside window 1: the click shows its most central window
+    char = DOCUMENT.rindex("fee") + 1
+    assert char >= info["windows"][0]["char_end"]
+    k, j = most_central(info, char)
+    assert k > 0
+    editor = window.document.editor
+    with qtbot.waitSignal(window.state.analysis_changed, timeout=TIMEOUT):
+        qtbot.mouseClick(editor.viewport(), Qt.LeftButton, pos=char_point(editor, char))
+    now = window.state.analysis
+    entry = info["windows"][k]
+    assert now.manifest["windows"]["shown"] == k and window.state.sel.focus == j
+    assert now.tokens[j].start <= char < now.tokens[j].end
+    place = f"window {k + 1} of {count}, tokens {entry['token_start'] + 1}-{entry['token_end']}"
+    assert place in window.heatmap.title.text() and strip.label.text().startswith(place)
+    assert strip.map.shown == k
+    n = entry["tokens"]
+    sel = window.state.sel
+    window.state.update(measure="attention", head=0, words=False)
+    expected = an.arrays["window_attentions"][k, sel.layer, 0, :n, :n].astype(np.float32)
+    np.testing.assert_allclose(window.heatmap.values, expected, atol=1e-6)
+    # the editor highlights the focus token's row of that window over the window's tokens
+    row = MEASURES["attention"].row(now, window.state.sel, j)
+    np.testing.assert_allclose(row, expected[j], atol=1e-6)
+
+    # the map picks another window; the click on a token it holds keeps it (the user chose it)
+    other = 0 if k != 0 else 1
+    with qtbot.waitSignal(window.state.analysis_changed, timeout=TIMEOUT):
+        qtbot.mouseClick(strip.map, Qt.LeftButton, pos=strip.map.bar_rect(other).center().toPoint())
+    assert window.state.analysis.manifest["windows"]["shown"] == other
+    with qtbot.waitSignal(window.state.analysis_changed, timeout=TIMEOUT):
+        strip.next.click()
+    assert window.state.analysis.manifest["windows"]["shown"] == other + 1
+
+
+def test_too_long_with_windows_off_offers_them(window, load, qtbot, tiny_model_paths):
+    load(window, tiny_model_paths["bert"])
+    window.act_windows.setChecked(False)
+    with qtbot.waitSignal(window.analysis_failed, timeout=TIMEOUT) as failed:
+        window.document.editor.setPlainText(DOCUMENT)
+    assert "overlapping windows (Analysis ▸ Analyse long texts in overlapping windows)" in failed.args[0]
+    assert window.state.analysis is None or "windows" not in window.state.analysis.manifest
+    assert window.document.text() == DOCUMENT  # the text is kept
