@@ -6,7 +6,7 @@ keep the results."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QSignalBlocker
+from PySide6.QtCore import QPointF, Qt
 
 from attn_desktop.core.store.session import load_session
 from attn_desktop.gui import colormaps
@@ -148,8 +148,17 @@ def test_vectors_are_measures_compared_side_by_side_and_cleared_on_edit(window, 
     assert "raises the target" in w.document.legend.text()
     assert not w.selection_bar.scale_box.isEnabled(), "a signed vector has its own scale"
 
+    # double-clicking a method in the faithfulness table colours the text with it
+    table = panel.faithfulness.table
+    row = next(r for r in range(table.rowCount()) if table.item(r, 0).data(Qt.UserRole) == "saliency")
+    panel.tabs.setCurrentWidget(panel.faithfulness)
+    table.scrollToItem(table.item(row, 0))
+    cell = table.visualItemRect(table.item(row, 0)).center()
+    qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=cell)  # QTest's double click needs a click first
+    qtbot.mouseDClick(table.viewport(), Qt.LeftButton, pos=cell)
+    assert w.state.sel.measure == "saliency" and box.currentData() == "saliency"
+
     # an unsigned vector keeps the user's map and a scale from 0
-    w.state.update(measure="saliency")
     assert w.heatmap.colormap == w.state.sel.colormap and w.heatmap.levels[0] == 0.0
     assert w.selection_bar.scale_box.isEnabled()
     np.testing.assert_allclose(editor.values, an.arrays["saliency"])
@@ -158,9 +167,13 @@ def test_vectors_are_measures_compared_side_by_side_and_cleared_on_edit(window, 
     agreement = an.manifest["explain"]["agreement"]
     names = agreement["methods"]
     a, b = names.index("saliency"), names.index("loo")
-    with QSignalBlocker(panel.agreement.metric):
-        panel.agreement.metric.setCurrentIndex(0)
-    panel.agreement.pair_clicked.emit(names[a], names[b])
+    panel.tabs.setCurrentWidget(panel.agreement)
+    panel.agreement.metric.setCurrentIndex(0)
+    view = panel.agreement.view
+    scene_point = view.mapViewToScene(QPointF(b + 0.5, a + 0.5))
+    graphics = panel.agreement.plot
+    with qtbot.waitSignal(panel.agreement.pair_clicked, timeout=TIMEOUT):
+        qtbot.mouseClick(graphics.viewport(), Qt.LeftButton, pos=graphics.mapFromScene(scene_point))
     compare = panel.compare
     assert panel.tabs.currentWidget() is compare and compare.pair() == ("saliency", "loo")
     left, right = compare.editors
