@@ -209,3 +209,22 @@ def test_cli_refuses_a_device_as_output(capsys, tiny_model_paths):
     code, out, err = run_cli(capsys, "analyze", "--text", "The bank.", "--model", str(tiny_model_paths["bert"]),
                              "--out", "/dev/null")
     assert code == 2 and "not a regular file" in err and len(err.splitlines()) == 1
+
+
+def test_report_on_a_full_disk_is_one_line_and_leaves_nothing(analysis, tmp_path, monkeypatch):
+    from attn_desktop.core.report import write_report
+
+    out = tmp_path / "r.html"
+    out.write_text("old", encoding="utf-8")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writes.os, "fsync", full)
+    with pytest.raises(UserError, match="cannot write the report 'r.html'|r.html': the disk is full"):
+        write_report(analysis, out)
+    assert out.read_text(encoding="utf-8") == "old" and listing(tmp_path) == ["r.html"]
+    monkeypatch.undo()
+    limit = writes.name_max(tmp_path)
+    longest = tmp_path / ("a" * (limit - 5) + ".html")
+    assert write_report(analysis, longest).read_bytes().startswith(b"<!DOCTYPE html>")

@@ -8,11 +8,8 @@ SVG: pyqtgraph's own SVG exporter crashes with this Qt, so plots go through QSvg
 
 from __future__ import annotations
 
-import contextlib
 import html
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,24 +37,11 @@ CAPTION_PAD = 6
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write to a temporary file beside `path` and rename it over `path` when complete."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"cannot write {path.name}: folder {path.parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise UserError(f"cannot write {path.name}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise UserError(f"cannot write {path.name}: {exc.strerror or exc}") from None
-    return path
+    """Write to a temporary file beside `path` and rename it over `path` when complete; a full
+    disk, a name too long or an append-only folder is one UserError line (core.store.writes)."""
+    from ..core.store.writes import atomic_write
+
+    return atomic_write(path, lambda fh: fh.write(data), what="file", mode=0o644)
 
 
 def plain(text: str) -> str:

@@ -131,3 +131,20 @@ def test_a_save_on_a_full_disk_reports_and_leaves_nothing(window, qtbot, tmp_pat
     assert "the disk is full; nothing was written" in failed.args[0]
     assert os.listdir(out) == [] and window.document.text() == text
     assert window.messages.level == "error"
+
+
+def test_exports_write_through_the_atomic_writer(tmp_path):
+    from attn_desktop.core.errors import UserError
+    from attn_desktop.gui.exports import write_atomic
+
+    tmp_path = tmp_path / "out"  # the GUI fixtures keep settings and a library beside
+    tmp_path.mkdir()
+
+    with pytest.raises(UserError, match="file name is .* bytes; this file system allows"):
+        write_atomic(tmp_path / ("x" * 300 + ".png"), b"data")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="not a regular file"):
+        write_atomic(fifo, b"data")
+    assert sorted(os.listdir(tmp_path)) == ["pipe.png"]
+    assert write_atomic(tmp_path / "a.png", b"data").read_bytes() == b"data"

@@ -4,10 +4,8 @@ or image), printable, with one section per result the analysis holds."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from attn_desktop import __version__
@@ -171,18 +169,11 @@ def write_report(analysis: Analysis, path: str | Path, options: ReportOptions | 
     """Build the report and write it atomically (a temporary file renamed over `path`)."""
     path = Path(path).expanduser()
     check_report_path(path)
-    page = build_report(analysis, options)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(page)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a report is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    page = build_report(analysis, options).encode("utf-8")
+    from attn_desktop.core.store.writes import atomic_write
+
+    # full disk, name too long, append-only folder: one line, nothing left (core.store.writes)
+    return atomic_write(path, lambda fh: fh.write(page), what="report", mode=0o666 & ~_UMASK)
 
 
 def _read_umask() -> int:
