@@ -4,6 +4,7 @@ drag and drop), save sessions, export the heatmap. Slow work goes to workers."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -122,7 +123,7 @@ class FileActions:
     def _switch_to_session(self, prepared) -> bool:
         """Show a session read and prepared in full by the worker; if showing it fails, put back
         the text and the analysis that were shown, so the window is never half-switched."""
-        old_text, old_prepared = self.document.text(), self.state.prepared
+        old_text, old_prepared, old_sel = self.document.text(), self.state.prepared, self.state.sel
         try:
             self.document.set_text(input_text(prepared.analysis))
             self.show_prepared(prepared)
@@ -133,6 +134,7 @@ class FileActions:
                 self.document.set_text(old_text)
                 if old_prepared is not None:
                     self.show_prepared(old_prepared)
+                    self.state.update(**{f.name: getattr(old_sel, f.name) for f in dataclasses.fields(old_sel)})
             lines = str(exc).strip().splitlines()
             message = (f"{quote(Path(prepared.source).name)} could not be shown "
                        f"({type(exc).__name__}: {(lines[0] if lines else '')[:200]}); nothing was changed")

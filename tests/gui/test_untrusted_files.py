@@ -88,24 +88,25 @@ def test_session_that_fails_while_shown_is_all_or_nothing(window, qtbot, tmp_pat
     good = session(tmp_path / "good.attn")
     with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT):
         window.open_session(str(good))
-    shown = window.state.prepared
+    window.state.update(layer=1, head=2)
+    shown, sel = window.state.prepared, window.state.sel
     title, text = window.windowTitle(), window.document.text()
-    other = session(tmp_path / "other.attn")
+    other = session(tmp_path / "other.attn", view={"layer": 0, "head": 0, "measure": "attention"})
     real_show = type(window).show_prepared
     calls = []
 
     def failing_show(self, prepared):
         calls.append(prepared.source)
-        if prepared.source == str(other):
+        real_show(self, prepared)
+        if prepared.source == str(other):  # it was shown in part, then a view failed
             raise ValueError("a view could not draw it")
-        return real_show(self, prepared)
 
     monkeypatch.setattr(type(window), "show_prepared", failing_show)
     with qtbot.waitSignal(window.session_failed, timeout=TIMEOUT) as failed:
         window.open_session(str(other))
     assert "'other.attn' could not be shown (ValueError: a view could not draw it); nothing was changed" \
         == failed.args[0]
-    assert window.state.prepared is shown and window.document.text() == text
+    assert window.state.prepared is shown and window.document.text() == text and window.state.sel == sel
     assert window.windowTitle() == title and window.messages.level == "error"
     assert not any("other.attn" in r for r in recent(window))
 
