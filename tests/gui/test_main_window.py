@@ -280,6 +280,7 @@ def test_failing_model_shows_reason_and_window_stays_usable(window, load, analys
 
 def test_too_long_text_reports_both_numbers(window, load, tiny_model_paths, qtbot):
     load(window, tiny_model_paths["bert"])
+    window.act_windows.setChecked(False)  # on, a long text is analysed in windows (test_windows_strip)
     with qtbot.waitSignal(window.analysis_failed, timeout=ANALYSIS_TIMEOUT) as failed:
         window.document.set_text("loan " * 200)
         window.request_analysis()

@@ -90,6 +90,7 @@ def _is_red(c: QColor) -> bool:
 def test_truncation_names_the_window_setting_is_marked_and_saved(window, load, tiny_model_paths, tmp_path, qtbot):
     load(window, tiny_model_paths["bert"])
     window.act_truncate.setChecked(False)
+    window.act_windows.setChecked(False)  # on, a long text is analysed in windows (test_windows_strip)
     text = "The tenant shall pay the rent on the first day of each month. " * 8
     with qtbot.waitSignal(window.analysis_failed, timeout=ANALYSIS_TIMEOUT) as failed:
         window.document.set_text(text)
