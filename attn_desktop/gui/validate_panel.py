@@ -52,14 +52,22 @@ def same_input(a, b) -> bool:
             and ma.get("folder") == mb.get("folder") and ma.get("weights_sha256") == mb.get("weights_sha256"))
 
 
+def result_arrays(analysis) -> dict:
+    """The explanation stage's vectors in `analysis`: the importance vectors and whatever else
+    manifest["explain"]["arrays"] names, as long as it is one value per input token."""
+    listed = explain_section(analysis).get("arrays")
+    names = set(IMPORTANCE_KEYS) | {k for k in (listed if isinstance(listed, list) else []) if isinstance(k, str)}
+    n = len(analysis.tokens)
+    return {k: v for k, v in analysis.arrays.items() if k in names and v.ndim == 1 and len(v) == n}
+
+
 def file_results(into, source) -> None:
     """Copy `source`'s explanation arrays and manifest["explain"] into `into` (same input).
     Rebinds the dict and manifest rather than changing them, so that a worker reading the old
     ones (a session being saved) never sees them change under it."""
-    old = set(IMPORTANCE_KEYS) | set(explain_section(into).get("arrays") or [])
-    new = set(IMPORTANCE_KEYS) | set(explain_section(source).get("arrays") or [])
+    old = result_arrays(into)
     arrays = {k: v for k, v in into.arrays.items() if k not in old}
-    arrays.update({k: source.arrays[k] for k in sorted(new) if k in source.arrays})
+    arrays.update(result_arrays(source))
     into.arrays = arrays
     into.manifest = {**into.manifest, "explain": source.manifest["explain"]}
 
@@ -68,10 +76,8 @@ def results_only(analysis):
     """What `file_results` and `same_input` need from an analysis, without its attention arrays."""
     from ..core.analysis import Analysis
 
-    keep = set(IMPORTANCE_KEYS) | set(explain_section(analysis).get("arrays") or [])
     manifest = {k: analysis.manifest[k] for k in ("model", "explain", "generation") if k in analysis.manifest}
-    return Analysis(text=analysis.text, tokens=analysis.tokens,
-                    arrays={k: v for k, v in analysis.arrays.items() if k in keep}, manifest=manifest,
+    return Analysis(text=analysis.text, tokens=analysis.tokens, arrays=result_arrays(analysis), manifest=manifest,
                     decoder_text=analysis.decoder_text, decoder_tokens=analysis.decoder_tokens)
 
 
@@ -86,7 +92,6 @@ class ValidatePanel(QWidget):
         self.runner = LatestOnly("Validation", self)
         self.shown = None  # the analysis whose results are on screen
         self.last = None  # the last analysis holding results (carried over to a re-analysis of the same input)
-        self._started = 0.0
 
         self.chooser = TargetChooser()
         self.run_button = QPushButton("Run validation")
@@ -208,7 +213,6 @@ class ValidatePanel(QWidget):
         self.runner.cancel()
 
     def _on_started(self, _gen) -> None:
-        self._started = time.perf_counter()
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
         self.cancel_button.setEnabled(True)
