@@ -140,6 +140,15 @@ def test_refusals(loaded_models, tiny_model_paths, tmp_path):
     with pytest.raises(UserError, match="not an empty folder"):
         prune.save_pruned(bert.model, tiny_model_paths["bert-cls"], busy)
     assert (busy / "keep.txt").read_text() == "mine"
+    # a folder whose config records a layout that does not fit the model: one line, nothing loaded
+    for layout in ({"self": {"0": [9]}}, {"self": {"0": "1"}}, {"other": {}}, ["self"]):
+        folder = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        prune.save_pruned(prune.pruned_copy(bert.model, REMOVE, False), tiny_model_paths["bert-cls"], folder)
+        config = json.loads((folder / "config.json").read_text())
+        config[prune.PRUNED_KEY] = layout
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(UserError, match="no head 9|attn_desktop_pruned_heads"):
+            load_model(folder)
     for bad in ("least:0", "least:x", "dead:-1", "1-2", "least:2:magic"):
         with pytest.raises(UserError):
             pc.parse_selection(bad)

@@ -188,8 +188,20 @@ def pruned_copy(model, remove: dict[Site, Iterable[int]], encoder_decoder: bool)
 
 
 def pruned_layout(config) -> dict[str, dict[str, list[int]]] | None:
+    """The recorded layout of a pruned model's config, None for an unpruned one; a malformed
+    record is refused in one line."""
     layout = getattr(config, PRUNED_KEY, None)
-    return layout or None
+    if not layout:
+        return None
+    ok = isinstance(layout, dict) and all(
+        s in ("self", "encoder", "decoder", "cross") and isinstance(layers, dict) and all(
+            isinstance(k, str) and k.isdigit() and isinstance(v, list) and all(type(h) is int and h >= 0 for h in v)
+            for k, v in layers.items())
+        for s, layers in layout.items())
+    if not ok:
+        raise UserError(f"the config's {PRUNED_KEY} is not a map of attention sets to "
+                        '{"layer": [head, ...]}; the folder was not written by attn-desktop prune')
+    return layout
 
 
 def layout_sites(layout: dict) -> dict[Site, list[int]]:
