@@ -289,3 +289,38 @@ def test_a_session_with_damaged_results_is_one_line_not_a_crash(window, load, an
     assert panel.shown is None and panel.right.currentWidget() is panel.intro
     assert panel.status.text().startswith("The validation results saved with this analysis cannot be shown")
     assert "\n" not in panel.status.text() and panel.headline.text() == ""
+
+
+def test_own_label_file_through_open_and_a_bad_one_in_one_line(window, load, tiny_model_paths, qtbot, tmp_path,
+                                                              monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    w = window
+    load(w, tiny_model_paths["bert"])
+    panel = w.validate_panel
+    chooser = panel.chooser
+    good = tmp_path / "my_labels.txt"
+    good.write_text("# my own set\nweather\nfinance\n\nsport\n", encoding="utf-8")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\x00\x01binary")
+    picked = iter([str(good), str(bad)])
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (next(picked), ""))
+
+    qtbot.mouseClick(chooser.open_labels, Qt.LeftButton)
+    assert chooser.labels() == ["weather", "finance", "sport"]
+    assert chooser.label_set.currentText() == "my_labels.txt"
+    assert [chooser.target_label.itemText(i) for i in range(chooser.target_label.count())][1:] == \
+        ["weather", "finance", "sport"]
+    chooser.target_label.setCurrentIndex(chooser.target_label.findData("finance"))
+    spec, error = chooser.spec()
+    assert error is None and spec["labels"] == ["weather", "finance", "sport"] and spec["label"] == "finance"
+
+    with qtbot.waitSignal(chooser.problem, timeout=TIMEOUT) as blocker:
+        qtbot.mouseClick(chooser.open_labels, Qt.LeftButton)
+    assert "binary" in blocker.args[0] and panel.status.text() == blocker.args[0]
+    assert chooser.labels() == ["weather", "finance", "sport"], "a bad file leaves the labels as they were"
+
+    # editing the list by hand makes it the user's own labels
+    chooser.labels_edit.setPlainText("weather\nfinance")
+    assert chooser.label_set.currentData() == "__own__"
+    assert chooser.spec()[0]["labels"] == ["weather", "finance"]
