@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
 
 from ..core import windows as core_windows
 
@@ -212,7 +222,8 @@ class WindowsStrip(QWidget):
 
 
 def add_action(w, menu) -> None:
-    """Analysis ▸ Analyse long texts in overlapping windows (on by default, remembered)."""
+    """Analysis ▸ Analyse long texts in overlapping windows (on by default, remembered), and
+    Window size and stride…"""
     from .menus import action
 
     w.act_windows = action(w, menu, ACTION_TEXT, None)
@@ -226,6 +237,51 @@ def add_action(w, menu) -> None:
         w.schedule_analysis()
 
     w.act_windows.toggled.connect(toggled)
+    w.act_window_settings = action(w, menu, "Window si&ze and stride…", lambda: WindowSettings(w).open())
+
+
+def _setting(w, key: str) -> int:
+    try:
+        value = int(w.settings.value(f"{SETTING}/{key}", 0))
+    except (TypeError, ValueError):
+        return 0
+    return max(0, value)
+
+
+class WindowSettings(QDialog):
+    """Window size and stride in tokens; 0 means the default (the model's maximum; half a window)."""
+
+    def __init__(self, w) -> None:
+        super().__init__(w)
+        self.w = w
+        self.setWindowTitle("Window size and stride")
+        self.size_box = QSpinBox()
+        self.size_box.setRange(0, 1_000_000)
+        self.size_box.setSpecialValueText("the model's maximum")
+        self.size_box.setSuffix(" tokens")
+        self.size_box.setValue(_setting(w, "size"))
+        self.stride_box = QSpinBox()
+        self.stride_box.setRange(0, 1_000_000)
+        self.stride_box.setSpecialValueText("half a window")
+        self.stride_box.setSuffix(" tokens")
+        self.stride_box.setValue(_setting(w, "stride"))
+        note = QLabel("Windows start about one stride apart and are cut at sentence or clause ends where "
+                      "possible. Attention does not cross windows.")
+        note.setWordWrap(True)
+        form = QFormLayout(self)
+        form.addRow("Size", self.size_box)
+        form.addRow("Stride", self.stride_box)
+        form.addRow(note)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def accept(self) -> None:
+        self.w.settings.setValue(f"{SETTING}/size", self.size_box.value())
+        self.w.settings.setValue(f"{SETTING}/stride", self.stride_box.value())
+        super().accept()
+        self.w.schedule_analysis()
 
 
 def analysis_options(w, opts: dict) -> dict:
@@ -237,4 +293,10 @@ def analysis_options(w, opts: dict) -> dict:
     if (act is None or not act.isChecked() or loaded is None or loaded.kind not in core_windows.WINDOW_KINDS
             or opts.get("truncate") or opts.get("generate") or opts.get("target_text") is not None):
         return hint
-    return {"windows": {"only_if_long": True}, **hint}
+    windows = {"only_if_long": True}
+    size, stride = _setting(w, "size"), _setting(w, "stride")
+    if size:
+        windows["size"] = min(size, loaded.max_positions or size)  # never longer than the model takes
+    if stride:
+        windows["stride"] = stride
+    return {"windows": windows, **hint}

@@ -98,3 +98,35 @@ def test_too_long_with_windows_off_offers_them(window, load, qtbot, tiny_model_p
     assert "overlapping windows (Analysis ▸ Analyse long texts in overlapping windows)" in failed.args[0]
     assert window.state.analysis is None or "windows" not in window.state.analysis.manifest
     assert window.document.text() == DOCUMENT  # the text is kept
+
+
+def test_window_settings_and_session_reopen_at_the_window_shown(window, load, qtbot, tiny_model_paths, tmp_path):
+    from attn_desktop.gui.windows_strip import WindowSettings
+
+    load(window, tiny_model_paths["bert"])
+    dialog = WindowSettings(window)
+    dialog.size_box.setValue(48)
+    dialog.stride_box.setValue(20)
+    with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT) as shown:
+        window.document.editor.setPlainText(DOCUMENT)
+        dialog.accept()
+    info = shown.args[0].analysis.manifest["windows"]
+    assert (info["size"], info["stride"]) == (48, 20)
+    assert window.settings.value("windows/size") in (48, "48")
+    count = len(info["windows"])
+    strip = window.windows_strip
+    with qtbot.waitSignal(window.state.analysis_changed, timeout=TIMEOUT):
+        qtbot.mouseClick(strip.map, Qt.LeftButton, pos=strip.map.bar_rect(2).center().toPoint())
+    focus = window.state.analysis.tokens[5]
+    window.state.update(focus=5)
+    path = tmp_path / "lease.attn"
+    with qtbot.waitSignal(window.session_saved, timeout=TIMEOUT):
+        window.save_session(str(path))
+    window.document.editor.setPlainText("other text")
+    with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT) as reopened:
+        window.open_session(str(path))
+    an = reopened.args[0].analysis
+    assert window.document.text() == DOCUMENT
+    assert an.manifest["windows"]["shown"] == 2 and len(an.manifest["windows"]["windows"]) == count
+    assert strip.isVisible() and strip.label.text().startswith(f"window 3 of {count}")
+    assert an.tokens[window.state.sel.focus].start == focus.start  # the focus as saved
