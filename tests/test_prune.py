@@ -85,8 +85,9 @@ def test_pruned_model_matches_masked_original_and_reloads(loaded_models, tiny_mo
     out = prune.save_pruned(pruned, tiny_model_paths[kind], tmp_path / "pruned")
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     assert not list(out.glob("*.bin"))
-    record = json.loads((out / "config.json").read_text())[prune.PRUNED_KEY]
-    assert record == {"self": {"0": [1, 3], "1": [0]}}
+    config = json.loads((out / "config.json").read_text())
+    assert config[prune.PRUNED_KEY] == {"self": {"0": [1, 3], "1": [0]}}
+    assert config[prune.HEADS_KEY] == {"self": [2, 3]}
 
     rebuilt = _plain_transformers_model(out, AUTO_CLASSES[loaded.kind])
     with torch.no_grad():
@@ -104,6 +105,7 @@ def test_pruned_model_matches_masked_original_and_reloads(loaded_models, tiny_mo
     # pruning the reloaded model again merges the layouts
     twice = prune.pruned_copy(again.model, {capture.Site("self", 1): [2]}, encoder_decoder=False)
     assert getattr(twice.config, prune.PRUNED_KEY) == {"self": {"0": [1, 3], "1": [0, 2]}}
+    assert getattr(twice.config, prune.HEADS_KEY) == {"self": [2, 2]}
     more = dict(REMOVE)
     more[capture.Site("self", 1)] = [0, 2]
     with torch.no_grad():

@@ -28,6 +28,7 @@ from attn_desktop.core.errors import UserError
 from attn_desktop.core.model.capture import FULL_HEADS, KEPT_HEADS, Site, site_namer
 
 PRUNED_KEY = "attn_desktop_pruned_heads"
+HEADS_KEY = "attn_desktop_heads_per_layer"
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
@@ -178,6 +179,11 @@ def prune_heads(model, remove: dict[Site, Iterable[int]], encoder_decoder: bool)
         before = layout.setdefault(site.set, {}).get(site.layer, [])
         layout[site.set][site.layer] = sorted(set(before) | set(heads))
     setattr(model.config, PRUNED_KEY, {s: {str(k): v for k, v in sorted(layers.items())} for s, layers in layout.items()})
+    counts: dict[str, list[int]] = {}
+    for site in sorted(modules, key=lambda s: (s.set, s.layer)):
+        family, module, _ = modules[site]
+        counts.setdefault(site.set, []).append(_head_count(family, module))
+    setattr(model.config, HEADS_KEY, counts)  # for readers: heads left per layer (loading uses PRUNED_KEY)
 
 
 def pruned_copy(model, remove: dict[Site, Iterable[int]], encoder_decoder: bool):
