@@ -118,7 +118,11 @@ class WindowsStrip(QWidget):
         self.map.picked.connect(lambda k: self.show_window(k, pinned=True))
         self.prev.clicked.connect(lambda: self.step(-1))
         self.next.clicked.connect(lambda: self.step(1))
+        self._seen: tuple = (None, 0)  # (analysis, focus) on screen, kept up to date
+        self._before: tuple = (None, 0)  # what was on screen before the analysis now shown
         window.state.analysis_changed.connect(self.sync)
+        window.state.changed.connect(lambda _f: self._remember())
+        window.analysis_shown.connect(self._after_analysis)
         window.document.editor.viewport().installEventFilter(self)
         self._press = None
 
@@ -127,7 +131,21 @@ class WindowsStrip(QWidget):
         an = self.window.state.analysis
         return an if core_windows.is_windowed(an) else None
 
+    def _remember(self) -> None:
+        self._seen = (self.window.state.analysis, self.window.state.sel.focus)
+
+    def _after_analysis(self, prepared) -> None:
+        """After an edit, the new analysis shows the window where the old focus word now sits most
+        centrally (the analysis itself starts at window 1)."""
+        old, focus = self._before
+        if prepared.source != "analysis" or self.analysis() is not prepared.analysis or old is None:
+            return
+        char = carried_char(old, focus, prepared.analysis)
+        if char is not None:
+            self.focus_position(char)
+
     def sync(self) -> None:
+        self._before = self._seen
         an = self.analysis()
         if an is None:
             self.hide()
@@ -219,6 +237,26 @@ class WindowsStrip(QWidget):
         if k == shown and self.window.state.sel.focus == j:
             return True
         return self.show_window(k, focus=j, pinned=self.pinned and k == shown)
+
+
+def carried_char(old, focus: int, new) -> int | None:
+    """Where the focus token of `old` starts in the text of `new`, when the edit between them left
+    it untouched (gui.keep_work.carried_focus's rule), else None."""
+    from .document import input_text
+    from .keep_work import common_ends
+
+    if old is None or not 0 <= focus < len(old.tokens):
+        return None
+    t = old.tokens[focus]
+    if t.end <= t.start:
+        return None
+    old_text, new_text = input_text(old), input_text(new)
+    p, s = common_ends(old_text, new_text)
+    if t.end <= p:
+        return t.start
+    if t.start >= len(old_text) - s:
+        return t.start + len(new_text) - len(old_text)
+    return None
 
 
 def add_action(w, menu) -> None:

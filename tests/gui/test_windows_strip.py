@@ -130,3 +130,27 @@ def test_window_settings_and_session_reopen_at_the_window_shown(window, load, qt
     assert an.manifest["windows"]["shown"] == 2 and len(an.manifest["windows"]["windows"]) == count
     assert strip.isVisible() and strip.label.text().startswith(f"window 3 of {count}")
     assert an.tokens[window.state.sel.focus].start == focus.start  # the focus as saved
+
+
+def test_an_edit_keeps_the_window_of_the_focus_word(window, load, qtbot, tiny_model_paths):
+    load(window, tiny_model_paths["bert"])
+    with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT):
+        window.document.editor.setPlainText(DOCUMENT)
+    char = DOCUMENT.rindex("fee") + 1
+    editor = window.document.editor
+    with qtbot.waitSignal(window.state.analysis_changed, timeout=TIMEOUT):
+        qtbot.mouseClick(editor.viewport(), Qt.LeftButton, pos=char_point(editor, char))
+    k = window.state.analysis.manifest["windows"]["shown"]
+    assert k > 0
+    start = window.state.analysis.tokens[window.state.sel.focus].start
+    # type at the start of the text: the focus word moves right by what was typed
+    cursor = editor.textCursor()
+    cursor.setPosition(0)
+    editor.setTextCursor(cursor)
+    with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT):
+        qtbot.keyClicks(editor, "Now ")
+    qtbot.waitUntil(lambda: window.state.analysis.manifest["windows"]["shown"] > 0, timeout=TIMEOUT)
+    an = window.state.analysis
+    assert an.tokens[window.state.sel.focus].start == start + 4
+    best, j = most_central(an.manifest["windows"], start + 4)
+    assert an.manifest["windows"]["shown"] == best and window.state.sel.focus == j
