@@ -42,7 +42,10 @@ def wants_explanation(methods) -> bool:
     return any(m in EXPLANATION for m in expand_methods(methods))
 
 
-OTHER_STAGES = ("heads",)  # issue 9's stage, run by its own code
+OTHER_STAGES = ("heads",)
+# rough shares of a run's time (bench_explain on the demo model), so that progress moves evenly
+STEP_WEIGHT = {"target": 1, "attention": 1, "saliency": 3, "grad_input": 3, "ig": 30, "grad_rollout": 2,
+               "loo": 20, "interventions": 10, "faithfulness": 30, "agreement": 1, "verdict": 0.1}  # issue 9's stage, run by its own code
 
 
 def check_request(loaded, methods, spec: dict | None, options: dict | None) -> None:
@@ -110,8 +113,9 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
     opts = check_options(options)
     report = progress or (lambda f, m: None)
     steps = ["target", "attention"] + [m for m in EXPLANATION if m in methods] + ["verdict"]
+    total = sum(STEP_WEIGHT[s] for s in steps)
     timings: dict[str, float] = {}
-    state = {"done": 0}
+    state = {"done": 0.0, "step": "target"}
 
     def check_cancel():
         if cancel is not None and cancel():
@@ -119,15 +123,16 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
 
     def begin(name: str, message: str) -> float:
         check_cancel()
-        report(state["done"] / len(steps), message)
+        state["step"] = name
+        report(state["done"] / total, message)
         return time.perf_counter()
 
     def end(name: str, t0: float) -> None:
         timings[name] = round(time.perf_counter() - t0, 6)
-        state["done"] += 1
+        state["done"] += STEP_WEIGHT[name]
 
-    def sub(done: int, total: int, message: str) -> None:
-        report((state["done"] + done / max(total, 1)) / len(steps), message)
+    def sub(done: int, count: int, message: str) -> None:
+        report((state["done"] + STEP_WEIGHT[state["step"]] * done / max(count, 1)) / total, message)
 
     t0 = begin("target", "resolving the target")
     input_ids = list(analysis.manifest["input_ids"])
@@ -170,7 +175,7 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         end(name, t0)
         if "saliency" in methods and "grad_input" in methods:
             timings["grad_input"] = 0.0  # computed with saliency, in one backward pass
-            state["done"] += 1
+            state["done"] += STEP_WEIGHT["grad_input"]
     if "ig" in methods:
         t0 = begin("ig", "Integrated Gradients")
         res = grd.integrated_gradients(
