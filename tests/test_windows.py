@@ -1,6 +1,8 @@
 """Windowed analysis (core.windows): a document of about three windows on a 64-position tiny BERT
 and GPT-2, checked against plain analyses of each window's own text; the session round trip."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -179,3 +181,30 @@ def test_only_if_long_leaves_short_texts_to_every_stage(loaded_models):
     assert "windows" not in an.manifest and an.manifest["generation"]["output_tokens"] >= 1
     with pytest.raises(UserError, match="generation is not available with windows"):
         analyze(loaded, _document(loaded), windows={"only_if_long": True}, generate=2)
+
+
+def test_hostile_window_sessions_are_refused(loaded_models, tmp_path):
+    loaded = loaded_models("bert")
+    good = analyze(loaded, _document(loaded), windows={})
+    path = save_session(good, tmp_path / "good.attn")
+    assert windows.is_windowed(load_session(path))
+
+    def refused(change, why):
+        an = windows.window_view(good, 0)
+        an.manifest = copy.deepcopy(an.manifest)
+        an.arrays = dict(an.arrays)
+        change(an)
+        target = tmp_path / "bad.attn"
+        with pytest.raises(UserError, match=why):
+            save_session(an, target)
+        assert not target.exists()
+
+    refused(lambda an: an.arrays.pop("window_attentions"), "come only together")
+    refused(lambda an: an.manifest.pop("windows"), "belongs to windowed sessions")
+    refused(lambda an: an.manifest["windows"].update(shown=99), "shows a window it does not list")
+    refused(lambda an: an.manifest["windows"]["tokens"][1][3].update(start=0, end=2), "damaged token in window 2")
+    refused(lambda an: an.manifest["windows"]["windows"][0].update(char_end=10**9), "outside the text")
+    refused(lambda an: an.arrays.update(window_attentions=an.arrays["window_attentions"][:-1]),
+            "window_attentions")
+    with pytest.raises(UserError, match="whole number of tokens"):
+        analyze(loaded, _document(loaded), windows={"size": "64"})

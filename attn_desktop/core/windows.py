@@ -342,12 +342,15 @@ def from_pipeline(loaded, text: str, options: dict, *, methods, generating: bool
     """pipeline.analyze(windows=options): {'size', 'stride', 'only_if_long'} (all optional)."""
     if not isinstance(options, dict) or set(options) - {"size", "stride", "only_if_long"}:
         raise UserError("windows take a size, a stride and only_if_long")
+    for key in ("size", "stride"):
+        if options.get(key) is not None and type(options[key]) is not int:
+            raise UserError(f"the window {key} must be a whole number of tokens, not {options[key]!r}")
     if options.get("only_if_long") and fits_whole(loaded, text):
         return None
     extra = [m for m in (methods or []) if m not in ("attention", "rollout", "flow")]
     if extra:
-        raise UserError(f"{extra[0]} is not available with windows: explanations and heads run on "
-                        "one text that fits the model")
+        raise UserError(f"{extra[0]} is not available with windows: explanations and heads need a text "
+                        f"that fits the model in one piece ({loaded.max_positions} positions)")
     if generating:
         raise UserError("generation is not available with windows")
     return analyze_windows(loaded, text, size=options.get("size"), stride=options.get("stride"),
