@@ -70,3 +70,22 @@ def test_cli_summary_counts_unknown_tokens(tmp_path, capsys):
     line = capsys.readouterr().out
     assert "1 unknown token (not in the vocabulary)" in line
     assert line.startswith("all-MiniLM-L6-v2 ")
+
+
+def test_byte_level_pieces_read_as_the_bytes_they_encode(loaded_models):
+    from attn_desktop.core.tokens import byte_level_piece
+
+    assert byte_level_piece("Ġcaf") == " caf"
+    assert byte_level_piece("Ã©") == "é"
+    assert byte_level_piece("Ã") == "<C3>"
+    assert byte_level_piece("ðŁĺ·") == "😷"
+    an = analyze(loaded_models("gpt2"), "The café 😷")
+    by_text = {}
+    for t in an.tokens:
+        by_text.setdefault(t.text, []).append(t)
+    assert model_pieces(by_text["The"]) is None
+    assert count_unknown(an.tokens) == 0  # bytes: nothing is unknown to a byte-level model
+    e = by_text["é"]  # the tiny vocabulary splits é into its two bytes
+    pieces = model_pieces(e)
+    assert pieces is not None and "Ã" not in pieces
+    assert all(t.piece in ("é", "<C3>", "<A9>") for t in e)

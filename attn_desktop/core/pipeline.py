@@ -15,7 +15,7 @@ from attn_desktop import __version__
 from attn_desktop.core.analysis import Analysis
 from attn_desktop.core.errors import Cancelled, UserError
 from attn_desktop.core.model.loading import CAPTURE_EAGER, LoadedModel
-from attn_desktop.core.tokens import build_tokens
+from attn_desktop.core.tokens import build_tokens, readable_pieces
 
 DEFAULT_SEQ2SEQ_TOKENS = 20
 Progress = Callable[[float, str], None]
@@ -81,7 +81,7 @@ def _encode(loaded: LoadedModel, text: str, reserve: int, truncate: bool,
         info["truncated"] = True
     ids = list(enc["input_ids"])
     seq = _Sequence(
-        text, ids, tok.convert_ids_to_tokens(ids), [tuple(o) for o in enc["offset_mapping"]],
+        text, ids, readable_pieces(tok, tok.convert_ids_to_tokens(ids)), [tuple(o) for o in enc["offset_mapping"]],
         [bool(s) for s in enc["special_tokens_mask"]], [False] * len(ids), tok.unk_token_id,
     )
     if info["truncated"]:
@@ -104,7 +104,7 @@ def _decoded(tokenizer, ids: list[int], generated: bool) -> _Sequence:
         special.append(is_special)
         text = current
     flags = [generated and not s for s in special]
-    return _Sequence(text, list(ids), tokenizer.convert_ids_to_tokens(ids), spans, special, flags,
+    return _Sequence(text, list(ids), readable_pieces(tokenizer, tokenizer.convert_ids_to_tokens(ids)), spans, special, flags,
                      tokenizer.unk_token_id)
 
 

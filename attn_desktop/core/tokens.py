@@ -18,6 +18,54 @@ def clean_piece(piece: str) -> str:
     return text or ("␣" if piece else "")
 
 
+def _byte_decoder() -> dict[str, int]:
+    """The inverse of GPT-2's bytes_to_unicode: the printable stand-in character of each byte."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs = list(bs)
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+_BYTE_DECODER = _byte_decoder()
+
+
+def byte_level_piece(piece: str) -> str:
+    """A byte-level BPE piece (GPT-2, RoBERTa, BART: bytes written as printable stand-ins, "Ã©" for
+    é) as the text its bytes encode; bytes that are only part of a character read <C3>."""
+    if any(ch not in _BYTE_DECODER for ch in piece):
+        return piece
+    data = bytes(_BYTE_DECODER[ch] for ch in piece)
+    out, i = [], 0
+    while i < len(data):
+        for j in range(min(len(data), i + 4), i, -1):
+            try:
+                out.append(data[i:j].decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+            i = j
+            break
+        else:
+            out.append(f"<{data[i]:02X}>")
+            i += 1
+    return "".join(out)
+
+
+def readable_pieces(tokenizer, pieces: Sequence[str]) -> list[str]:
+    """The tokenizer's pieces as a reader can compare them with the text: byte-level pieces decoded
+    (see byte_level_piece); word-piece and sentence-piece markers (##, ▁) kept, they show the split."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    decoder = getattr(backend, "decoder", None)
+    if type(decoder).__name__ != "ByteLevel":
+        return list(pieces)
+    special = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    return [p if p in special else byte_level_piece(p) for p in pieces]
+
+
 def build_tokens(
     text: str,
     pieces: Sequence[str],
@@ -67,7 +115,7 @@ def model_pieces(tokens: Sequence[Token], ignore_case: bool = False) -> str | No
     read as the text does (or were not recorded, as in sessions from older versions)."""
     if not any(seen_differently(t, ignore_case) for t in tokens):
         return None
-    return " ".join(t.piece for t in tokens if t.piece is not None)
+    return " ".join(t.piece.strip() or "␣" for t in tokens if t.piece is not None)
 
 
 def count_unknown(tokens: Sequence[Token] | None) -> int:
