@@ -258,3 +258,15 @@ def test_model_pieces_in_tooltip_and_heatmap_labels(window, load, demo_path, qtb
     assert any("[UNK]" in label for label in labels)
     assert any("éva" in label and "eva" in label.replace("éva", "") for label in labels)
     assert np.isfinite(window.heatmap.values).all()
+
+
+def test_old_sessions_without_pieces_open_with_plain_labels(window, qtbot):
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "fixtures" / "v1-bert.attn"
+    an = _shown(window, qtbot, lambda: window.open_session(str(path)))
+    assert all(t.piece is None for t in an.tokens)
+    assert "‹" not in "".join(window.heatmap.col_labels + window.heatmap.row_labels)
+    assert "unknown" not in window.status_tokens.text()
+    editor = window.document.editor
+    assert all("model saw" not in editor.describe(i) for i in range(len(an.tokens)))
