@@ -56,7 +56,8 @@ def build_menus(w) -> None:
     w.act_flow_all = action(w, analysis, "Compute attention flow for &all tokens", w.compute_flow_all,
                             "Ctrl+Alt+F")
     w.act_validate = action(w, analysis, "&Validate: check attention against gradients and ablations",
-                            lambda: (w.validate_dock.show(), w.validate_panel.run()), "Ctrl+Shift+V")
+                            lambda: (w.validate_dock.show(), w.validate_dock.raise_(), w.validate_panel.run()),
+                            "Ctrl+Shift+V")
     w.act_truncate = action(w, analysis, "&Truncate texts longer than the model accepts", None)
     w.act_truncate.setCheckable(True)
     w.act_truncate.toggled.connect(lambda _on: w.schedule_analysis())

@@ -54,8 +54,12 @@ def test_demo_model_run_cancel_rerun_results_shown_and_saved(window, load, analy
     assert "explain" not in analysed.manifest and not set(IMPORTANCE_KEYS) & set(analysed.arrays)
     assert panel.shown is None and "cancelled" in panel.status.text()
 
-    # run again: results shown, filed in the analysis on screen
-    an = run_validation(qtbot, panel)
+    # run again, from the menu with the Heads tab in front: the Validate tab comes forward
+    w.heads_dock.raise_()
+    with qtbot.waitSignal(panel.validation_shown, timeout=TIMEOUT) as blocker:
+        w.act_validate.trigger()
+    an = blocker.args[0]
+    assert not w.validate_dock.visibleRegion().isEmpty()
     assert an is w.state.analysis is analysed
     explain = an.manifest["explain"]
     target = explain["target"]
