@@ -586,7 +586,7 @@ class HeadsPanel(QWidget):
             if layer is not None:
                 lines.append("Whole layer masked: " + ", ".join(f"{i}: {v:+.3g}" for i, v in enumerate(layer)))
         agree = info.get("gradient_vs_ablation") or {}
-        if agree.get("spearman") is not None:
+        if agree.get("spearman") is not None and agree.get("kendall_tau") is not None:
             lines.append(f"Gradient vs |ablation| over these heads: Spearman ρ = {agree['spearman']:.2f}, "
                          f"Kendall τ = {agree['kendall_tau']:.2f} (the gradient is a first-order estimate)")
         single, diffuse = info.get("single_position") or [], info.get("diffuse") or []
