@@ -56,10 +56,12 @@ class FileActions:
             self._text_reader.failed.connect(lambda _gen, message: self.messages.error(message))
         return self._text_reader
 
-    def open_text_file(self, path: str, remember: bool = True) -> int:
+    def open_text_file(self, path: str, remember: bool = True) -> int | None:
         """Read `path` in a worker (size cap and UTF-8 rule of core.text_source); the document
         changes only once the whole text is read. remember=False: a sample, neither named nor
-        added to the recent files."""
+        added to the recent files. None: the user kept the edited text (Cancel)."""
+        if not self.confirm_unsaved("opening another document"):
+            return None
 
         def work(progress, cancel):
             from ..core.text_source import read_text
@@ -88,7 +90,9 @@ class FileActions:
         if path:
             self.open_session(path)
 
-    def open_session(self, path: str) -> int:
+    def open_session(self, path: str) -> int | None:
+        if not self.confirm_unsaved("opening a session"):
+            return None
         def work(progress, cancel):
             from ..core.store.session import load_session
 

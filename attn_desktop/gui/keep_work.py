@@ -21,11 +21,11 @@ APP_TITLE = "attn-desktop"
 SELECTION_VIEW = ("set_name", "measure", "layer", "head", "focus", "alpha", "start_layer")
 
 
-def ask_unsaved(parent, name: str) -> QMessageBox.StandardButton:
+def ask_unsaved(parent, name: str, action: str = "quitting") -> QMessageBox.StandardButton:
     box = QMessageBox(QMessageBox.Warning, APP_TITLE, f"The text of {name} has changed and is not saved.",
                       QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, parent)
     box.setTextFormat(Qt.PlainText)  # the name is a file name: never markup
-    box.setInformativeText("Save it before quitting?")
+    box.setInformativeText(f"Save it before {action}?")
     box.setDefaultButton(QMessageBox.Save)
     return QMessageBox.StandardButton(box.exec())
 
@@ -143,9 +143,14 @@ class KeepWork:
     # -- quitting -----------------------------------------------------------------------------
     def confirm_close(self) -> bool:
         """False when the user cancels quitting (or cancels the save it asked for)."""
+        return self.confirm_unsaved("quitting")
+
+    def confirm_unsaved(self, action: str) -> bool:
+        """Before the edited text would be lost (quitting, opening another document): Save, Discard
+        or Cancel; False when the user cancels (or cancels the save)."""
         if not self.isWindowModified() or not self.document.text().strip():
             return True
-        answer = ask_unsaved(self, self._document_name or "the document")
+        answer = ask_unsaved(self, self._document_name or "the document", action)
         if answer == QMessageBox.Cancel:
             return False
         if answer == QMessageBox.Discard:

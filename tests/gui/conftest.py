@@ -29,13 +29,14 @@ def isolated_settings(tmp_path, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def discard_on_close(monkeypatch):
-    """Closing a window with edited text asks Save / Discard / Cancel in a modal box, which would
-    wait forever offscreen: tests answer Discard unless they patch the box themselves."""
+    """Closing a window or opening another document over edited text asks Save / Discard / Cancel
+    in a modal box, which would wait forever offscreen: tests answer Discard unless they patch
+    the box themselves."""
     from PySide6.QtWidgets import QMessageBox
 
     from attn_desktop.gui import keep_work
 
-    monkeypatch.setattr(keep_work, "ask_unsaved", lambda parent, name: QMessageBox.Discard)
+    monkeypatch.setattr(keep_work, "ask_unsaved", lambda *args, **kwargs: QMessageBox.Discard)
 
 
 @pytest.fixture(autouse=True)

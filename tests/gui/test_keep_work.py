@@ -142,3 +142,17 @@ def test_switching_to_flow_and_back_keeps_the_layer(window, load, analyse, tiny_
     qtbot.waitUntil(lambda: not window.propagation.busy, timeout=ANALYSIS_TIMEOUT)
     assert window.state.sel.layer == 1
     assert window.selection_bar.layer_box.value() == 1
+
+
+def test_opening_another_document_over_edited_text_asks(window, qtbot, answer, tmp_path):
+    qtbot.keyClicks(window.document.editor, "Draft clause")
+    other = tmp_path / "other.txt"
+    other.write_text("Other text.", encoding="utf-8")
+    asked = answer(QMessageBox.Cancel)
+    assert window.open_text_file(str(other)) is None
+    assert window.open_session(str(tmp_path / "x.attn")) is None
+    assert len(asked) == 2 and window.document.text() == "Draft clause"
+    answer(QMessageBox.Discard)
+    with qtbot.waitSignal(window.text_reader.succeeded, timeout=ANALYSIS_TIMEOUT):
+        window.open_text_file(str(other))
+    assert window.document.text() == "Other text." and not window.isWindowModified()
