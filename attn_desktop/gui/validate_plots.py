@@ -51,6 +51,11 @@ def fmt(value, digits: int = 3) -> str:
     return f"{float(value):.{digits}g}"
 
 
+def compact_rows(table: QTableWidget) -> None:
+    """Rows one line of text high, so a table of eight methods fits the dock."""
+    table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 6)
+
+
 def _plot_widget(**kwargs) -> pg.PlotWidget:
     w = pg.PlotWidget(**kwargs)
     w.setMenuEnabled(False)
@@ -65,6 +70,7 @@ def _style_plot(w: pg.PlotWidget, pal: QPalette) -> None:
         axis = w.getPlotItem().getAxis(name)
         axis.setPen(fg)
         axis.setTextPen(fg)
+        axis.enableAutoSIPrefix(False)  # "800 (x0.001)" for 0.8 reads as a different number
 
 
 # -- agreement --------------------------------------------------------------------------------
@@ -273,6 +279,7 @@ class FaithfulnessView(QWidget):
         self.table.setHorizontalHeaderLabels(["method", "AOPC comp. ↑", "vs random", "AOPC suff. ↓",
                                               "vs random"])
         self.table.verticalHeader().hide()
+        compact_rows(self.table)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -377,6 +384,7 @@ class InterventionTable(QWidget):
         self.table.setHorizontalHeaderLabels(["attention replaced by", "target change",
                                               "output TVD", "prediction flips", "prediction"])
         self.table.verticalHeader().hide()
+        compact_rows(self.table)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
