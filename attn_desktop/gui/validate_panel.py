@@ -232,10 +232,12 @@ class ValidatePanel(QWidget):
         self.validation_failed.emit(message)
 
     def _on_cancelled(self, gen) -> None:
+        self.progress.setValue(0)
         if gen == self.runner.current:
             self.progress.setFormat("cancelled")
-            self.progress.setValue(0)
             self.status.setText("Validation cancelled; nothing was changed.")
+        else:
+            self.progress.setFormat("")  # superseded by an edit, a new model or a new run
         self.validation_cancelled.emit()
 
     def _on_done(self, _gen, prepared) -> None:

@@ -54,6 +54,16 @@ def test_demo_model_run_cancel_rerun_results_shown_and_saved(window, load, analy
     assert "explain" not in analysed.manifest and not set(IMPORTANCE_KEYS) & set(analysed.arrays)
     assert panel.shown is None and "cancelled" in panel.status.text()
 
+    # run, and edit the text while it runs: the run stops, nothing is filed for either text
+    with qtbot.waitSignal(panel.runner.progressed, timeout=TIMEOUT):
+        panel.run_button.click()
+    with qtbot.waitSignals([panel.validation_cancelled, w.analysis_shown], timeout=TIMEOUT):
+        w.document.editor.setPlainText("The river flooded the bank again.")
+    qtbot.waitUntil(lambda: not panel.runner.busy, timeout=TIMEOUT)
+    analysed = w.state.analysis
+    assert analysed.text == "The river flooded the bank again." and "explain" not in analysed.manifest
+    assert panel.shown is None and panel.progress.format() == ""
+
     # run again, from the menu with the Heads tab in front: the Validate tab comes forward
     w.heads_dock.raise_()
     with qtbot.waitSignal(panel.validation_shown, timeout=TIMEOUT) as blocker:
