@@ -162,6 +162,7 @@ def analyze(
     explain_options: dict | None = None,
     heads_options: dict | None = None,
     windows: dict | None = None,
+    mapped: str | None = None,
 ) -> Analysis:
     """Run the model once over `text` and capture every layer's and head's attention.
 
@@ -171,7 +172,8 @@ def analyze(
     in the too-long message, where the caller's user allows truncation (a flag, a menu entry).
     `methods` with explanation names (docs/explain.md) adds the explanation stage for `target`.
     `windows` ({'size', 'stride', 'only_if_long'}) analyses the text in overlapping windows
-    (core.windows, docs/windows.md)."""
+    (core.windows, docs/windows.md). `mapped` (a folder) keeps the attention on disk, computed a few
+    heads at a time (core.model.mapped, for inputs of thousands of tokens)."""
     started = time.perf_counter()
     report = progress or (lambda f, m: None)
     if windows is not None:
@@ -232,7 +234,14 @@ def analyze(
     report(0.15, "running the model")
 
     t0 = time.perf_counter()
-    arrays = _capture(loaded, seq.ids, decoder.ids if decoder else None, progress=report, cancel=cancel)
+    if mapped is not None:
+        from attn_desktop.core.model import mapped as mapped_capture
+
+        if decoder is not None or explaining or heads:
+            raise UserError("memory-mapped capture is for one sequence, without explanations or heads")
+        arrays = mapped_capture.capture(loaded, seq.ids, mapped, progress=report, cancel=cancel)
+    else:
+        arrays = _capture(loaded, seq.ids, decoder.ids if decoder else None, progress=report, cancel=cancel)
     timings["forward"] = time.perf_counter() - t0
 
     tokens = seq.tokens()

@@ -48,6 +48,10 @@ class CapturePlan:
     cancel: Callable[[], bool] | None = None
     on_layer: Callable[[Site], None] | None = None
     layers: dict[str, int] = field(default_factory=dict)  # per set; lets records go into one buffer
+    # long inputs (core.model.mapped): heads computed `head_chunk` at a time, each slice's weights
+    # handed to sink(site, weights [batch, heads of the slice, q, k], first head) and not kept
+    head_chunk: int | None = None
+    sink: Callable[[Site, torch.Tensor, int], None] | None = None
     records: dict[Site, torch.Tensor] = field(default_factory=dict)
     graph_weights: dict[Site, torch.Tensor] = field(default_factory=dict)
     _buffers: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -185,10 +189,20 @@ def eager_for(module: torch.nn.Module) -> Callable:
 
 
 def capture_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    plan = _ACTIVE.get()
+    if plan is not None and plan.head_chunk is not None:
+        from attn_desktop.core.model import mapped
+
+        if mapped.chunkable(plan, module, kwargs):
+            site = plan.sites(module)
+            out = mapped.chunked_attention(plan, site, eager_for(module), module, query, key, value,
+                                           attention_mask, scaling, dropout, kwargs)
+            if plan.on_layer is not None:
+                plan.on_layer(site)
+            return out, None
     out, weights = eager_for(module)(
         module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
     )
-    plan = _ACTIVE.get()
     if plan is None:
         return out, weights
     site = plan.sites(module)
@@ -217,6 +231,8 @@ def capture_attention(module, query, key, value, attention_mask, scaling=None, d
         out = torch.matmul(weights.to(v.dtype), v).transpose(1, 2).contiguous()
     if plan.record:
         plan.store(site, _all_heads(module, weights))
+    if plan.sink is not None:
+        plan.sink(site, _all_heads(module, weights), 0)
     if plan.on_layer is not None:
         plan.on_layer(site)
     return out, weights
