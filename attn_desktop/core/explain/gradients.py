@@ -114,14 +114,14 @@ def integrated_gradients(
 
         def attribute(k):
             return ig.attribute(embeds, baselines=base_embeds, n_steps=k, method=method,
-                                internal_batch_size=internal_batch_size, return_convergence_delta=True)
+                                internal_batch_size=internal_batch_size)
         implementation = "captum.attr.IntegratedGradients on the output of the input-embedding layer"
     else:
         lig = LayerIntegratedGradients(lambda x: checked(target.evaluate(loaded, x)), module)
 
         def attribute(k):
             return lig.attribute(ids, baselines=base_ids, n_steps=k, method=method,
-                                 internal_batch_size=internal_batch_size, return_convergence_delta=True)
+                                 internal_batch_size=internal_batch_size)
         implementation = "captum.attr.LayerIntegratedGradients on the input-embedding layer"
 
     tried: list[dict[str, Any]] = []
@@ -130,9 +130,10 @@ def integrated_gradients(
     while True:
         _check(cancel)
         with torch.enable_grad():
-            attr, delta = attribute(k)
-        delta = float(delta.reshape(-1)[0])
+            attr = attribute(k)
         vector = attr[0].float().sum(-1).detach().cpu().numpy().astype(np.float32)
+        # Captum's convergence delta, from f(x) and f(b) computed once above (Captum would rerun both)
+        delta = float(attr[0].double().sum()) - (f_x - f_b)
         tried.append({"steps": int(k), "delta": delta})
         if best is None or abs(delta) < abs(best[1]):
             best = (vector, delta, k)
