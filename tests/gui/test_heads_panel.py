@@ -110,6 +110,12 @@ def test_heads_view_grids_click_prune_and_save(window, load, analyse, tiny_model
         panel.prune_button.click()
     assert "cannot read the head" in panel.status.text()
 
+    # the saved session reopened: its heads results come back with it
+    with qtbot.waitSignal(panel.heads_shown, timeout=TIMEOUT):
+        w.open_session(str(path))
+    np.testing.assert_array_equal(panel.ablation.values, an.arrays["head_importance"])
+    assert panel.shown is w.state.analysis and panel.shown is not an
+
     # edit the text: the grids leave the view
     w.document.editor.setPlainText(TEXT + " Again.")
     qtbot.waitUntil(lambda: panel.shown is None, timeout=TIMEOUT)
