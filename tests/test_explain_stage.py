@@ -125,6 +125,10 @@ def test_bad_requests_are_refused_before_the_model_runs(loaded_models, demo_mode
         analyze(loaded_models("bert-cls"), "rent", methods=["ig"], target={"labels": ["a", "b"]})
     with pytest.raises(UserError, match="a target class does not apply to a next-token target"):
         analyze(loaded_models("gpt2"), "rent", methods=["ig"], target={"class": 1})
+    with pytest.raises(UserError, match="IG steps must be"):
+        analyze(loaded_models("bert-cls"), "rent", methods=["ig"], explain_options={"ig_steps": 1})
+    with pytest.raises(UserError, match="unknown replacement"):
+        analyze(loaded_models("bert-cls"), "rent", methods=["loo"], explain_options={"replacement": "blank"})
     with pytest.raises(UserError, match="unknown explanation option"):
         analyze(loaded_models("bert-cls"), "rent", methods=["ig"], explain_options={"stepz": 3})
 

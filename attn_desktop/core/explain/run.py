@@ -74,6 +74,13 @@ def check_options(options: dict | None) -> dict[str, Any]:
         raise UserError("seeds, batch size and IG steps must be positive (IG at least 2 steps)")
     if merged["ig_max_steps"] < merged["ig_start_steps"]:
         raise UserError("the IG step cap is below the starting step count")
+    steps = merged["ig_steps"]
+    if steps != "auto" and not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 2):
+        raise UserError(f"IG steps must be 'auto' or a whole number of at least 2, got {steps!r}")
+    if merged["baseline"] not in ("pad", "mask", "zero"):
+        raise UserError(f"unknown IG baseline {merged['baseline']!r}: choose pad, mask or zero")
+    if merged["replacement"] not in ("auto", "mask", "unk", "delete"):
+        raise UserError(f"unknown replacement {merged['replacement']!r}: choose auto, mask, unk or delete")
     fractions = merged["fractions"]
     if not fractions or any(not 0 < float(q) <= 1 for q in fractions):
         raise UserError("faithfulness fractions must lie in (0, 1]")
