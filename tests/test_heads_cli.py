@@ -117,3 +117,13 @@ def test_saved_heads_sections_are_checked(loaded_models):
         node[path[-1]] = value
         with pytest.raises(UserError, match="'heads' section"):
             SECTION_CHECKS["heads"]("s.attn", bad, dims)
+
+
+def test_heads_after_an_explanation_method(loaded_models):
+    progress = []
+    analysis = analyze(loaded_models("bert-cls"), TEXT, methods=["saliency", "heads"], target={"kind": "class", "class": 2},
+                       progress=lambda f, m: progress.append(f))
+    assert "saliency" in analysis.arrays and "head_importance" in analysis.arrays
+    assert analysis.manifest["heads"]["target"]["class"] == analysis.manifest["explain"]["target"]["class"] == 2
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert analysis.manifest["timings"]["heads"] > 0
