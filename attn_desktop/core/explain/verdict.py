@@ -69,8 +69,10 @@ def verdict(section: dict[str, Any]) -> dict[str, Any]:
                 parts.append(f"attention {_agreement_phrase(raw)} the gradient and ablation evidence "
                              f"(mean Kendall tau {raw:.2f} against {against}"
                              + (f"; {others}" if others else "") + "; chance 0)")
+            elif agreement["tokens"] < 2:
+                parts.append(f"{agreement['tokens']} token(s) besides the special ones: too few to compare rankings")
             else:
-                parts.append("attention is constant over the tokens, so its agreement is not defined")
+                parts.append("attention or the evidence is constant over the tokens, so their agreement is not defined")
             names = agreement["methods"]
             for a in taus:
                 i = names.index(a)
