@@ -227,3 +227,32 @@ def test_a_decoder_only_classifier_without_pad_token(tmp_path):
         with torch.no_grad():
             p = torch.softmax(loaded.model(input_ids=torch.tensor([changed])).logits[0], -1)[1]
         assert a.arrays["loo"][i] == pytest.approx(e["target"]["value"] - float(p), abs=1e-6)
+
+
+def _section(tau, tvd, flips=0):
+    names = ["attention_importance", "integrated_gradients", "loo"]
+    m = [[1.0, tau, tau], [tau, 1.0, 0.5], [tau, 0.5, 1.0]]
+    p = [[0.0, 0.01, 0.01], [0.01, 0.0, 0.01], [0.01, 0.01, 0.0]]
+    return {
+        "agreement": {"methods": names, "tokens": 10, "kendall_tau": m, "kendall_p": p,
+                      "topk": {"k": [5, 1], "overlap": [m, m]}},
+        "interventions": {"uniform_all": {"change": -0.1, "tvd": tvd}, "uniform_layer": [],
+                          "permuted": {"tvd_median": tvd / 2, "tvd_max": tvd, "flips": flips, "seeds": 10,
+                                       "abs_change_median": 0.05}},
+    }
+
+
+@pytest.mark.parametrize("tau,tvd,flips,phrase,depends", [
+    (0.55, 0.20, 0, "attention agrees with", "the output depends on"),
+    (0.25, 0.01, 0, "attention agrees weakly with", "the output barely depends on"),
+    (0.05, 0.01, 2, "attention diverges from", "the output depends on"),
+    (-0.40, 0.00, 0, "attention diverges from (ranks tokens against)", "the output barely depends on"),
+])
+def test_verdict_wording(tau, tvd, flips, phrase, depends):
+    from attn_desktop.core.explain.verdict import verdict
+
+    v = verdict(_section(tau, tvd, flips))
+    assert phrase in v["headline"] and depends in v["headline"]
+    assert f"mean Kendall tau {tau:.2f}" in v["headline"] and "chance 0" in v["headline"]
+    assert "explain" not in v["headline"].lower()
+    assert any("attention vs IG" in d for d in v["details"]) and v["caveats"]
