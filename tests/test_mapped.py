@@ -139,3 +139,18 @@ def test_4096_tokens_under_a_memory_limit_the_in_memory_path_breaks(tmp_path):
     assert mapped_result["ok"] is True, mapped_result
     assert mapped_result["reopened_tokens"] == 4096 and mapped_result["rollout_shape"] == [2, 4096, 4096]
     assert mapped_result["row_sum"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_pages_of_a_mapped_array_are_released_and_saved_exactly(tmp_path):
+    from attn_desktop.core import pages
+
+    data = np.random.default_rng(0).random((3, 1000, 700)).astype(np.float16)
+    np.save(tmp_path / "a.npy", data)
+    mm = np.load(tmp_path / "a.npy", mmap_mode="r")
+    seen = sum(float(part.astype(np.float64).sum()) for part in pages.chunks(mm, 100_000))
+    assert seen == pytest.approx(float(data.astype(np.float64).sum()), rel=1e-9)
+    with open(tmp_path / "b.npy", "wb") as fh:
+        pages.write_npy(fh, mm)
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), data)
+    pages.release(mm[1:2])  # a release never changes what is read
+    np.testing.assert_array_equal(mm, data)

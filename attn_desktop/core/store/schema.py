@@ -339,11 +339,11 @@ def _plainly_fine(part: np.ndarray, kind: str) -> bool:
 
 
 def _slices(values: np.ndarray):
-    """The array a few megabytes at a time, so that checks never double its memory."""
-    flat = values.reshape(-1)
-    step = 1 << 22
-    for at in range(0, flat.size, step):
-        yield flat[at:at + step]
+    """The array a few megabytes at a time, so that checks never double its memory (and the pages of
+    an array mapped from a file are released as they are checked: core.pages)."""
+    from attn_desktop.core.pages import chunks
+
+    yield from chunks(values, 1 << 22)
 
 
 def check_together(label: str, arrays: dict[str, np.ndarray], manifest: dict, dims: Dims,

@@ -19,6 +19,7 @@ import numpy as np
 from attn_desktop.core import bounded_json
 from attn_desktop.core.analysis import Analysis, Token
 from attn_desktop.core.errors import UserError
+from attn_desktop.core.pages import write_npy
 from attn_desktop.core.quoting import quote
 from attn_desktop.core.store import schema
 from attn_desktop.core.store.archive import ARRAY_NAME, MANIFEST, MANIFEST_LIMIT, SessionArchive
@@ -90,7 +91,10 @@ def save_session(analysis: Analysis, path: str | Path) -> Path:
             zf.writestr(MANIFEST, text)
             for name, array in sorted(analysis.arrays.items()):
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+                    if isinstance(array, np.memmap) and array.flags.c_contiguous:
+                        write_npy(member, array)  # streamed, its pages released (core.pages)
+                    else:
+                        np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
     return atomic_write(path, write, what="session")
 
