@@ -118,6 +118,12 @@ class WindowsStrip(QWidget):
         self.map.picked.connect(lambda k: self.show_window(k, pinned=True))
         self.prev.clicked.connect(lambda: self.step(-1))
         self.next.clicked.connect(lambda: self.step(1))
+        from .workers import LatestOnly
+
+        self.runner = LatestOnly("Window", self)
+        self.runner.succeeded.connect(self._on_prepared)
+        self.runner.failed.connect(lambda _g, m: window.messages.error(m))
+        self._pending: tuple = (None, None, 0)
         self._seen: tuple = (None, 0)  # (analysis, focus) on screen, kept up to date
         self._before: tuple = (None, 0)  # what was on screen before the analysis now shown
         window.state.analysis_changed.connect(self.sync)
@@ -174,7 +180,8 @@ class WindowsStrip(QWidget):
 
     def show_window(self, k: int, focus: int | None = None, pinned: bool = False) -> bool:
         """Show window k of the windowed analysis on screen; `focus` a token of that window (None:
-        the focus word's own token there when it has one, else the window's default)."""
+        the focus word's own token there when it has one, else the window's default). The window's
+        views are prepared in a worker (a few hundred milliseconds at 512 tokens)."""
         from .measures import prepare
 
         an = self.analysis()
@@ -187,15 +194,26 @@ class WindowsStrip(QWidget):
             return True
         if focus is None:
             focus = self._carried_focus(an, k)
+        stack = an.arrays["window_attentions"]
+
+        def work(progress, cancel):
+            return prepare(core_windows.window_view(an, k), cancel)
+
+        self._pending = (stack, focus, k)
+        self.runner.request(work)
+        return True
+
+    def _on_prepared(self, _gen, prepared) -> None:
+        stack, focus, k = self._pending
+        an = self.analysis()
+        if an is None or an.arrays["window_attentions"] is not stack or self.window.is_stale():
+            return  # another document or analysis came meanwhile
         old = self.window.state.prepared
-        view = core_windows.window_view(an, k)
-        prepared = prepare(view)
         prepared.source, prepared.seconds = old.source, old.seconds
         self.window.cache.clear()
         fields = {} if focus is None else {"focus": focus}
         self.window.state.set_prepared(prepared, **fields)
         self.window_shown.emit(k)
-        return True
 
     def _carried_focus(self, an, k: int) -> int | None:
         sel = self.window.state.sel
