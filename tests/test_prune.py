@@ -72,11 +72,13 @@ def test_pruned_model_matches_masked_original_and_reloads(loaded_models, tiny_mo
     masked = _masked_output(loaded, ids, REMOVE)
     with torch.no_grad():
         plain = loaded.model(input_ids=ids).logits
-    assert (masked - plain).abs().max() > 1e-5  # the heads matter, so a wrong pruning would show
-
+    # The tiny model's heads move its output only a little (how much depends on the trained
+    # tokenizer's ids), so the tolerance is a small share of that effect: a wrong pruning shows.
+    effect = float((masked - plain).abs().max())
+    assert effect > 1e-6
     pruned = prune.pruned_copy(loaded.model, REMOVE, encoder_decoder=False)
     with torch.no_grad():
-        torch.testing.assert_close(pruned(input_ids=ids).logits, masked, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(pruned(input_ids=ids).logits, masked, atol=0.02 * effect, rtol=0)
         torch.testing.assert_close(loaded.model(input_ids=ids).logits, plain, atol=0, rtol=0)  # untouched
     per_head = 4 * (loaded.model.config.hidden_size // 4) * loaded.model.config.hidden_size + 3 * (
         loaded.model.config.hidden_size // 4)  # q, k, v rows + biases and output columns of one head
@@ -91,12 +93,12 @@ def test_pruned_model_matches_masked_original_and_reloads(loaded_models, tiny_mo
 
     rebuilt = _plain_transformers_model(out, AUTO_CLASSES[loaded.kind])
     with torch.no_grad():
-        torch.testing.assert_close(rebuilt(input_ids=ids).logits, masked, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(rebuilt(input_ids=ids).logits, masked, atol=0.02 * effect, rtol=0)
 
     again = load_model(out)
     assert again.num_parameters == prune.parameter_count(pruned)
     with torch.no_grad():
-        torch.testing.assert_close(again.model(input_ids=ids).logits, masked, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(again.model(input_ids=ids).logits, masked, atol=0.02 * effect, rtol=0)
     att = analyze(again, TEXT).arrays["attentions"]
     assert att.shape[:2] == (2, 4)  # the original head indices, removed heads all zero
     assert np.all(att[0, [1, 3]] == 0) and np.all(att[1, 0] == 0)
