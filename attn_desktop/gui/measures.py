@@ -218,12 +218,13 @@ def rollout_result(arrays: dict[str, np.ndarray], entry: dict) -> RolloutResult:
     return RolloutResult(arrays=arrays, shown=shown, entry=entry)
 
 
-def compute_rollout(copy: Analysis, params: tuple, progress=None, cancel=None) -> RolloutResult:
-    """Runs in a worker, on a `work_copy`."""
+def compute_rollout(copy: Analysis, params: tuple, progress=None, cancel=None, compute=None) -> RolloutResult:
+    """Runs in a worker, on a `work_copy`; in the compute process `compute`
+    (core.propagate.compute_process) when given, else in this process."""
     from ..core.propagate import propagation
 
     alpha, fusion, start = params
-    propagation.add_rollout(copy, alpha, fusion, start, progress=progress, cancel=cancel)
+    (compute or propagation).add_rollout(copy, alpha, fusion, start, progress=progress, cancel=cancel)
     entry = copy.manifest["methods"]["rollout"]
     return rollout_result({k: copy.arrays[k] for k in entry["arrays"]}, entry)
 

@@ -1,12 +1,15 @@
-"""Rollout and attention flow in the window. core.propagate.propagation computes them in workers, on a
-copy of the analysis (measures.work_copy); results are filed on the GUI thread under their
-parameters (measures.file_rollout / file_flow), so a view only ever shows a result under the
-parameters it was computed with.
+"""Rollout and attention flow in the window. core.propagate.propagation computes them in compute
+processes (core.propagate.compute_process), never in the window's own process: scipy's max flow
+and stretches of numpy hold Python's global lock, which would stop the event loop. Workers here
+only wait for them, on a copy of the analysis (measures.work_copy); results are filed on the GUI
+thread under their parameters (measures.file_rollout / file_flow), so a view only ever shows a
+result under the parameters it was computed with. Rollout and flow have a process each, so a long
+flow job never holds up a rollout.
 
-Flow rows are computed one at a time by core.propagate.propagation.add_flow: each finished row reaches the
-window at once (a queued signal), so the heatmap fills in row by row, the progress bar moves per
-row, and a cancel keeps every finished row. A running job takes more rows (a token clicked
-meanwhile) and computes the focus token's row next.
+Flow rows are computed one at a time (core.propagate.propagation.add_flow in the compute process):
+each finished row reaches the window at once (a queued signal), so the heatmap fills in row by row,
+the progress bar moves per row, and a cancel keeps every finished row. A running job takes more
+rows (a token clicked meanwhile) and computes the focus token's row next.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from PySide6.QtCore import QObject, Signal
 
 from ..core.errors import Cancelled
+from ..core.propagate.compute_process import ComputeProcess, shared_compute
 from .measures import (
     MEASURES,
     FlowRows,
@@ -101,9 +105,12 @@ class Propagation(QObject):
     status_changed = Signal()  # a job started or stopped: the "computing…" notes change
     _flow_row = Signal(object, object)  # (FlowJob, FlowRows), emitted in the worker thread
 
-    def __init__(self, state: ViewState, parent: QObject | None = None) -> None:
+    def __init__(self, state: ViewState, parent: QObject | None = None,
+                 compute: dict[str, ComputeProcess] | None = None) -> None:
+        """`compute`: the processes for "rollout" and "flow" (by default the process-wide ones)."""
         super().__init__(parent)
         self.state = state
+        self.compute = compute or {kind: shared_compute(kind) for kind in ("rollout", "flow")}
         self.rollout_runner = LatestOnly("Rollout", self)
         self.flow_runner = LatestOnly("Attention flow", self)
         self.flow_job: FlowJob | None = None
@@ -151,11 +158,12 @@ class Propagation(QObject):
         self._rollout_key = key
         self.problems.pop((id(an), "rollout", params), None)
         copy = work_copy(an)
+        compute = self.compute["rollout"]
 
         def work(progress, cancel):
             progress(0.0, "rollout")
             result = compute_rollout(
-                copy, params, cancel=cancel,
+                copy, params, cancel=cancel, compute=compute,
                 progress=lambda done, total: progress(done / max(total, 1), f"rollout: layer {done} of {total}"))
             return an, params, result
 
@@ -209,12 +217,9 @@ class Propagation(QObject):
         fusion = have.entry["head_fusion"] if have is not None else params[1]
         emit_row = self._flow_row.emit
         n = len(an.tokens)
+        compute = self.compute["flow"]
 
         def work(progress, cancel):
-            from ..core.propagate import propagation
-            from ..core.propagate.rollout import fused_hat
-
-            hat = fused_hat(propagation.self_attention(copy), alpha, fusion)
             started = time.perf_counter()
             try:
                 while True:
@@ -226,7 +231,7 @@ class Propagation(QObject):
                         raise Cancelled()
                     # counted as the title counts: rows of all n tokens that exist
                     progress(len(have_rows) / n, flow_progress(len(have_rows), n, started, job.done, left))
-                    propagation.add_flow(copy, [row], alpha, fusion, cancel=cancel, hat=hat)
+                    compute.add_flow(copy, [row], alpha, fusion, cancel=cancel)
                     job.done += 1
                     emit_row(job, flow_rows_of(copy))
                     progress((len(have_rows) + 1) / n,

@@ -4,13 +4,15 @@ kept in sessions."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
 from PySide6.QtCore import Qt
 
-from attn_desktop.core.propagate import propagation
 from attn_desktop.core.analysis import Analysis
+from attn_desktop.core.propagate import propagation
+from attn_desktop.core.propagate.compute_process import ComputeProcess
 from attn_desktop.gui.measures import MEASURES, FlowRows, file_flow
 
 TIMEOUT = 60_000
@@ -138,14 +140,14 @@ def test_rollout_for_new_parameters_never_shows_old_values(window, load, analyse
     choose(qtbot, window, bar.measure_box, "rollout", window.propagation.filed)
     assert window.heatmap.values is not None
 
-    real, gate, entered = propagation.add_rollout, threading.Event(), threading.Event()
+    real, gate, entered = ComputeProcess.add_rollout, threading.Event(), threading.Event()
 
     def gated(*args, **kw):
         entered.set()
         gate.wait(30)
         return real(*args, **kw)
 
-    monkeypatch.setattr(propagation, "add_rollout", gated)
+    monkeypatch.setattr(ComputeProcess, "add_rollout", gated)
     try:
         bar.alpha_box.setValue(0.8)
         qtbot.waitUntil(entered.is_set)
@@ -197,17 +199,17 @@ def test_flow_rows_progress_cancel_and_session(window, load, analyse, tiny_model
 
     # all tokens in the background: per-row progress, a token clicked meanwhile says it waits,
     # Cancel keeps the finished rows
-    real, release, blocked = propagation.add_flow, threading.Event(), threading.Event()
+    real, release, blocked = ComputeProcess.add_flow, threading.Event(), threading.Event()
     calls = []
 
-    def counted(analysis, rows, *args, **kw):
+    def counted(compute, analysis, rows, *args, **kw):
         calls.append(list(rows))
         if len(calls) == 4:
             blocked.set()
             release.wait(30)
-        return real(analysis, rows, *args, **kw)
+        return real(compute, analysis, rows, *args, **kw)
 
-    monkeypatch.setattr(propagation, "add_flow", counted)
+    monkeypatch.setattr(ComputeProcess, "add_flow", counted)
     messages = []
     window.flow_runner.progressed.connect(lambda _g, _f, m: messages.append(m))
     try:
@@ -235,7 +237,7 @@ def test_flow_rows_progress_cancel_and_session(window, load, analyse, tiny_model
     np.testing.assert_allclose(heatmap.values, ref_flow[done], atol=1e-6)
     assert "flow cancelled" in doc.note.text() and "Ctrl+Shift+F" in doc.note.text()
     assert "kept" in window.messages.text.text()
-    monkeypatch.setattr(propagation, "add_flow", real)
+    monkeypatch.setattr(ComputeProcess, "add_flow", real)
 
     # the session keeps the rows and their parameters; reopened, they show without recomputing
     path = tmp_path / "flow.attn"
@@ -332,3 +334,38 @@ def test_causal_rollout_matches_core(window, load, analyse, tiny_model_paths, qt
     expected = core_rollout(an)["rollout"][layer]
     np.testing.assert_allclose(window.heatmap.values, expected, rtol=1e-6, atol=1e-7)
     assert np.all(np.triu(window.heatmap.values, 1) == 0)
+
+
+def test_the_window_process_never_computes_flow_or_rollout_itself(window, load, analyse, tiny_model_paths,
+                                                                  qtbot, monkeypatch):
+    """scipy's max flow holds Python's lock and would freeze the window: rows and rollouts come
+    from the compute processes (core.propagate.compute_process), with the same numbers."""
+    load(window, tiny_model_paths["bert"])
+    window.state.update(words=False)  # compared with the arrays piece by piece
+    an = analyse(window, TEXT, type_it=False).analysis
+    n = len(an.tokens)
+    reference = bare(an)
+    propagation.add_flow(reference, range(n), 0.5, "max")
+    expected_rollout = core_rollout(an, 0.6, "max")["rollout"]
+
+    def not_here(*_args, **_kw):
+        raise AssertionError("computed in the window's process")
+
+    monkeypatch.setattr(propagation, "add_flow", not_here)
+    monkeypatch.setattr(propagation, "add_rollout", not_here)
+    bar = window.selection_bar
+    choose(qtbot, window, bar.head_box, "max")
+    bar.alpha_box.setValue(0.6)
+    assert window.state.sel.measure == "attention"  # nothing to compute yet
+    choose(qtbot, window, bar.measure_box, "rollout", window.propagation.filed)
+    np.testing.assert_array_equal(window.heatmap.values, expected_rollout[window.state.sel.layer])
+    assert window.propagation.compute["rollout"].pid not in (None, os.getpid())
+
+    with qtbot.waitSignal(window.propagation.filed, timeout=TIMEOUT):
+        bar.alpha_box.setValue(0.5)
+    choose(qtbot, window, bar.measure_box, "flow")
+    with qtbot.waitSignal(window.flow_runner.idle, timeout=TIMEOUT):
+        window.act_flow_all.trigger()
+    np.testing.assert_array_equal(window.heatmap.values, reference.arrays["flow"])
+    assert window.heatmap.title.text().startswith("Attention flow · all rows · heads fused by max · α=0.5 · exact")
+    assert window.propagation.compute["flow"].pid not in (None, os.getpid())

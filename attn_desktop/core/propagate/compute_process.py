@@ -1,0 +1,501 @@
+"""Rollout and attention flow in a child process, so that the window's own process never runs them.
+
+scipy's maximum_flow holds Python's global lock for the whole of each solve, and so do stretches
+of numpy; run in a thread of the window's process they stop its event loop meanwhile (over 100 ms
+per gap with attention flow, benchmarks/bench_gui_responsiveness.py). A compute process takes
+that work: a fresh interpreter (`python -m attn_desktop.core.propagate.compute_process`), started
+on first use and kept, as the model process (core.model.engine) is; not a fork of the Qt
+process and not multiprocessing's spawn, which would re-import the caller's __main__. It never
+outlives its parent: a lifeline pipe and a watchdog thread (those of core.model.engine) end it
+however the parent ends, SIGKILL included.
+
+It runs the very functions the window ran in its threads, core.propagate.propagation's
+add_rollout and add_flow, on a copy of the analysis's attention, so the numbers are the same.
+`ComputeProcess.add_rollout` and `ComputeProcess.add_flow` take the same arguments and leave the
+same arrays and manifest entries in the caller's analysis. Flow rows come back one at a time and
+are merged into the caller's analysis as each finishes, so a cancel keeps the finished ones.
+
+Arrays travel through the pipes as raw bytes read straight into their numpy buffers, a chunk at
+a time: no temporary file, and no pickling of large arrays (unpickling one holds the lock for
+the whole copy). The calling thread waits with the lock released. One request at a time; the
+caller's `cancel()` reaches the child through a cancel pipe it checks whenever core asks (each
+layer of rollout, each input token of a flow row).
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import fcntl
+import itertools
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from attn_desktop.core.analysis import ATTENTION_SETS, Analysis
+from attn_desktop.core.errors import Cancelled, UserError
+from attn_desktop.core.model.engine import _Duplex, _watch_parent
+
+Progress = Callable[[int, int], object] | None
+Cancel = Callable[[], bool] | None
+POLL_S = 0.02
+_MODULE = "attn_desktop.core.propagate.compute_process"
+_ATTENTION_KEYS = tuple(key for key, _, _ in ATTENTION_SETS.values())
+_RAW_MIN = 1 << 16  # arrays from this size travel as raw bytes after their message
+_CHUNK = 1 << 20
+_PIPE_SIZE = 1 << 20
+
+
+# -- messages: small pickled tuples; large arrays follow them as raw bytes -----------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Raw:
+    """Stands in a message for an array whose bytes follow the message on the same pipe."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def _strip(value, arrays: list[np.ndarray]):
+    if isinstance(value, np.ndarray) and value.nbytes >= _RAW_MIN and value.dtype != object:
+        array = np.ascontiguousarray(value)
+        arrays.append(array)
+        return _Raw(array.dtype.str, tuple(array.shape))
+    if isinstance(value, dict):
+        return {k: _strip(v, arrays) for k, v in value.items()}
+    return value
+
+
+def _fill(value, fd: int):
+    if isinstance(value, _Raw):
+        return _read_array(fd, value)
+    if isinstance(value, dict):
+        return {k: _fill(v, fd) for k, v in value.items()}
+    return value
+
+
+def send_message(conn: _Duplex, kind: str, payload: Any = None) -> None:
+    arrays: list[np.ndarray] = []
+    conn.send((kind, _strip(payload, arrays)))
+    for array in arrays:
+        _write_array(conn.writer.fileno(), array)
+
+
+def recv_message(conn: _Duplex) -> tuple[str, Any]:
+    kind, payload = conn.recv()
+    return kind, _fill(payload, conn.reader.fileno())
+
+
+def _write_array(fd: int, array: np.ndarray) -> None:
+    view = memoryview(array.reshape(-1)).cast("B")
+    pos = 0
+    while pos < len(view):
+        pos += os.write(fd, view[pos : pos + _CHUNK])  # the lock is released while it waits
+
+
+def _read_array(fd: int, raw: _Raw) -> np.ndarray:
+    array = np.empty(raw.shape, np.dtype(raw.dtype))
+    view = memoryview(array.reshape(-1)).cast("B")
+    pos = 0
+    while pos < len(view):
+        got = os.readv(fd, [view[pos : pos + _CHUNK]])
+        if not got:
+            raise EOFError("the other end closed the pipe in the middle of an array")
+        pos += got
+    return array
+
+
+def _widen(fd: int) -> None:
+    """Fewer, larger reads and writes for big arrays (Linux; elsewhere the default stays)."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    except (AttributeError, OSError):
+        pass
+
+
+# -- the child ---------------------------------------------------------------------------------
+
+class _Child:
+    """What the compute process holds: the attention of one analysis (`doc`), the fused
+    matrices of the flow parameters used last, and the copy flow rows are filed into."""
+
+    def __init__(self) -> None:
+        self.doc: Analysis | None = None
+        self.hats: dict[tuple, np.ndarray] = {}
+        self.flow_copy: tuple[int, Analysis] | None = None  # (job number, copy)
+
+    def take_doc(self, doc: dict | None) -> Analysis:
+        if doc is not None:
+            self.doc = Analysis(text=doc["text"], tokens=doc["tokens"], arrays=doc["arrays"],
+                                manifest={"model": doc["model"]}, decoder_text=doc["decoder_text"],
+                                decoder_tokens=doc["decoder_tokens"])
+            self.hats.clear()
+            self.flow_copy = None
+        if self.doc is None:
+            raise RuntimeError("the compute process holds no analysis")
+        return self.doc
+
+    def copy(self) -> Analysis:
+        doc = self.doc
+        return Analysis(text=doc.text, tokens=doc.tokens, arrays=dict(doc.arrays),
+                        manifest={"model": doc.manifest["model"], "methods": {}},
+                        decoder_text=doc.decoder_text, decoder_tokens=doc.decoder_tokens)
+
+    def rollout(self, args: dict, progress, cancel) -> dict:
+        from attn_desktop.core.propagate import propagation
+
+        self.take_doc(args["doc"])
+        copy = self.copy()
+        propagation.add_rollout(copy, args["alpha"], args["fusion"], args["start_layer"],
+                                progress=progress, cancel=cancel)
+        entry = copy.manifest["methods"]["rollout"]
+        return {"entry": entry, "arrays": {k: copy.arrays[k] for k in entry["arrays"]}}
+
+    def flow(self, args: dict, send, cancel) -> None:
+        from attn_desktop.core.propagate import propagation
+        from attn_desktop.core.propagate.rollout import fused_hat
+
+        doc = self.take_doc(args["doc"])
+        seed = args["seed"]
+        if seed is not None:
+            copy = self.copy()
+            if seed["entry"] is not None:
+                copy.arrays["flow"], copy.arrays["flow_rows"] = seed["flow"], seed["rows"]
+                copy.manifest["methods"]["flow"] = seed["entry"]
+            self.flow_copy = (args["job"], copy)
+        if self.flow_copy is None or self.flow_copy[0] != args["job"]:
+            raise RuntimeError("the compute process lost track of the flow rows")
+        copy = self.flow_copy[1]
+        alpha, fusion = args["alpha"], args["fusion"]
+        propagation.check_params(copy, alpha, fusion)
+        key = (float(alpha), fusion)
+        hat = self.hats.pop(key, None)
+        if hat is None:
+            hat = fused_hat(propagation.self_attention(doc), alpha, fusion)
+        self.hats[key] = hat
+        while len(self.hats) > 2:
+            self.hats.pop(next(iter(self.hats)))
+        for row in args["rows"]:
+            before = copy.arrays.get("flow_rows")
+            try:
+                done = propagation.add_flow(copy, [row], alpha, fusion, cancel=cancel, hat=hat)
+            except BaseException:
+                self.flow_copy = None  # the caller starts its next request from what it has
+                if copy.arrays.get("flow_rows") is not before:  # core dropped rows, then stopped
+                    send("flow", {"rows": copy.arrays.get("flow_rows")})
+                raise
+            if done:
+                rows = copy.arrays["flow_rows"]
+                send("flow", {"rows": rows, "row": int(row), "values": copy.arrays["flow"][np.searchsorted(rows, row)],
+                              "entry": copy.manifest["methods"]["flow"]})
+
+
+def _serve(conn: _Duplex, cancel_fd: int, gone: Callable[[], None]) -> None:
+    """One request at a time, answered by progress or row messages and then one outcome. A byte
+    on `cancel_fd` asks the running request to stop; end-of-file there or on `conn` means the
+    parent is gone."""
+    child = _Child()
+    stop = [False]
+
+    def send(kind: str, payload: Any = None) -> None:
+        try:
+            send_message(conn, kind, payload)
+        except OSError:
+            gone()
+
+    def cancelled() -> bool:
+        if not stop[0] and select.select([cancel_fd], [], [], 0)[0]:
+            if not os.read(cancel_fd, 4096):
+                gone()
+            stop[0] = True
+        return stop[0]
+
+    while True:
+        try:
+            op, args = recv_message(conn)
+        except (EOFError, OSError):
+            gone()
+            return
+        while select.select([cancel_fd], [], [], 0)[0]:  # a stop meant for the previous request
+            if not os.read(cancel_fd, 4096):
+                gone()
+        stop[0] = False
+        if op == "quit":
+            return
+        send("started")
+        try:
+            if op == "rollout":
+                result = child.rollout(args, lambda done, total: send("progress", (done, total)), cancelled)
+            elif op == "flow":
+                child.flow(args, send, cancelled)
+                result = None
+            else:
+                raise RuntimeError(f"unknown request {op!r}")
+            send("result", result)
+        except UserError as exc:
+            send("user-error", str(exc))
+        except Cancelled:
+            send("cancelled")
+        except Exception as exc:  # reported to the caller as one line; the child stays up
+            lines = str(exc).strip().splitlines()
+            send("error", f"{exc.__class__.__name__}: {lines[0] if lines else ''}")
+
+
+def _child_main(argv: list[str]) -> None:
+    in_fd, out_fd, cancel_fd, lifeline_fd, parent = (int(a) for a in argv[:5])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the window
+
+    def gone(*_signal) -> None:
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, gone)
+    threading.Thread(target=_watch_parent, args=(lifeline_fd, parent, gone), daemon=True,
+                     name="parent-watch").start()
+    _serve(_Duplex(Connection(in_fd, writable=False), Connection(out_fd, readable=False)), cancel_fd, gone)
+
+
+# -- the parent --------------------------------------------------------------------------------
+
+def _doc_message(analysis: Analysis) -> dict:
+    return {"text": analysis.text, "tokens": list(analysis.tokens),
+            "model": dict(analysis.manifest.get("model") or {}),
+            "decoder_text": analysis.decoder_text,
+            "decoder_tokens": None if analysis.decoder_tokens is None else list(analysis.decoder_tokens),
+            "arrays": {k: np.asarray(analysis.arrays[k]) for k in _ATTENTION_KEYS if k in analysis.arrays}}
+
+
+def _keep_rows(analysis: Analysis, rows: np.ndarray | None) -> None:
+    """Keep only the flow rows `rows` of those the analysis holds (None: none at all)."""
+    have = analysis.arrays.get("flow_rows")
+    if have is None or "flow" not in analysis.arrays:
+        return
+    if rows is None:
+        analysis.arrays.pop("flow", None)
+        analysis.arrays.pop("flow_rows", None)
+        return
+    keep = np.isin(have, rows)
+    if not keep.all():
+        analysis.arrays["flow_rows"], analysis.arrays["flow"] = have[keep], analysis.arrays["flow"][keep]
+
+
+class ComputeProcess:
+    """Rollout and flow in one long-lived child process, started on first use (see the module
+    docstring). Safe to call from several threads: requests run one after another."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._conn: _Duplex | None = None
+        self._cancel_w: int | None = None
+        self._lifeline_w: int | None = None
+        self._doc: tuple | None = None  # weak references to the attention arrays the child holds
+        self._flow: tuple | None = None  # (analysis ref, its flow_rows, its flow entry, job number)
+        self._jobs = itertools.count(1)
+        self.starts = 0
+
+    # the child's lifetime
+    def _start(self) -> None:
+        self._close_pipes()
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        cancel_r, cancel_w = os.pipe()
+        lifeline_r, lifeline_w = os.pipe()  # never written: its end-of-file tells the child we are gone
+        for fd in (to_child_w, from_child_w):
+            _widen(fd)
+        fds = (to_child_r, from_child_w, cancel_r, lifeline_r)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", _MODULE, *map(str, fds), str(os.getpid())],
+                pass_fds=fds, stdin=subprocess.DEVNULL, close_fds=True,
+            )
+        except BaseException:
+            for fd in (*fds, to_child_w, from_child_r, cancel_w, lifeline_w):
+                os.close(fd)
+            raise
+        for fd in fds:
+            os.close(fd)
+        self._conn = _Duplex(Connection(from_child_r), Connection(to_child_w, readable=False))
+        self._cancel_w, self._lifeline_w = cancel_w, lifeline_w
+        self._doc = self._flow = None
+        self.starts += 1
+
+    def _close_pipes(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        for name in ("_cancel_w", "_lifeline_w"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+
+    def _alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._alive() else None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._alive():
+                try:
+                    send_message(self._conn, "quit")
+                    self._proc.wait(5)
+                except (OSError, subprocess.TimeoutExpired):
+                    self._proc.kill()
+                    self._proc.wait()
+            self._proc = None
+            self._close_pipes()
+            self._doc = self._flow = None
+
+    def _died(self):
+        code = self._proc.wait() if self._proc is not None else None
+        self._proc = None
+        self._close_pipes()
+        self._doc = self._flow = None
+        raise UserError(f"the compute process stopped unexpectedly (exit code {code}); try again to restart it")
+
+    # requests
+    def _doc_for(self, analysis: Analysis) -> dict | None:
+        """What the request must carry so that the child holds this analysis's attention."""
+        arrays = [analysis.arrays[k] for k in _ATTENTION_KEYS if k in analysis.arrays]
+        held = self._doc
+        if held is not None and len(held) == len(arrays) and all(r() is a for r, a in zip(held, arrays, strict=True)):
+            return None
+        return _doc_message(analysis)
+
+    def _request(self, op: str, args: dict, analysis: Analysis, on_message: Callable[[str, Any], None],
+                 cancel: Cancel):
+        if cancel is not None and cancel():  # as core checks before it starts
+            raise Cancelled()
+        if not self._alive():
+            self._start()
+        args = {**args, "doc": self._doc_for(analysis)}
+        try:
+            send_message(self._conn, op, args)
+        except OSError:
+            return self._died()
+        if args["doc"] is not None:
+            self._doc = tuple(weakref.ref(a) for a in (analysis.arrays[k] for k in _ATTENTION_KEYS
+                                                       if k in analysis.arrays))
+        started = asked = False
+        while True:
+            if started and not asked and cancel is not None and cancel():
+                os.write(self._cancel_w, b"x")
+                asked = True
+            if not self._conn.poll(POLL_S):
+                if not self._alive():
+                    return self._died()
+                continue
+            try:
+                kind, payload = recv_message(self._conn)
+            except (EOFError, OSError):
+                return self._died()
+            if kind == "started":
+                started = True
+            elif kind in ("progress", "flow"):
+                on_message(kind, payload)
+            elif kind == "result":
+                return payload
+            elif kind == "user-error":
+                raise UserError(payload)
+            elif kind == "cancelled":
+                raise Cancelled()
+            else:
+                self._doc = self._flow = None  # start afresh next time
+                raise RuntimeError(payload)
+
+    def add_rollout(self, analysis: Analysis, alpha: float = 0.5, fusion: str | int = "mean",
+                    start_layer: int = 0, *, progress: Progress = None, cancel: Cancel = None) -> None:
+        """core.propagate.propagation.add_rollout, computed in the child: the same arrays and
+        manifest entry land in `analysis`."""
+        def on_message(_kind, payload) -> None:
+            if progress is not None:
+                progress(*payload)
+
+        with self._lock:
+            out = self._request("rollout", {"alpha": alpha, "fusion": fusion, "start_layer": int(start_layer)},
+                                analysis, on_message, cancel)
+        analysis.arrays.update(out["arrays"])
+        analysis.manifest.setdefault("methods", {})["rollout"] = out["entry"]
+
+    def add_flow(self, analysis: Analysis, rows: Sequence[int], alpha: float = 0.5, fusion: str | int = "mean",
+                 *, progress: Progress = None, cancel: Cancel = None) -> list[int]:
+        """core.propagate.propagation.add_flow, computed in the child a row at a time: each
+        finished row is merged into `analysis` (arrays 'flow', 'flow_rows', manifest entry) as
+        it arrives, so a cancel or an error keeps the rows already done. Returns the rows
+        computed now."""
+        from attn_desktop.core.propagate import propagation
+
+        rows = [int(r) for r in rows]
+        done: list[int] = []
+
+        def on_message(kind, payload) -> None:
+            if kind != "flow":
+                return
+            if "row" not in payload:
+                _keep_rows(analysis, payload["rows"])
+                return
+            # the rows kept from before (core starts afresh for other parameters), then the new one
+            _keep_rows(analysis, payload["rows"][payload["rows"] != payload["row"]])
+            propagation._merge_row(analysis, payload["row"], payload["values"])
+            if not np.array_equal(analysis.arrays["flow_rows"], payload["rows"]):
+                raise RuntimeError("the flow rows of the compute process and of the analysis differ")
+            analysis.manifest.setdefault("methods", {})["flow"] = payload["entry"]
+            self._flow = (weakref.ref(analysis), analysis.arrays["flow_rows"], payload["entry"], job)
+            done.append(payload["row"])
+            if progress is not None:
+                progress(len(done), len(rows))
+
+        with self._lock:
+            job, seed = self._flow_job(analysis)
+            try:
+                self._request("flow", {"job": job, "seed": seed, "rows": rows, "alpha": alpha, "fusion": fusion},
+                              analysis, on_message, cancel)
+            except BaseException:
+                self._flow = None  # the child dropped its copy: the next request seeds it again
+                raise
+        return done
+
+    def _flow_job(self, analysis: Analysis) -> tuple[int, dict | None]:
+        """(job number, seed): the child files rows into a copy of the flow rows `analysis`
+        holds; it is seeded again unless it holds exactly what `analysis` holds now."""
+        entry = (analysis.manifest.get("methods") or {}).get("flow")
+        rows = analysis.arrays.get("flow_rows")
+        held = self._flow
+        if (held is not None and held[0]() is analysis and held[1] is rows and held[2] is entry
+                and self._alive()):
+            return held[3], None
+        job = next(self._jobs)
+        if entry is None or rows is None or "flow" not in analysis.arrays:
+            return job, {"entry": None}
+        return job, {"entry": entry, "rows": np.asarray(rows), "flow": np.asarray(analysis.arrays["flow"])}
+
+
+_shared: dict[str, ComputeProcess] = {}
+
+
+def shared_compute(name: str) -> ComputeProcess:
+    """A process-wide compute process per kind of work ("rollout", "flow"), so that a long flow
+    job never holds up a rollout; each is closed when this process exits."""
+    if name not in _shared:
+        _shared[name] = ComputeProcess()
+        atexit.register(_shared[name].close)
+    return _shared[name]
+
+
+if __name__ == "__main__":
+    # Serve from the imported module, not __main__, so pickled classes name their real module.
+    from attn_desktop.core.propagate import compute_process as _module
+
+    _module._child_main(sys.argv[1:])
