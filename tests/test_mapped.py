@@ -90,6 +90,8 @@ CHILD = textwrap.dedent("""
             del an, r
             back = load_session(out)
             result["reopened_tokens"] = len(back.tokens)
+            import numpy
+            result["attention_mapped"] = isinstance(back.arrays["attentions"], numpy.memmap)
             result["rollout_shape"] = list(back.arrays["rollout"].shape)
             result["row_sum"] = float(back.arrays["rollout"][-1, 0].astype("float64").sum())
         result["ok"] = True
@@ -140,6 +142,22 @@ def test_4096_tokens_under_a_memory_limit_the_in_memory_path_breaks(tmp_path):
     assert mapped_result["ok"] is True, mapped_result
     assert mapped_result["reopened_tokens"] == 4096 and mapped_result["rollout_shape"] == [1, 4096, 4096]
     assert mapped_result["row_sum"] == pytest.approx(1.0, abs=0.05)
+    assert mapped_result["attention_mapped"] is True  # reopened by mapping the stored member
+
+    from attn_desktop.core.errors import UserError
+    from attn_desktop.core.store.session import load_session
+
+    back = load_session(tmp_path / "mapped.attn")  # here too, without a limit
+    assert isinstance(back.arrays["attentions"], np.memmap) and back.arrays["attentions"].shape == (2, 4, 4096, 4096)
+    np.testing.assert_allclose(back.arrays["attentions"][1, 2, 7].astype(np.float64).sum(), 1.0, atol=2e-3)
+    del back
+    with open(tmp_path / "mapped.attn", "r+b") as fh:
+        fh.seek(200 << 20)
+        byte = fh.read(1)
+        fh.seek(200 << 20)
+        fh.write(bytes([byte[0] ^ 0x40]))
+    with pytest.raises(UserError, match="checksum"):
+        load_session(tmp_path / "mapped.attn")
 
 
 def test_pages_of_a_mapped_array_are_released_and_saved_exactly(tmp_path):

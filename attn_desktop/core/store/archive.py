@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ RATIO_FREE = 1 << 20  # members up to this size inflate at any ratio
 MAX_RATIO = 50
 METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 _READ_CHUNK = 16 << 20
+MAP_FROM = 256 << 20  # stored arrays from this size are mapped from the file, not read
 
 
 def memory_budget() -> int:
@@ -159,7 +161,35 @@ class SessionArchive:
                              f"match its {self.members[member].file_size} bytes")
         return header
 
+    def _mapped_npy(self, array: str, header: NpyHeader) -> np.ndarray | None:
+        """A large stored (uncompressed) member in native C order, mapped read-only from the file
+        instead of read (its CRC checked in chunks whose pages are released, core.pages); None for
+        anything else. The mapping lives as long as the array, whatever happens to the file's name."""
+        info = self.members[f"{array}.npy"]
+        if (info.compress_type != zipfile.ZIP_STORED or header.nbytes < MAP_FROM or header.fortran_order
+                or header.dtype.byteorder not in ("=", "|", _NATIVE)):
+            return None
+        from attn_desktop.core.pages import chunks
+
+        self._fh.seek(info.header_offset)
+        local = self._fh.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise self._fail(f"array {quote(array)} has a damaged local header")
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        if start + info.compress_size > os.fstat(self._fh.fileno()).st_size or header.offset + header.nbytes > info.file_size:
+            raise self._fail(f"array {quote(array)} claims more bytes than the file holds")
+        raw = np.memmap(self._fh, dtype=np.uint8, mode="r", offset=start, shape=(info.file_size,))
+        crc = 0
+        for part in chunks(raw, _READ_CHUNK):
+            crc = zlib.crc32(part, crc)
+        if crc != info.CRC:
+            raise self._fail(f"array {quote(array)} is damaged (its checksum does not match)")
+        return raw[header.offset:header.offset + header.nbytes].view(header.dtype).reshape(header.shape)
+
     def read_npy(self, array: str, header: NpyHeader) -> np.ndarray:
+        mapped = self._mapped_npy(array, header)
+        if mapped is not None:
+            return mapped
         raw = np.empty(header.nbytes, dtype=np.uint8)
         view = memoryview(raw)
         with self.zip.open(f"{array}.npy") as fh:
