@@ -55,7 +55,7 @@ CHILD = textwrap.dedent("""
     del an, r
     t0 = time.perf_counter()
     back = load_session(out)
-    step("reopen session (arrays read in full)", t0)
+    step("reopen session", t0)
     print(json.dumps({"tokens": len(back.tokens), "steps": steps,
                       "session_mb": os.path.getsize(out) / 2**20}))
 """)
