@@ -2,8 +2,13 @@
 between its ticks on the real window while (1) the demo model loads (torch and transformers
 are imported in the model process, core.model.engine), (2) it loads again, (3) a ~500-token
 text is analysed, (4) the user switches to another document and back, (5) a session is saved,
-(6) reopened, and (7) attention flow is computed for every token of a short text. Baseline: the
-same probe with the window idle. The target is no gap above 50 ms in any step of any run.
+(6) reopened, (7) its rollout is computed (a job of its own, in the compute process) and (8)
+attention flow is computed for every token of a short text. Baseline: the same probe with the
+window idle. The target is no gap above 50 ms in any step of any run.
+
+On a loaded machine the GUI thread also waits for a CPU, which no program can avoid; each step
+therefore also prints its worst gap less the time the GUI thread waited for a CPU within that
+gap (from the kernel's scheduler statistics), which is what this program answers for.
 
 `--runs N` (default 5) repeats the whole sequence in N fresh processes, because a stall that
 happens in one run out of three (a settings write waiting on a busy disk, for example) is the
@@ -125,13 +130,15 @@ def report(name: str, measured: tuple[list[float], list], seconds: float) -> flo
     ran, cpu_wait, proc = split[gaps.index(worst)] if gaps else (float("nan"),) * 3
     asleep = max(0.0, worst - ran - cpu_wait - INTERVAL_MS)  # beyond the wait for the next tick
     over = sum(g > TARGET_MS for g in gaps)
+    own = max((g - s[1] for g, s in zip(gaps, split, strict=True)), default=float("nan"))
     gaps_sorted = sorted(gaps)
     p99 = gaps_sorted[int(0.99 * (len(gaps_sorted) - 1))] if gaps else float("nan")
     print(f"  {name:36s} {seconds:6.2f} s  ticks {len(gaps):5d}  p99 {p99:5.1f} ms  "
           f"max gap {worst:6.1f} ms  gaps > {TARGET_MS:.0f} ms: {over}", flush=True)
     print(f"  {'':36s} worst gap: GUI thread ran {ran:5.1f}, waited for a CPU {cpu_wait:5.1f}, "
           f"blocked {asleep:5.1f} ms; process CPU {proc:5.1f} ms", flush=True)
-    print(f"STEP\t{name}\t{worst:.1f}\t{cpu_wait:.1f}", flush=True)
+    print(f"  {'':36s} worst gap less the GUI thread's wait for a CPU: {own:5.1f} ms", flush=True)
+    print(f"STEP\t{name}\t{worst:.1f}\t{cpu_wait:.1f}\t{own:.1f}", flush=True)
     return worst
 
 
@@ -192,6 +199,9 @@ def single_run(in_process: bool = False) -> int:
             lambda: wait_for(window.session_saved, start=lambda: window.save_session(str(path))))
     measure(probe, "reopen session",
             lambda: wait_for(window.analysis_shown, start=lambda: window.open_session(str(path))))
+    measure(probe, f"rollout job for {n} tokens",
+            lambda: wait_for(window.propagation.filed, start=lambda: window.state.update(measure="rollout")))
+    window.state.update(measure="attention")
 
     wait_for(window.analysis_shown, start=lambda: window.open_text_file(str(short_doc)))
     rows = len(window.state.analysis.tokens)
@@ -213,6 +223,7 @@ def main(runs: int, slow_ms: int | None = None) -> int:
     """Run the sequence `runs` times in fresh processes; print every step's worst gap per run."""
     table: dict[str, list[float]] = {}
     waits: dict[str, list[float]] = {}  # of each worst gap, the time the GUI thread waited for a CPU
+    owns: dict[str, list[float]] = {}  # each step's worst gap less the GUI thread's wait for a CPU
     env = slow_disk_env(slow_ms) if slow_ms else None
     if slow_ms:
         print(f"every fsync/fdatasync made {slow_ms} ms slower (a busy disk)")
@@ -221,9 +232,10 @@ def main(runs: int, slow_ms: int | None = None) -> int:
         out = subprocess.run([sys.executable, __file__, "--single"], capture_output=True, text=True, env=env)
         for line in out.stdout.splitlines():
             if line.startswith("STEP\t"):
-                _, name, worst, cpu_wait = line.split("\t")
+                _, name, worst, cpu_wait, own = line.split("\t")
                 table.setdefault(name, []).append(float(worst))
                 waits.setdefault(name, []).append(float(cpu_wait))
+                owns.setdefault(name, []).append(float(own))
             else:
                 print(line)
         if out.returncode:
@@ -239,12 +251,19 @@ def main(runs: int, slow_ms: int | None = None) -> int:
     for name, values in waits.items():
         cells = " ".join(f"{v:6.1f}" for v in values)
         print(f"  {name:{width}s} {cells}")
+    print("  worst gap less the GUI thread's wait for a CPU within it (what this program answers for):")
+    for name, values in owns.items():
+        cells = " ".join(f"{v:6.1f}" for v in values)
+        print(f"  {name:{width}s} {cells}   max {max(values):6.1f}")
     worst = max(max(table[k]) for k in steps)
+    own = max(max(owns[k]) for k in steps)
     idle = max(table.get("idle window (baseline)", [float("nan")]))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"  worst gap while work runs: {worst:.1f} ms (idle baseline worst {idle:.1f} ms); "
           f"target {TARGET_MS:.0f} ms: {'met in every run' if worst <= TARGET_MS else 'MISSED'}; "
           f"load average {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"  less the waits for a CPU: {own:.1f} ms; target {TARGET_MS:.0f} ms: "
+          f"{'met in every run' if own <= TARGET_MS else 'MISSED'}")
     out = subprocess.run([sys.executable, __file__, "--in-process"], capture_output=True, text=True)
     base = next((float(line.split()[1]) for line in out.stdout.splitlines()
                  if line.startswith("FIRST_LOAD_MAX_GAP")), float("nan"))
