@@ -32,6 +32,10 @@ def _analyze_parser() -> argparse.ArgumentParser:
                    help="analyse a text longer than the model accepts in overlapping windows of SIZE tokens "
                    "(default: the model's maximum) starting about STRIDE tokens apart (default: half a window), "
                    "cut at sentence or clause ends where possible; attention does not cross windows")
+    p.add_argument("--on-disk", action="store_true",
+                   help="for texts of thousands of tokens: write the attention a head at a time to float16 files "
+                   "beside --out (removed afterwards) instead of holding it in memory; rollout is computed a "
+                   "layer at a time (docs/long-inputs.md)")
     from attn_desktop.cli_report import add_analyze_arguments
 
     add_analyze_arguments(p)
@@ -144,12 +148,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             raise UserError("rollout and flow are not computed with --windows: open the session in the "
                             "window, where they are computed for the window shown")
         explain["windows"] = parse_spec(args.windows)
-    loaded = load_model(args.model, device=args.device)
-    analysis = analyze(
-        loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text, **explain
-    )
-    add_methods(analysis, methods, args)
-    save_session(analysis, out)
+    if args.on_disk:
+        if args.windows is not None or "flow" in methods or set(methods) - {"attention", "rollout"}:
+            raise UserError("--on-disk takes attention and rollout only, without --windows")
+        import tempfile
+
+        explain["mapped"] = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        loaded = load_model(args.model, device=args.device)
+        analysis = analyze(
+            loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text, **explain
+        )
+        if args.on_disk:
+            add_rollout_on_disk(analysis, methods, args, explain["mapped"])
+        else:
+            add_methods(analysis, methods, args)
+        save_session(analysis, out)
+    finally:
+        if args.on_disk:
+            import shutil
+
+            shutil.rmtree(explain["mapped"], ignore_errors=True)  # the session holds the arrays now
     if report is not None:
         name = None if args.text is not None or args.stdin else Path(args.text_file).name
         write_analysis_report(analysis, args, out, document_name=name)
@@ -160,6 +179,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if heads_summary(analysis):
         print(heads_summary(analysis))
     return 0
+
+
+def add_rollout_on_disk(analysis, methods: list[str], args: argparse.Namespace, folder: str) -> None:
+    if "rollout" not in methods:
+        return
+    from attn_desktop.core.model import mapped
+    from attn_desktop.core.propagate.propagation import check_params, parse_fusion
+
+    fusion = parse_fusion(args.head_fusion)
+    check_params(analysis, args.alpha, fusion, args.start_layer)
+    rollout, entry = mapped.rollout(analysis.arrays["attentions"], Path(folder) / "rollout.npy", args.alpha,
+                                    fusion, args.start_layer)
+    analysis.arrays["rollout"] = rollout
+    analysis.manifest.setdefault("methods", {})["rollout"] = entry
 
 
 def add_methods(analysis, methods: list[str], args: argparse.Namespace) -> None:

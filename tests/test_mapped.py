@@ -173,3 +173,23 @@ def test_pages_of_a_mapped_array_are_released_and_saved_exactly(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), data)
     pages.release(mm[1:2])  # a release never changes what is read
     np.testing.assert_array_equal(mm, data)
+
+
+def test_cli_on_disk_equals_the_in_memory_analysis(tiny_model_paths, tmp_path, capsys):
+    from attn_desktop.cli import main
+    from attn_desktop.core.store.session import load_session
+
+    model = str(tiny_model_paths["bert"])
+    args = ["analyze", "--text", TEXT, "--model", model, "--methods", "rollout", "--alpha", "0.6"]
+    assert main([*args, "--out", str(tmp_path / "memory.attn")]) == 0
+    assert main([*args, "--on-disk", "--out", str(tmp_path / "disk.attn")]) == 0
+    assert "rollout" in capsys.readouterr().out
+    memory, disk = load_session(tmp_path / "memory.attn"), load_session(tmp_path / "disk.attn")
+    for name in ("attentions", "rollout"):
+        np.testing.assert_allclose(disk.arrays[name].astype(np.float32), memory.arrays[name].astype(np.float32),
+                                   atol=2e-3)
+    assert disk.manifest["methods"]["rollout"]["alpha"] == 0.6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.attn", "memory.attn"]  # work files removed
+    assert main(["analyze", "--text", TEXT, "--model", model, "--on-disk", "--windows",
+                 "--out", str(tmp_path / "x.attn")]) == 2
+    assert "--on-disk takes attention and rollout only" in capsys.readouterr().err
