@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QLabel
 from ..core.tokens import count_unknown, model_pieces
 from .document import analysed_chars
 from .state import default_focus, focus_rule
-from .units import axis_units
+from .units import axis_units, group_label, query_group
 
 TRUNCATE_SETTING = "Analysis ▸ Truncate texts longer than the model accepts"
 
@@ -128,10 +128,10 @@ class ShowsTruth:
         if not 0 <= sel.focus < len(queries):
             self.status_focus.setText("")
             return
-        who = f"focus “{queries[sel.focus].text}” #{sel.focus}"
+        who = f"focus {group_label(an, sel, query_group(an, sel))}"  # the word and its token numbers, as the highlight
         rule = focus_rule(an, sel.set_name)
         default = sel.focus == default_focus(an, sel.set_name)
-        self.status_focus.setText(f"{who} (default)" if default else who)
+        self.status_focus.setText(f"{who}, the default" if default else who)
         self.status_focus.setToolTip(f"The default focus is {rule}; the command line's flow focus "
                                      "follows the same rule. Click a token to focus another.")
 

@@ -61,7 +61,8 @@ def group_label(analysis, sel, group: list[int]) -> str:
         return "?"
     if len(units) == 1:
         u = units[0]
-        where = f"#{u}" if sel.words and not qu.identity else f"#{qu.starts[u]}"
+        toks = qu.tokens(u)  # token positions, as the status bar, tooltips and report number them
+        where = f"#{toks[0]}" if len(toks) == 1 else f"#{toks[0]}–{toks[-1]}"
         return f"“{qu.labels[u]}” ({where})"
     names = [f"“{qu.labels[u]}”" for u in units[:3]]
     more = "…" if len(units) > 3 else ""

@@ -171,13 +171,13 @@ def test_default_focus_is_the_command_lines_rule(window, load, analyse, tiny_mod
     load(window, tiny_model_paths["bert"])
     an = analyse(window, TEXT_A, type_it=False).analysis
     assert window.state.sel.focus == default_focus(an) == 0  # [CLS] for an encoder
-    assert window.status_focus.text() == "focus “[CLS]” #0 (default)"
+    assert window.status_focus.text() == "focus “[CLS]” (#0), the default"
     assert "first token" in window.status_focus.toolTip()
     load(window, tiny_model_paths["gpt2"])
     window.generate_box.setValue(0)
     an = analyse(window, TEXT_A, type_it=False).analysis
     assert window.state.sel.focus == default_focus(an) == len(an.tokens) - 1  # last for a causal LM
-    assert "(default)" in window.status_focus.text()
+    assert window.status_focus.text().endswith(", the default")
     assert "last token" in window.status_focus.toolTip()
 
 

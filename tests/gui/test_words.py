@@ -216,3 +216,20 @@ def test_token_values_export_follows_words_or_pieces(window, qtbot, contract, tm
     labels, values = exported()
     assert labels == [t.text for t in an.tokens]
     np.testing.assert_allclose(values, att[window.state.sel.focus], rtol=1e-4, atol=1e-6)
+
+
+def test_status_bar_and_highlight_number_the_focus_word_alike(window, qtbot, contract):
+    """Clicking a piece of a word: the status bar and the highlight name the word with the same
+    token numbers (they once said “##em” #4 and “indemnify” (#2), a word index)."""
+    an, groups, word = contract
+    editor = window.document.editor
+    qtbot.mouseClick(editor.viewport(), Qt.LeftButton, pos=piece_point(editor, word[1]))
+    who = f"“indemnify” (#{word[0]}–{word[-1]})"
+    assert window.status_focus.text() == f"focus {who}"
+    assert f"from {who}" in window.document.legend.text()
+    later = next(toks for label, toks in groups if label.lower() == "landlord")
+    qtbot.mouseClick(editor.viewport(), Qt.LeftButton, pos=piece_point(editor, later[0]))
+    shown = an.text[an.tokens[later[0]].start:an.tokens[later[-1]].end]
+    where = f"#{later[0]}" if len(later) == 1 else f"#{later[0]}–{later[-1]}"
+    who = f"“{shown}” ({where})"
+    assert window.status_focus.text() == f"focus {who}" and f"from {who}" in window.document.legend.text()
