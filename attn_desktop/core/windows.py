@@ -349,8 +349,9 @@ def from_pipeline(loaded, text: str, options: dict, *, methods, generating: bool
         return None
     extra = [m for m in (methods or []) if m not in ("attention", "rollout", "flow")]
     if extra:
-        raise UserError(f"{extra[0]} is not available with windows: explanations and heads need a text "
-                        f"that fits the model in one piece ({loaded.max_positions} positions)")
+        raise UserError("explanations and head tests are not available with windows: they need a text that fits "
+                        f"the model in one piece ({loaded.max_positions} positions); shorten the text, or cut it at "
+                        "that length (truncation)")
     if generating:
         raise UserError("generation is not available with windows")
     return analyze_windows(loaded, text, size=options.get("size"), stride=options.get("stride"),
