@@ -213,7 +213,24 @@ class WindowsStrip(QWidget):
         self.window.cache.clear()
         fields = {} if focus is None else {"focus": focus}
         self.window.state.set_prepared(prepared, **fields)
+        if self.pinned:
+            self._reveal(an.manifest["windows"]["windows"][k])
         self.window_shown.emit(k)
+
+    def _reveal(self, entry: dict) -> None:
+        """Scroll the editor to a window chosen with the arrows or the map when none of its text is
+        on screen (its shading was out of sight); the caret and selection stay where they are."""
+        editor = self.window.document.editor
+        view = editor.viewport().rect()
+        first = editor.cursorForPosition(view.topLeft()).position()
+        last = editor.cursorForPosition(view.bottomRight()).position()
+        lo, hi = entry["char_start"], entry["char_end"]
+        if hi > first and lo < last:
+            return
+        block = editor.document().findBlock(lo)
+        layout = block.layout()
+        line = layout.lineForTextPosition(lo - block.position()).lineNumber() if layout is not None else 0
+        editor.verticalScrollBar().setValue(block.firstLineNumber() + max(line, 0))
 
     def _carried_focus(self, an, k: int) -> int | None:
         sel = self.window.state.sel

@@ -154,3 +154,31 @@ def test_an_edit_keeps_the_window_of_the_focus_word(window, load, qtbot, tiny_mo
     assert an.tokens[window.state.sel.focus].start == start + 4
     best, j = most_central(an.manifest["windows"], start + 4)
     assert an.manifest["windows"]["shown"] == best and window.state.sel.focus == j
+
+
+def test_arrows_bring_the_windows_text_into_view(window, load, qtbot, tiny_model_paths):
+    """Stepping to a window whose text is out of sight scrolls the editor to it (its shading was
+    drawn off screen while the visible text stayed unshaded); the caret does not move."""
+    load(window, tiny_model_paths["bert"])
+    editor = window.document.editor
+    editor.resize(editor.width(), 120)
+    document = "\n\n".join(" ".join(SENTENCES) for _ in range(4))
+    with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT) as shown:
+        editor.setPlainText(document)
+    info = shown.args[0].analysis.manifest["windows"]
+    caret = editor.textCursor().position()
+    strip = window.windows_strip
+
+    def on_screen(entry) -> bool:
+        view = editor.viewport().rect()
+        first = editor.cursorForPosition(view.topLeft()).position()
+        last = editor.cursorForPosition(view.bottomRight()).position()
+        return entry["char_end"] > first and entry["char_start"] < last
+
+    last = len(info["windows"]) - 1
+    assert not on_screen(info["windows"][last])
+    while window.state.analysis.manifest["windows"]["shown"] < last:
+        with qtbot.waitSignal(window.state.analysis_changed, timeout=TIMEOUT):
+            strip.next.click()
+        assert on_screen(info["windows"][window.state.analysis.manifest["windows"]["shown"]])
+    assert editor.textCursor().position() == caret
