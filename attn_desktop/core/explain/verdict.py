@@ -16,6 +16,12 @@ THRESHOLDS = {
 }
 
 
+def _tau(value: float) -> str:
+    """Two decimals, without the minus of a value that rounds to zero ("-0.00")."""
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
 def _agreement_phrase(tau: float) -> str:
     if tau >= THRESHOLDS["agrees"]:
         return "agrees with"
@@ -62,12 +68,12 @@ def verdict(section: dict[str, Any]) -> dict[str, Any]:
         if evidence:
             taus = {a: _mean_tau(agreement, a, evidence) for a in ATTENTION if a in agreement["methods"]}
             raw = taus.get("attention_importance")
-            others = ", ".join(f"{ATTENTION[a]} {t:.2f}" for a, t in taus.items()
+            others = ", ".join(f"{ATTENTION[a]} {_tau(t)}" for a, t in taus.items()
                                if a != "attention_importance" and t is not None)
             against = ", ".join(EVIDENCE[e] for e in evidence)
             if raw is not None:
                 parts.append(f"attention {_agreement_phrase(raw)} the gradient and ablation evidence "
-                             f"(mean Kendall tau {raw:.2f} against {against}"
+                             f"(mean Kendall tau {_tau(raw)} against {against}"
                              + (f"; {others}" if others else "") + "; chance 0)")
             elif agreement["tokens"] < 2:
                 parts.append(f"{agreement['tokens']} token(s) besides the special ones: too few to compare rankings")
@@ -81,7 +87,7 @@ def verdict(section: dict[str, Any]) -> dict[str, Any]:
                     tau, p = agreement["kendall_tau"][i][j], agreement["kendall_p"][i][j]
                     if tau is not None:
                         shown_p = "n/a" if p is None else f"{p:.2g}"
-                        details.append(f"{ATTENTION[a]} vs {EVIDENCE[e]}: Kendall tau {tau:.2f} (p = {shown_p}), "
+                        details.append(f"{ATTENTION[a]} vs {EVIDENCE[e]}: Kendall tau {_tau(tau)} (p = {shown_p}), "
                                        f"top-{agreement['topk']['k'][0]} overlap "
                                        f"{agreement['topk']['overlap'][0][i][j]:.0%}")
     interventions = section.get("interventions")
