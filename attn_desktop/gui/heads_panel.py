@@ -11,6 +11,7 @@ layer and head everywhere, so the heatmap shows its attention.
 from __future__ import annotations
 
 import time
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -131,6 +132,9 @@ class GridPlot(QWidget):
         self.plot.invertY(True)
         self.plot.setLabel("left", "layer")
         self.plot.setLabel("bottom", "head")
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).enableAutoSIPrefix(False)
+        self._show_axes(False)  # an empty grid drew pyqtgraph's default "-400 … 400 (x0.001)" axes
         self.image = _ClickableImage()
         self.plot.addItem(self.image)
         self.marks = pg.ScatterPlotItem(symbol="x", size=6, pen=pg.mkPen(60, 60, 60, 200, width=1), brush=None)
@@ -161,8 +165,10 @@ class GridPlot(QWidget):
             self.image.clear()
             self.image.image = None
             self.set_marks([])
+            self._show_axes(False)
             self.readout.setText(note or " ")
             return
+        self._show_axes(True)
         v = np.nan_to_num(self.values)
         if self.signed:
             m = float(np.abs(v).max()) or 1.0
@@ -177,6 +183,10 @@ class GridPlot(QWidget):
             self.plot.getAxis(axis).setTicks([[(i + 0.5, str(i)) for i in range(0, count, step)], []])
         self.plot.setRange(xRange=(0, v.shape[1]), yRange=(0, v.shape[0]), padding=0.02)
         self.readout.setText(note or f"{v.shape[0]} layers × {v.shape[1]} heads")
+
+    def _show_axes(self, shown: bool) -> None:
+        for name in ("left", "bottom"):
+            self.plot.showAxis(name, shown)
 
     def set_marks(self, cells: list[tuple[int, int]]) -> None:
         self.marked = list(cells)
