@@ -36,6 +36,21 @@ GUIDE: list[tuple[str, list[str]]] = [
         "output token back to each input token. It is slower, so it is computed per token on request; "
         "the title says whether the values are exact or approximate, and within what bound.",
     ]),
+    ("Long documents", [
+        "A text longer than the model accepts is read in overlapping windows cut at sentence ends. The "
+        "strip above the text says which window the views show. Attention, rollout and flow never cross "
+        "windows: a word is only compared with the words of its own window, and text outside the window "
+        "shown is not shaded. Clicking a word shows the window where it sits most centrally.",
+        "Validate and Heads need a text that fits the model in one piece: validate a shorter passage.",
+    ]),
+    ("Validate and Heads", [
+        "Analysis ▸ Validate compares, for one output you choose (for the demo model, a label of a label "
+        "set: choose one that fits your text), the attention of the row that output reads with gradients "
+        "and with removing tokens, and tests what changing the attention does to the output. Its verdict "
+        "says whether they agree or diverge on this text only; two methods agreeing does not show that "
+        "either reflects what the model computes.",
+        "The Heads panel measures what removing each head does to that same output.",
+    ]),
     ("Attention is a clue, not proof", [
         "High attention means a token was looked at, not that it caused the output. Other weights, the "
         "values and the feed-forward layers also shape the result, and different attention can give the "
