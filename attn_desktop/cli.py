@@ -110,7 +110,6 @@ def read_text_file(name: str) -> str:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from attn_desktop.core.store.session import check_writable
-
     from attn_desktop.core.text_source import text_argument
 
     if args.target_text is not None:
@@ -130,12 +129,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     report = check_report_args(args)
     started = time.perf_counter()
+    from attn_desktop.cli_explain import explain_options, target_spec, verdict_headline
+    from attn_desktop.cli_heads import heads_options, heads_summary
     from attn_desktop.core.model.loading import load_model
     from attn_desktop.core.pipeline import analyze
     from attn_desktop.core.store.session import save_session
-    from attn_desktop.cli_explain import explain_options, target_spec, verdict_headline
-
-    from attn_desktop.cli_heads import heads_options, heads_summary
 
     explain = {"methods": methods, "target": target_spec(args), "explain_options": explain_options(args),
                "heads_options": heads_options(args)}
@@ -256,7 +254,12 @@ def summary_line(loaded, analysis, seconds: float, out: Path) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from attn_desktop.core.store.library import default_library_dir, human_count, human_size, list_models
+    from attn_desktop.core.store.library import (
+        default_library_dir,
+        human_count,
+        human_size,
+        list_models,
+    )
 
     folder = Path(args.library).expanduser() if args.library else default_library_dir()
     entries = list_models(folder)

@@ -78,7 +78,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from attn_desktop.cli_explain import target_spec
-    from attn_desktop.core.explain.prune_compare import parse_selection, prune_and_compare, read_texts
+    from attn_desktop.core.explain.prune_compare import (
+        parse_selection,
+        prune_and_compare,
+        read_texts,
+    )
 
     selection = parse_selection(args.heads)
     if args.repeats < 1:

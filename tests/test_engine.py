@@ -7,8 +7,8 @@ import signal
 import numpy as np
 import pytest
 
-from attn_desktop.core.model.engine import InProcessEngine, ProcessEngine
 from attn_desktop.core.errors import Cancelled, UserError
+from attn_desktop.core.model.engine import InProcessEngine, ProcessEngine
 
 TEXT = "The tenant shall pay the rent on the first day of each month."
 

@@ -105,9 +105,9 @@ def test_masking_nothing_reproduces_the_plain_forward_exactly(demo_model):
     am = torch.ones_like(batch)
     with torch.no_grad():
         plain = score(batch, am, None)
-        ones = {capture.Site("self", l): torch.ones(3, loaded.num_heads) for l in range(loaded.num_layers)}
+        ones = {capture.Site("self", layer): torch.ones(3, loaded.num_heads) for layer in range(loaded.num_layers)}
         masked = score(batch, am, capture.CapturePlan(sites=loaded.site_of, record=False, head_mask=ones))
-        single = {capture.Site("self", l): torch.ones(loaded.num_heads) for l in range(loaded.num_layers)}
+        single = {capture.Site("self", layer): torch.ones(loaded.num_heads) for layer in range(loaded.num_layers)}
         masked1 = score(batch[:1], am[:1], capture.CapturePlan(sites=loaded.site_of, record=False, head_mask=single))
         plain1 = score(batch[:1], am[:1], None)
     assert torch.equal(plain, masked)

@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from attn_desktop.core.errors import UserError
-from attn_desktop.core.store.library import list_models
-from attn_desktop.core.model.loading import load_model
 from attn_desktop.core.model.folder import inspect_folder
+from attn_desktop.core.model.loading import load_model
+from attn_desktop.core.store.library import list_models
 
 EXPECTED_KIND = {
     "bert": "encoder", "bert-cls": "sequence-classification", "bert-mlm": "masked-lm", "mpnet": "encoder",

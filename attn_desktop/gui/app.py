@@ -68,8 +68,8 @@ def start(window, model: str | None, text_file: str | None, session: str | None,
             window.open_text_file(str(samples[0]), remember=False)
             window.set_document_name(None)
     if model is None:
-        from ..core.model.demo import demo_model_path
         from ..core.errors import UserError
+        from ..core.model.demo import demo_model_path
 
         try:
             model = str(demo_model_path())

@@ -81,7 +81,7 @@ def test_heads_view_grids_click_prune_and_save(window, load, analyse, tiny_model
         click_cell(qtbot, grid, layer, head, Qt.ControlModifier)
     assert panel.rule.currentData() == "explicit" and panel.heads_edit.text() == "0.1, 1.2"
     assert (w.state.sel.layer, w.state.sel.head) == (0, 3)  # a pick does not change the selection
-    assert sorted(zip(panel.ablation.picks.data["y"] - 0.5, panel.ablation.picks.data["x"] - 0.5)) == [(0, 1), (1, 2)]
+    assert sorted(zip(panel.ablation.picks.data["y"] - 0.5, panel.ablation.picks.data["x"] - 0.5, strict=True)) == [(0, 1), (1, 2)]
 
     # prune the picked heads on this text: the table, then Save
     with qtbot.waitSignal(panel.prune_done, timeout=TIMEOUT) as blocker:

@@ -6,7 +6,6 @@ import signal
 
 import numpy as np
 import psutil
-
 from conftest import ANALYSIS_TIMEOUT
 
 

@@ -6,12 +6,11 @@ until memory runs out)."""
 import dataclasses
 import shutil
 
+from conftest import ANALYSIS_TIMEOUT, LOAD_TIMEOUT
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QTextDocument
 from PySide6.QtGui import Qt as GuiQt
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QLabel, QWidget
-
-from conftest import ANALYSIS_TIMEOUT, LOAD_TIMEOUT
 
 IMG = '<img src="/dev/zero">'
 BOLD = "<b>x</b>"

@@ -124,9 +124,9 @@ def ablation_grids(
     cancel: Callable[[], bool] | None = None,
 ) -> AblationGrids:
     """[L, H] head grid and [L] layer grid for every attention set in `shapes` ({set: (L, H)})."""
-    ablations = [Ablation(s, l, (h,)) for s, (L, H) in shapes.items() for l in range(L) for h in range(H)]
+    ablations = [Ablation(s, layer, (h,)) for s, (L, H) in shapes.items() for layer in range(L) for h in range(H)]
     if layers:
-        ablations += [Ablation(s, l, tuple(range(H))) for s, (L, H) in shapes.items() for l in range(L)]
+        ablations += [Ablation(s, layer, tuple(range(H))) for s, (L, H) in shapes.items() for layer in range(L)]
     changes, bases, forwards = evaluate_masks(
         loaded, score, ids, ablations, shapes, batch_size=batch_size, progress=progress, cancel=cancel
     )
@@ -170,7 +170,7 @@ def gradient_importance(
 
     device = loaded.device
     xi = {s: torch.ones(L, H, device=device, requires_grad=True) for s, (L, H) in shapes.items()}
-    masks = {capture.Site(s, l): xi[s][l] for s, (L, _) in shapes.items() for l in range(L)}
+    masks = {capture.Site(s, layer): xi[s][layer] for s, (L, _) in shapes.items() for layer in range(L)}
     plan = capture.CapturePlan(sites=loaded.site_of, record=False, head_mask=masks, cancel=cancel)
     batch = torch.tensor([ids], dtype=torch.long, device=device)
     with torch.enable_grad(), frozen_parameters(loaded.model):

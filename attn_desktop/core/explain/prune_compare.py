@@ -5,6 +5,7 @@ measured in the same run, original and pruned passes interleaved)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import statistics
 import time
@@ -348,8 +349,8 @@ def prune_and_compare(
             value, dist = target.both(loaded, ids, am)
             pvalue, pdist = target.both(pruned, ids, am)
             for _ in range(repeats):  # interleaved so load drifts hit both alike
-                a, _ = _timed(lambda: target.evaluate(loaded, ids, am))
-                b, _ = _timed(lambda: target.evaluate(pruned, ids, am))
+                a, _ = _timed(functools.partial(target.evaluate, loaded, ids, am))
+                b, _ = _timed(functools.partial(target.evaluate, pruned, ids, am))
                 t_orig.append(a)
                 t_pruned.append(b)
                 ratios.append(b / a)

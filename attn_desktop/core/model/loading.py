@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from attn_desktop.core.errors import Cancelled, UserError
-from attn_desktop.core.model.hashing import weights_sha256
 from attn_desktop.core.model.folder import FolderInfo, inspect_folder
+from attn_desktop.core.model.hashing import weights_sha256
 from attn_desktop.core.model.offline import import_transformers
 
 AUTO_CLASSES = {
