@@ -28,7 +28,9 @@ def render(ctx):
     parts.append("<p class='note'>" + "; ".join(f"<strong>{esc(SHORT_NAMES.get(m, m))}</strong> = "
                                                  f"{esc(VECTOR_NAMES.get(m, m))}" for m in methods) + ".</p>")
     if agr.get("tokens") is not None:
-        parts.append(note(f"Computed over {agr['tokens']} tokens. {agr.get('convention', '')}"))
+        convention = str(agr.get("convention") or "")
+        convention = convention[:1].upper() + convention[1:]  # a sentence of its own in the page
+        parts.append(note(f"Computed over {agr['tokens']} tokens. {convention}"))
     for key, p_key, title in (("kendall_tau", "kendall_p", "Kendall τ-b"), ("spearman", "spearman_p", "Spearman ρ")):
         m = _matrix(agr.get(key), len(methods))
         if m is None:
