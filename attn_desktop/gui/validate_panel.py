@@ -105,6 +105,7 @@ class ValidatePanel(QWidget):
         self.progress.setTextVisible(True)
         self.progress.setFormat("")
         self.progress.setValue(0)
+        self.step = plain_label("")  # the running step's name: too long for the bar's own text
         self.status = plain_label("")
         self.headline = plain_label("")
         font = QFont(self.headline.font())
@@ -125,6 +126,7 @@ class ValidatePanel(QWidget):
         lv.setContentsMargins(0, 0, 0, 0)
         lv.addWidget(self.chooser)
         lv.addLayout(run_row)
+        lv.addWidget(self.step)
         lv.addWidget(self.status)
         lv.addStretch(1)
         scroll = QScrollArea()
@@ -220,9 +222,11 @@ class ValidatePanel(QWidget):
 
     def _on_progress(self, _gen, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 1000))
-        self.progress.setFormat(f"{message} %p%")
+        self.progress.setFormat("%p%")
+        self.step.setText(message)
 
     def _on_idle(self) -> None:
+        self.step.setText("")
         self.cancel_button.setEnabled(False)
         self.run_button.setText("Run validation")
 
