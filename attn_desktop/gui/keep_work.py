@@ -4,10 +4,7 @@ on the same word across edits. Mixed into MainWindow."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import replace
-from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFileDialog, QMessageBox
@@ -182,15 +179,13 @@ class KeepWork:
                                                   "Text files (*.txt);;All files (*)")
             if not path:
                 return False
-            target = Path(path)
-            tmp = target.with_name(f".{target.name}.tmp")
+            from ..core.store.writes import atomic_write
+
+            data = self.document.text().encode("utf-8")
             try:
-                tmp.write_text(self.document.text(), encoding="utf-8")
-                os.replace(tmp, target)  # never a half-written file
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                self.messages.error(f"could not write {Path(path).name}: {exc.strerror or exc}")
+                atomic_write(path, lambda fh: fh.write(data), what="text", mode=0o644)
+            except UserError as exc:
+                self.messages.error(str(exc))
                 return False
         self.mark_saved()
         return True
