@@ -121,8 +121,22 @@ class FileActions:
         app_settings.add_recent(result.source, self.settings)
         self.set_document_name(Path(result.source).name)
         self.mark_saved()
-        model = result.analysis.manifest.get("model", {}).get("name", "?")
-        self.messages.info(f"Opened session {Path(result.source).name} (model {model}).")
+        self._say_session_model(Path(result.source).name, result.analysis.manifest.get("model") or {})
+
+    def _say_session_model(self, name: str, model: dict) -> None:
+        """Whether the loaded model is the one the session was made with, by weight hashes."""
+        made_with = str(model.get("name", "?"))
+        if self.loaded is None:
+            self.messages.info(f"Opened session {name} (model {made_with}), for reading: "
+                               "load that model to add to it.")
+        elif model.get("weights_sha256") and model.get("weights_sha256") == self.loaded.weights_sha256:
+            self.messages.info(f"Opened session {name} (model {made_with}, the loaded model: "
+                               "same weights, so new results can be added to it).")
+        else:
+            self.messages.warning(
+                f"Opened session {name}, made with {made_with}; the loaded model "
+                f"{self.display_name(self.loaded)} has different weights, so anything computed now "
+                "comes from the loaded model, not the session's.")
 
     def _switch_to_session(self, prepared) -> bool:
         """Show a session read and prepared in full by the worker; if showing it fails, put back

@@ -220,6 +220,25 @@ def test_save_and_open_session(window, load, analyse, tiny_model_paths, qtbot, t
     assert str(path.resolve()) in window.settings.value("recent_files")
 
 
+def test_opened_session_says_whether_the_loaded_model_made_it(window, load, analyse, tiny_model_paths, qtbot, tmp_path):
+    load(window, tiny_model_paths["bert"])
+    analyse(window, TEXT, type_it=False)
+    path = tmp_path / "s.attn"
+    with qtbot.waitSignal(window.session_saved, timeout=ANALYSIS_TIMEOUT):
+        window.save_session(str(path))
+
+    def reopen():
+        with qtbot.waitSignal(window.analysis_shown, timeout=ANALYSIS_TIMEOUT):
+            window.open_session(str(path))
+        return window.messages.level, window.messages.text.text()
+
+    level, text = reopen()
+    assert level == "info" and "same weights" in text
+    load(window, tiny_model_paths["bert-cls"])  # other weights
+    level, text = reopen()
+    assert level == "warning" and "different weights" in text and "not the session's" in text
+
+
 def test_damaged_session_reports_and_keeps_text(window, qtbot, tmp_path):
     bad = tmp_path / "bad.attn"
     bad.write_bytes(b"not a zip")
