@@ -154,9 +154,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         explain["mapped"] = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         loaded = load_model(args.model, device=args.device)
-        analysis = analyze(
-            loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text, **explain
-        )
+        ticker = terminal_progress(sys.stderr)
+        try:
+            analysis = analyze(
+                loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text,
+                progress=ticker, **explain
+            )
+        finally:
+            if ticker is not None:
+                ticker.done()
         if args.on_disk:
             add_rollout_on_disk(analysis, methods, args, explain["mapped"])
         else:
@@ -339,5 +345,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+class _Ticker:
+    """One self-overwriting progress line on a terminal: '  42%  Integrated Gradients'."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.width = stream, 0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        line = f"  {max(0.0, min(1.0, fraction)):4.0%}  {message}"[:100]
+        self.stream.write("\r" + line.ljust(self.width))
+        self.stream.flush()
+        self.width = len(line)
+
+    def done(self) -> None:
+        if self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
+
+def terminal_progress(stream):
+    """A progress callback for `analyze` when `stream` is a terminal (an explained run takes minutes
+    and said nothing until the end), else None: piped output stays as it was."""
+    isatty = getattr(stream, "isatty", None)
+    return _Ticker(stream) if callable(isatty) and isatty() else None
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+
