@@ -80,6 +80,10 @@ def render(ctx) -> Section:
 
     capture = m.get("capture") or {}
     settings = [("Tokens", len(an.tokens))]
+    from attn_desktop.core import windows as core_windows
+
+    if core_windows.is_windowed(an):  # an.tokens are the shown window's, not the document's
+        settings = [("Tokens", f"{len(an.tokens)} in the window shown ({core_windows.place(an)})")]
     if an.decoder_tokens is not None:
         settings.append(("Decoder tokens", len(an.decoder_tokens)))
     settings += [(f"capture.{k}", v) for k, v in capture.items()]
