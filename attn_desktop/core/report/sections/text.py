@@ -65,8 +65,21 @@ def render(ctx) -> Section:
         chips = "".join(_token(i, labels[i], values[i], scale, hl.signed, i in focus, "chip") for i in strip)
         parts.append(f"<p class='strip'><span class='muted'>Tokens with no place in the text:</span> {chips}</p>")
     body = []
+    trunc = an.manifest.get("truncation") or {}
+    cut = trunc.get("analysed_chars") if trunc.get("truncated") and not decoder else None
+    if isinstance(cut, int) and 0 <= cut < len(an.text):
+        parts.append(note(f"The text was cut at the model's length: the part after the cut (greyed below) was "
+                          f"not analysed ({trunc.get('tokens_before_truncation', '?')} tokens before the cut, "
+                          f"{len(an.tokens)} analysed).", "warn"))
+    else:
+        cut = None
+    at = 0  # character offset of the segment, to grey what follows the cut
     for piece, i in view.segments(decoder=decoder):
-        if i is None:
+        start, at = at, at + len(piece)
+        if i is None and cut is not None and at > cut:
+            head = max(0, cut - start)
+            body.append(esc(piece[:head]) + f"<span class='muted'>{esc(piece[head:])}</span>")
+        elif i is None:
             body.append(esc(piece))
         else:
             hidden = view.decoder.hidden_tokens if decoder else view.input.hidden_tokens
