@@ -245,7 +245,8 @@ def _section(tau, tvd, flips=0):
 @pytest.mark.parametrize("tau,tvd,flips,phrase,depends", [
     (0.55, 0.20, 0, "attention agrees with", "the output depends on"),
     (0.25, 0.01, 0, "attention agrees weakly with", "the output barely depends on"),
-    (0.05, 0.01, 2, "attention diverges from", "the output depends on"),
+    (0.15, 0.01, 2, "attention agrees only slightly (close to chance) with", "the output depends on"),
+    (-0.05, 0.01, 2, "attention diverges from (no better than chance)", "the output depends on"),
     (-0.40, 0.00, 0, "attention diverges from (ranks tokens against)", "the output barely depends on"),
 ])
 def test_verdict_wording(tau, tvd, flips, phrase, depends):
@@ -256,3 +257,12 @@ def test_verdict_wording(tau, tvd, flips, phrase, depends):
     assert f"mean Kendall tau {tau:.2f}" in v["headline"] and "chance 0" in v["headline"]
     assert "explain" not in v["headline"].lower()
     assert any("attention vs IG" in d for d in v["details"]) and v["caveats"]
+
+
+def test_verdict_names_the_attention_it_compared():
+    from attn_desktop.core.explain.verdict import verdict
+
+    section = _section(0.3, 0.1)
+    section["read_row"] = {"rule": "mean", "attention_layer": 5}
+    assert verdict(section)["details"][0] == (
+        "Attention compared: layer 5 (the last), mean over heads, the mean over rows (the row the output reads).")

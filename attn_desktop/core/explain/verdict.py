@@ -27,9 +27,25 @@ def _agreement_phrase(tau: float) -> str:
         return "agrees with"
     if tau >= THRESHOLDS["agrees_weakly"]:
         return "agrees weakly with"
+    if tau > 0:
+        return "agrees only slightly (close to chance) with"
     if tau > -THRESHOLDS["agrees_weakly"]:
-        return "diverges from"
+        return "diverges from (no better than chance)"
     return "diverges from (ranks tokens against)"
+
+
+_ROWS = {"cls": "the first token's row", "mean": "the mean over rows", "last": "the last token's row",
+         "mask": "the mask token's row", "cross": "the output token's cross-attention row"}
+
+
+def _which_attention(read_row: dict | None) -> str:
+    """Which attention was compared: its layer, head fusion and the row the output reads."""
+    if not read_row:
+        return ""
+    layer = read_row.get("attention_layer")
+    where = f"layer {layer}" if isinstance(layer, int) else "the last layer"
+    return (f"Attention compared: {where} (the last), mean over heads, "
+            f"{_ROWS.get(read_row.get('rule'), 'the row the output reads')} (the row the output reads).")
 
 
 def _mean_tau(agreement: dict, name: str, evidence: list[str]) -> float | None:
@@ -117,6 +133,9 @@ def verdict(section: dict[str, Any]) -> dict[str, Any]:
         caveats.append(f"{name} not computed: {why}")
     caveats.append("one input and one target: this is evidence about this text, not about the model in general")
     caveats.append("agreement between two methods does not show that either reflects what the model computes")
+    which = _which_attention(section.get("read_row"))
+    if which:
+        details.insert(0, which)
     if parts:
         headline = "For this input, " + "; ".join(parts) + "."
     else:
