@@ -26,8 +26,13 @@ from ..core.explain.labels import label_files, parse_labels, read_labels
 
 DEFAULT_TEMPERATURE = 0.05
 OWN_FILE = "__own__"
+LABEL_SET_KEY = "validate/label_set"
 
 
+def _settings():
+    from .settings import settings
+
+    return settings()
 
 
 def _form() -> tuple[QWidget, QFormLayout]:
@@ -182,8 +187,11 @@ class TargetChooser(QWidget):
                 self.label_set.addItem(path.stem.replace("_", " "), str(path))
             self.label_set.addItem("your own labels", OWN_FILE)
         if files:
-            self.label_set.setCurrentIndex(0)
-            self._load_labels(files[0])
+            remembered = str(_settings().value(LABEL_SET_KEY, "") or "")
+            names = [str(p) for p in files]
+            pick = names.index(remembered) if remembered in names else 0
+            self.label_set.setCurrentIndex(pick)
+            self._load_labels(files[pick])
 
     def _on_label_set(self) -> None:
         data = self.label_set.currentData()
@@ -191,6 +199,8 @@ class TargetChooser(QWidget):
             error = self._load_labels(data)
             if error:
                 self.problem.emit(error)
+            else:
+                _settings().setValue(LABEL_SET_KEY, str(data))  # the next start offers the same set
 
     def choose_label_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a label file", "", "Text files (*.txt);;All files (*)")

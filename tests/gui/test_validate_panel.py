@@ -338,3 +338,22 @@ def test_own_label_file_through_open_and_a_bad_one_in_one_line(window, load, tin
     chooser.labels_edit.setPlainText("weather\nfinance")
     assert chooser.label_set.currentData() == "__own__"
     assert chooser.spec()[0]["labels"] == ["weather", "finance"]
+
+
+def test_the_chosen_label_set_is_offered_again(qtbot):
+    """The first shipped set (clinical findings) is not right for every text: the set the user
+    chose last is offered at the next start."""
+    from attn_desktop.gui.validate_target import TargetChooser
+
+    first = TargetChooser()
+    qtbot.addWidget(first)
+    contract = first.label_set.findText("contract clauses")
+    assert contract > 0 and first.label_set.currentIndex() != contract
+    first.label_set.setCurrentIndex(contract)
+    first.label_set.activated.emit(contract)
+    assert any("indemn" in label.lower() or "terminat" in label.lower() for label in first.labels())
+
+    again = TargetChooser()
+    qtbot.addWidget(again)
+    assert again.label_set.currentText() == "contract clauses"
+    assert again.labels() == first.labels()
