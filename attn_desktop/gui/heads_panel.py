@@ -267,7 +267,7 @@ class HeadsPanel(QWidget):
 
         self.chooser = TargetChooser()
         self.threshold = QDoubleSpinBox()
-        self.threshold.setDecimals(6)
+        self.threshold.setDecimals(4)
         self.threshold.setRange(0.0, 1e6)
         self.threshold.setSingleStep(0.001)
         self.threshold.setValue(0.01)
@@ -279,6 +279,8 @@ class HeadsPanel(QWidget):
         self.progress = _progress_bar()
         self.status = plain_labels(QLabel(""))
         self.status.setWordWrap(True)
+        self.step = plain_labels(QLabel(""))  # the running step's name
+        self.step.setWordWrap(True)
 
         form = QGridLayout()
         form.addWidget(QLabel("No effect below"), 0, 0)
@@ -342,6 +344,7 @@ class HeadsPanel(QWidget):
         lv.addWidget(self.chooser)
         lv.addLayout(form)
         lv.addLayout(run_row)
+        lv.addWidget(self.step)
         lv.addWidget(self.status)
         lv.addSpacing(8)
         lv.addLayout(prune_box)
@@ -421,7 +424,10 @@ class HeadsPanel(QWidget):
                                     (self.pruner, self.prune_progress, self.prune_cancel),
                                     (self.saver, self.prune_progress, self.prune_cancel)):
             runner.started.connect(lambda _g, b=bar, c=cancel: (b.setValue(0), b.setFormat("starting…"), c.setEnabled(True)))
-            runner.progressed.connect(lambda _g, f, m, b=bar: (b.setValue(int(f * 1000)), b.setFormat(f"{m} %p%")))
+            # the step's name is too long for the bar's own text: it goes beneath (and in the tooltip)
+            runner.progressed.connect(lambda _g, f, m, b=bar: (b.setValue(int(f * 1000)), b.setFormat("%p%"),
+                                                              b.setToolTip(m), self.step.setText(m)))
+            runner.idle.connect(lambda: self.step.setText(""))
             runner.idle.connect(lambda c=cancel: c.setEnabled(False))
         self.runner.succeeded.connect(self._on_done)
         self.runner.failed.connect(self._on_failed)

@@ -133,9 +133,11 @@ def test_prune_over_a_folder_is_cancelled(window, load, tiny_model_paths, qtbot,
     panel.set_texts_folder(str(texts))
     panel.rule.setCurrentIndex(panel.rule.findData("least"))
     panel.k_box.setValue(2)
-    with qtbot.waitSignal(panel.pruner.progressed, timeout=TIMEOUT):
+    with qtbot.waitSignal(panel.pruner.progressed, timeout=TIMEOUT) as progressed:
         panel.prune_button.click()
     assert panel.prune_cancel.isEnabled()
+    # the step's name sits beneath the bar, whose own text is only the percentage (it was clipped)
+    assert panel.prune_progress.format() == "%p%" and panel.step.text() == progressed.args[2]
     with qtbot.waitSignal(panel.pruner.cancelled, timeout=TIMEOUT):
         panel.prune_cancel.click()
     qtbot.waitUntil(lambda: not panel.pruner.busy, timeout=TIMEOUT)
