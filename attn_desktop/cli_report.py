@@ -26,7 +26,11 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, help="layer shown (default: the last)")
     p.add_argument("--head", metavar="H|mean|max|min", help="head index or aggregate over heads (default: mean)")
     p.add_argument("--focus", metavar="I[,J...]", help="query token index(es) whose row shades the text")
-    p.add_argument("--words", action="store_true", help="rows, columns and the text by words, not word pieces")
+    units = p.add_mutually_exclusive_group()
+    units.add_argument("--words", action="store_true",
+                       help="rows, columns and the text by words, as the window shows them (the default "
+                            "unless the session was saved showing pieces)")
+    units.add_argument("--pieces", action="store_true", help="rows, columns and the text by word pieces")
     p.add_argument("--colormap", choices=tuple(COLORMAPS), default="viridis",
                    help="viridis (default), cividis, or cbl2 (colour-blind safe CET-CBL2)")
     p.add_argument("--scale", choices=("linear", "log", "min–max"), default="linear")
@@ -80,7 +84,8 @@ def saved_view(manifest: dict) -> dict:
 def options_from_args(args: argparse.Namespace, analysis, session: Path | None, document_name: str | None):
     from attn_desktop.core.report import ReportOptions, parse_redact
 
-    fields = saved_view(analysis.manifest) if getattr(args, "session", None) else {}
+    fields = {"words": True}  # the window's default: lawyers and clinicians point at words
+    fields.update(saved_view(analysis.manifest) if getattr(args, "session", None) else {})
     if fields.get("measure") not in (None, "attention", "rollout", "flow") and fields["measure"] not in analysis.arrays:
         fields.pop("measure")  # the saved view showed something the report cannot (a window-only view)
     for key in ("measure", "set_name", "layer"):
@@ -90,6 +95,8 @@ def options_from_args(args: argparse.Namespace, analysis, session: Path | None, 
         fields["head"] = int(args.head) if args.head.lstrip("-").isdigit() else args.head
     if getattr(args, "words", False):
         fields["words"] = True
+    if getattr(args, "pieces", False):
+        fields["words"] = False
     focus = parse_focus(getattr(args, "focus", None))
     if focus is not None:
         fields["focus"] = focus

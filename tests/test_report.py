@@ -418,3 +418,20 @@ def test_importance_vector_shades_the_text_both_ways_without_a_focus(analysis_of
     assert " focus'" not in text and "largest absolute values" in text
     assert f"background:{shade(1.0, NEG)}" in text and f"background:{shade(1.0, POS)}" in text
     assert "Token importance by method" in page
+
+
+def test_cli_report_is_by_words_unless_asked_for_pieces(analysis_of, tmp_path, capsys):
+    from attn_desktop.core import words as core_words
+    from attn_desktop.core.store.session import save_session
+
+    an = analysis_of("Indemnification clauses protect parties.")
+    units = core_words.group_words(an.text, an.tokens)
+    u = next(u for u in range(len(units)) if len(units.tokens(u)) > 1)
+    first, last = units.tokens(u)[0], units.tokens(u)[-1]
+    session = save_session(an, tmp_path / "s.attn")  # no view saved: the window's default, words
+    assert main(["report", str(session), "--out", str(tmp_path / "w.html"), "--focus", str(first)]) == 0
+    assert f"“{units.labels[u]}” (#{first}–{last})" in (tmp_path / "w.html").read_text(encoding="utf-8")
+    assert main(["report", str(session), "--out", str(tmp_path / "p.html"), "--focus", str(first),
+                 "--pieces"]) == 0
+    assert f"(#{first}–{last})" not in (tmp_path / "p.html").read_text(encoding="utf-8")
+    capsys.readouterr()
