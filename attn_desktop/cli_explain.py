@@ -53,6 +53,28 @@ def explain_options(args: argparse.Namespace) -> dict:
     return {"ig_steps": steps, "baseline": args.ig_baseline, "replacement": args.replacement, "seeds": args.seeds}
 
 
+def target_phrase(target: dict) -> str:
+    """What was explained, in words: "P(label 'x') = 0.31 (the predicted label of 8)"."""
+    kind, value = target.get("kind"), target.get("value")
+    shown = f"{value:.3f}" if isinstance(value, (int, float)) else "?"
+    chosen = target.get("chosen", "")
+    if kind == "zero-shot":
+        return (f"P(label {target.get('label')!r}) = {shown} "
+                f"({chosen} label of {len(target.get('labels') or [])}, temperature {target.get('temperature')})")
+    if kind == "reference":
+        return f"cosine similarity to the reference text = {shown}"
+    if kind == "class":
+        name = target.get("class_label")
+        what = f"class {target.get('class')}" + (f" {name!r}" if name not in (None, "") else "")
+        return f"P({what}) = {shown} ({chosen})"
+    if target.get("token") is not None:
+        return f"log P(token {target.get('token')!r}) = {shown} ({chosen}, {kind})"
+    return f"{kind} = {shown}"
+
+
 def verdict_headline(analysis) -> str | None:
     section = analysis.manifest.get("explain")
-    return None if not section else section["verdict"]["headline"]
+    if not section:
+        return None
+    target = section.get("target") or {}
+    return f"Target: {target_phrase(target)}. {section['verdict']['headline']}"

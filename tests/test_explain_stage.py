@@ -143,7 +143,8 @@ def test_command_line_with_labels_prints_the_verdict(tiny_model_paths, tmp_path,
     stdout, err = capsys.readouterr()
     assert code == 0, err
     lines = stdout.strip().splitlines()
-    assert len(lines) == 2 and lines[1].startswith("For this input, attention")
+    assert len(lines) == 2 and lines[1].startswith("Target: P(label 'medical note') = ")
+    assert "(given label of 2, temperature 0.05). For this input, attention" in lines[1]
     s = load_session(out)
     assert s.manifest["explain"]["target"]["label"] == "medical note"
     assert s.manifest["explain"]["target"]["labels"] == ["rent payment", "medical note"]
