@@ -38,12 +38,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from attn_desktop.core.child import ChildProcess, child_channel, start_watchdog
 from attn_desktop.core.errors import Cancelled, UserError
 
 Progress = Callable[[float, str], None] | None
 Cancel = Callable[[], bool] | None
 POLL_S = 0.02
-WATCH_S = 0.5  # the child also checks this often that its parent is still its parent
 FOLDER_PREFIX = "attn-desktop-model-"
 _FOLDER_NAME = re.compile(re.escape(FOLDER_PREFIX) + r"(\d+)-[A-Za-z0-9_]+")
 _MODULE = "attn_desktop.core.model.engine"
@@ -260,17 +260,6 @@ def _serve(conn: Connection, cancel_fd: int, folder: str, gone: Callable[[], Non
             send(("error", f"{exc.__class__.__name__}: {lines[0] if lines else ''}"))
 
 
-def _watch_parent(lifeline_fd: int, parent: int, gone: Callable[[], None]) -> None:
-    """Watchdog thread: end the child as soon as its parent is gone."""
-    while True:
-        try:
-            ready = select.select([lifeline_fd], [], [], WATCH_S)[0]
-        except OSError:
-            ready = True
-        if ready or os.getppid() != parent:
-            gone()
-
-
 def _child_main(argv: list[str]) -> None:
     in_fd, out_fd, cancel_fd, lifeline_fd, parent = (int(a) for a in argv[:5])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the window
@@ -286,9 +275,8 @@ def _child_main(argv: list[str]) -> None:
 
     atexit.register(remove_folder)
     signal.signal(signal.SIGTERM, gone)
-    threading.Thread(target=_watch_parent, args=(lifeline_fd, parent, gone), daemon=True,
-                     name="parent-watch").start()
-    conn = _Duplex(Connection(in_fd, writable=False), Connection(out_fd, readable=False))
+    start_watchdog(lifeline_fd, parent, gone)
+    conn = child_channel(in_fd, out_fd)
     try:
         conn.send(("ready", folder))
     except OSError:
@@ -296,59 +284,24 @@ def _child_main(argv: list[str]) -> None:
     _serve(conn, cancel_fd, folder, gone)
 
 
-class ProcessEngine:
+class ProcessEngine(ChildProcess):
     """Runs models in one long-lived child process, started on first use.
 
     The child is a fresh interpreter (`python -m attn_desktop.core.model.engine`), not a fork of this
     Qt process and not multiprocessing's spawn, which would re-import the caller's __main__."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._conn: _Duplex | None = None
-        self._cancel_w: int | None = None
-        self._lifeline_w: int | None = None
         self._folder: str | None = None  # the child's temporary folder, once it said which
         self._held: dict | None = None  # the last load request that succeeded
         self._child_model: str | None = None  # the folder of the model the running child holds
         self.restarts = 0  # transparent restarts after the child had stopped
 
     def _start(self) -> None:
-        self._close_pipes()
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        cancel_r, cancel_w = os.pipe()
-        lifeline_r, lifeline_w = os.pipe()  # never written: its end-of-file tells the child we are gone
-        fds = (to_child_r, from_child_w, cancel_r, lifeline_r)
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", _MODULE, *map(str, fds), str(os.getpid())],
-                pass_fds=fds, stdin=subprocess.DEVNULL, close_fds=True,
-            )
-        except BaseException:
-            for fd in (*fds, to_child_w, from_child_r, cancel_w, lifeline_w):
-                os.close(fd)
-            raise
-        for fd in fds:
-            os.close(fd)
-        self._conn = _Duplex(Connection(from_child_r), Connection(to_child_w, readable=False))
-        self._cancel_w = cancel_w
-        self._lifeline_w = lifeline_w
+        self._spawn(_MODULE)
         self._folder = None
         self._child_model = None
-
-    def _close_pipes(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        for name in ("_cancel_w", "_lifeline_w"):
-            fd = getattr(self, name)
-            if fd is not None:
-                os.close(fd)
-                setattr(self, name, None)
-
-    def _alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _accept_folder(self, folder) -> None:
         """The child names its temporary folder; it must be the one named after its pid, in the
@@ -456,10 +409,6 @@ class ProcessEngine:
         """Heads pruning in the child (see InProcessEngine.prune)."""
         return self._call("prune", {"model": str(model.path), "options": options}, progress, cancel)
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._alive() else None
-
     def close(self) -> None:
         with self._lock:
             if self._alive():
@@ -475,26 +424,6 @@ class ProcessEngine:
                 shutil.rmtree(self._folder, ignore_errors=True)
                 self._folder = None
             self._child_model = None
-
-
-class _Duplex:
-    """One reading and one writing Connection used as a single two-way channel."""
-
-    def __init__(self, reader: Connection, writer: Connection) -> None:
-        self.reader, self.writer = reader, writer
-
-    def send(self, obj) -> None:
-        self.writer.send(obj)
-
-    def recv(self):
-        return self.reader.recv()
-
-    def poll(self, timeout: float) -> bool:
-        return self.reader.poll(timeout)
-
-    def close(self) -> None:
-        self.reader.close()
-        self.writer.close()
 
 
 _shared: ProcessEngine | None = None

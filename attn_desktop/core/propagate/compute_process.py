@@ -36,14 +36,13 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
 from attn_desktop.core.analysis import ATTENTION_SETS, Analysis
+from attn_desktop.core.child import ChildProcess, Duplex, child_channel, start_watchdog
 from attn_desktop.core.errors import Cancelled, UserError
-from attn_desktop.core.model.engine import _Duplex, _watch_parent
 
 Progress = Callable[[int, int], object] | None
 Cancel = Callable[[], bool] | None
@@ -83,14 +82,14 @@ def _fill(value, fd: int):
     return value
 
 
-def send_message(conn: _Duplex, kind: str, payload: Any = None) -> None:
+def send_message(conn: Duplex, kind: str, payload: Any = None) -> None:
     arrays: list[np.ndarray] = []
     conn.send((kind, _strip(payload, arrays)))
     for array in arrays:
         _write_array(conn.writer.fileno(), array)
 
 
-def recv_message(conn: _Duplex) -> tuple[str, Any]:
+def recv_message(conn: Duplex) -> tuple[str, Any]:
     kind, payload = conn.recv()
     return kind, _fill(payload, conn.reader.fileno())
 
@@ -199,7 +198,7 @@ class _Child:
                               "entry": copy.manifest["methods"]["flow"]})
 
 
-def _serve(conn: _Duplex, cancel_fd: int, gone: Callable[[], None]) -> None:
+def _serve(conn: Duplex, cancel_fd: int, gone: Callable[[], None]) -> None:
     """One request at a time, answered by progress or row messages and then one outcome. A byte
     on `cancel_fd` asks the running request to stop; end-of-file there or on `conn` means the
     parent is gone."""
@@ -258,9 +257,8 @@ def _child_main(argv: list[str]) -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, gone)
-    threading.Thread(target=_watch_parent, args=(lifeline_fd, parent, gone), daemon=True,
-                     name="parent-watch").start()
-    _serve(_Duplex(Connection(in_fd, writable=False), Connection(out_fd, readable=False)), cancel_fd, gone)
+    start_watchdog(lifeline_fd, parent, gone)
+    _serve(child_channel(in_fd, out_fd), cancel_fd, gone)
 
 
 # -- the parent --------------------------------------------------------------------------------
@@ -287,16 +285,13 @@ def _keep_rows(analysis: Analysis, rows: np.ndarray | None) -> None:
         analysis.arrays["flow_rows"], analysis.arrays["flow"] = have[keep], analysis.arrays["flow"][keep]
 
 
-class ComputeProcess:
+class ComputeProcess(ChildProcess):
     """Rollout and flow in one long-lived child process, started on first use (see the module
     docstring). Safe to call from several threads: requests run one after another."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._conn: _Duplex | None = None
-        self._cancel_w: int | None = None
-        self._lifeline_w: int | None = None
         self._doc: tuple | None = None  # weak references to the attention arrays the child holds
         self._flow: tuple | None = None  # (analysis ref, its flow_rows, its flow entry, job number)
         self._jobs = itertools.count(1)
@@ -304,46 +299,9 @@ class ComputeProcess:
 
     # the child's lifetime
     def _start(self) -> None:
-        self._close_pipes()
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        cancel_r, cancel_w = os.pipe()
-        lifeline_r, lifeline_w = os.pipe()  # never written: its end-of-file tells the child we are gone
-        for fd in (to_child_w, from_child_w):
-            _widen(fd)
-        fds = (to_child_r, from_child_w, cancel_r, lifeline_r)
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", _MODULE, *map(str, fds), str(os.getpid())],
-                pass_fds=fds, stdin=subprocess.DEVNULL, close_fds=True,
-            )
-        except BaseException:
-            for fd in (*fds, to_child_w, from_child_r, cancel_w, lifeline_w):
-                os.close(fd)
-            raise
-        for fd in fds:
-            os.close(fd)
-        self._conn = _Duplex(Connection(from_child_r), Connection(to_child_w, readable=False))
-        self._cancel_w, self._lifeline_w = cancel_w, lifeline_w
+        self._spawn(_MODULE, prepare=_widen)
         self._doc = self._flow = None
         self.starts += 1
-
-    def _close_pipes(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        for name in ("_cancel_w", "_lifeline_w"):
-            fd = getattr(self, name)
-            if fd is not None:
-                os.close(fd)
-                setattr(self, name, None)
-
-    def _alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._alive() else None
 
     def close(self) -> None:
         with self._lock:
