@@ -130,11 +130,11 @@ class FileActions:
             self.messages.info(f"Opened session {name} (model {made_with}), for reading: "
                                "load that model to add to it.")
         elif model.get("weights_sha256") and model.get("weights_sha256") == self.loaded.weights_sha256:
-            self.messages.info(f"Opened session {name} (model {made_with}, the loaded model: "
-                               "same weights, so new results can be added to it).")
+            self.messages.info(f"Opened session {name} (model {made_with}): the loaded model has the "
+                               "same weights, so new results can be added to it.")
         else:
             self.messages.warning(
-                f"Opened session {name}, made with {made_with}; the loaded model "
+                f"Opened session {name} (model {made_with}); the loaded model "
                 f"{self.display_name(self.loaded)} has different weights, so anything computed now "
                 "comes from the loaded model, not the session's.")
 

@@ -353,6 +353,9 @@ def test_the_chosen_label_set_is_offered_again(qtbot):
     first.label_set.activated.emit(contract)
     assert any("indemn" in label.lower() or "terminat" in label.lower() for label in first.labels())
 
+    from attn_desktop.gui.settings_sync import wait_written
+
+    assert wait_written()  # settings reach the file off the GUI thread; the next start reads the file
     again = TargetChooser()
     qtbot.addWidget(again)
     assert again.label_set.currentText() == "contract clauses"
