@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -300,10 +301,8 @@ def _end_on_sigterm() -> None:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread (embedded use)
         signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (embedded use)
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""What the Validate run explains: the target chooser, one page per kind of model. It produces
-the target spec of docs/explain.md (a plain dict) or says in one line what is missing."""
+"""The Validate run's target (the output whose evidence is checked): the target chooser, one page
+per kind of model. It produces the target spec of docs/explain.md (a plain dict) or says in one
+line what is missing."""
 
 from __future__ import annotations
 

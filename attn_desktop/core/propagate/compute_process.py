@@ -25,6 +25,7 @@ layer of rollout, each input token of a flow row).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import fcntl
 import itertools
@@ -115,10 +116,8 @@ def _read_array(fd: int, raw: _Raw) -> np.ndarray:
 
 def _widen(fd: int) -> None:
     """Fewer, larger reads and writes for big arrays (Linux; elsewhere the default stays)."""
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-    except (AttributeError, OSError):
-        pass
 
 
 # -- the child ---------------------------------------------------------------------------------

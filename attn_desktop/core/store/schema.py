@@ -108,7 +108,7 @@ def dimension_fits(term: str, size: int, dims: Dims, bound: int) -> bool | None:
 
 
 class Refusal(UserError):
-    pass
+    """A session whose content breaks a rule of the schema (one line, as every UserError)."""
 
 
 def fail(label: str, why: str) -> Refusal:
