@@ -108,7 +108,7 @@ def test_the_model_process_ends_when_the_window_is_killed(tmp_path, tiny_model_p
                     if "attn_desktop.core.model.engine" in " ".join(p.cmdline()):
                         child = p.pid
                 except psutil.NoSuchProcess:
-                    pass
+                    continue
             time.sleep(0.05)
         assert child is not None, f"no model process appeared (window exit {window.poll()})"
         window.kill()

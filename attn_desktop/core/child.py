@@ -13,6 +13,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 WATCH_S = 0.5  # the child also checks this often that its parent is still its parent
+POLL_S = 0.02  # how often the parent checks that the child is alive and whether to cancel
 
 
 class Duplex:
@@ -107,3 +108,37 @@ class ChildProcess:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._alive() else None
+
+    def _replies(self, cancel: Callable[[], bool] | None, recv: Callable[[Duplex], tuple]):
+        """The child's replies to the request just sent, one (kind, payload) at a time, but for
+        "started": once the child has said it, a True cancel() is passed on once through the cancel pipe; a
+        child that dies meanwhile ends in the subclass's _died(), which cleans up and raises."""
+        started = asked = False
+        while True:
+            if started and not asked and cancel is not None and cancel():
+                os.write(self._cancel_w, b"x")
+                asked = True
+            if not self._conn.poll(POLL_S):
+                if not self._alive():
+                    self._died()
+                continue
+            try:
+                kind, payload = recv(self._conn)
+            except (EOFError, OSError):
+                self._died()
+            if kind == "started":  # from here on, a cancel is meant for this request
+                started = True
+                continue
+            yield kind, payload
+
+    def _stop(self, send_quit: Callable[[], None]) -> None:
+        """Ask the child to quit (kill it after 5 s) and close the pipes."""
+        if self._alive():
+            try:
+                send_quit()
+                self._proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        self._close_pipes()

@@ -29,7 +29,6 @@ import select
 import shutil
 import signal
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,7 +42,6 @@ from attn_desktop.core.errors import Cancelled, UserError
 
 Progress = Callable[[float, str], None] | None
 Cancel = Callable[[], bool] | None
-POLL_S = 0.02
 FOLDER_PREFIX = "attn-desktop-model-"
 _FOLDER_NAME = re.compile(re.escape(FOLDER_PREFIX) + r"(\d+)-[A-Za-z0-9_]+")
 _MODULE = "attn_desktop.core.model.engine"
@@ -330,23 +328,9 @@ class ProcessEngine(ChildProcess):
             self._conn.send((op, args))
         except OSError:
             return self._died()
-        started = asked = False
-        while True:
-            if started and not asked and cancel is not None and cancel():
-                os.write(self._cancel_w, b"x")
-                asked = True
-            if not self._conn.poll(POLL_S):
-                if not self._alive():
-                    return self._died()
-                continue
-            try:
-                kind, payload = self._conn.recv()
-            except (EOFError, OSError):
-                return self._died()
+        for kind, payload in self._replies(cancel, lambda conn: conn.recv()):
             if kind == "ready":
                 self._accept_folder(payload)
-            elif kind == "started":
-                started = True
             elif kind == "progress":
                 if progress is not None:
                     progress(*payload)
@@ -411,15 +395,7 @@ class ProcessEngine(ChildProcess):
 
     def close(self) -> None:
         with self._lock:
-            if self._alive():
-                try:
-                    self._conn.send(("quit", None))
-                    self._proc.wait(5)
-                except (OSError, subprocess.TimeoutExpired):
-                    self._proc.kill()
-                    self._proc.wait()
-            self._proc = None
-            self._close_pipes()
+            self._stop(lambda: self._conn.send(("quit", None)))
             if self._folder is not None:  # the child removes it on a clean exit, not when killed
                 shutil.rmtree(self._folder, ignore_errors=True)
                 self._folder = None

@@ -32,7 +32,6 @@ import itertools
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
 import weakref
@@ -47,7 +46,6 @@ from attn_desktop.core.errors import Cancelled, UserError
 
 Progress = Callable[[int, int], object] | None
 Cancel = Callable[[], bool] | None
-POLL_S = 0.02
 _MODULE = "attn_desktop.core.propagate.compute_process"
 _ATTENTION_KEYS = tuple(key for key, _, _ in ATTENTION_SETS.values())
 _RAW_MIN = 1 << 16  # arrays from this size travel as raw bytes after their message
@@ -304,15 +302,7 @@ class ComputeProcess(ChildProcess):
 
     def close(self) -> None:
         with self._lock:
-            if self._alive():
-                try:
-                    send_message(self._conn, "quit")
-                    self._proc.wait(5)
-                except (OSError, subprocess.TimeoutExpired):
-                    self._proc.kill()
-                    self._proc.wait()
-            self._proc = None
-            self._close_pipes()
+            self._stop(lambda: send_message(self._conn, "quit"))
             self._doc = self._flow = None
 
     def _died(self):
@@ -345,22 +335,8 @@ class ComputeProcess(ChildProcess):
         if args["doc"] is not None:
             self._doc = tuple(weakref.ref(a) for a in (analysis.arrays[k] for k in _ATTENTION_KEYS
                                                        if k in analysis.arrays))
-        started = asked = False
-        while True:
-            if started and not asked and cancel is not None and cancel():
-                os.write(self._cancel_w, b"x")
-                asked = True
-            if not self._conn.poll(POLL_S):
-                if not self._alive():
-                    return self._died()
-                continue
-            try:
-                kind, payload = recv_message(self._conn)
-            except (EOFError, OSError):
-                return self._died()
-            if kind == "started":
-                started = True
-            elif kind in ("progress", "flow"):
+        for kind, payload in self._replies(cancel, recv_message):
+            if kind in ("progress", "flow"):
                 on_message(kind, payload)
             elif kind == "result":
                 return payload

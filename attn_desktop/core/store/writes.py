@@ -194,7 +194,7 @@ def _discard(tmp: str) -> None:
     try:
         os.unlink(tmp)
     except FileNotFoundError:
-        pass
+        return
     except OSError:  # the folder forbids removal: at least keep no partial data
         with contextlib.suppress(OSError):
             os.truncate(tmp, 0)
