@@ -228,9 +228,12 @@ def test_opened_session_says_whether_the_loaded_model_made_it(window, load, anal
         window.save_session(str(path))
 
     def reopen():
-        with qtbot.waitSignal(window.analysis_shown, timeout=ANALYSIS_TIMEOUT):
-            window.open_session(str(path))
-        return window.messages.level, window.messages.text.text()
+        qtbot.waitUntil(lambda: not window.analyzer.busy, timeout=ANALYSIS_TIMEOUT)  # a load re-analyses
+        seen = len(window.messages.history)
+        window.open_session(str(path))
+        qtbot.waitUntil(lambda: any(m.startswith("Opened session") for _, m in window.messages.history[seen:]),
+                        timeout=ANALYSIS_TIMEOUT)
+        return next((level, m) for level, m in window.messages.history[seen:] if m.startswith("Opened session"))
 
     level, text = reopen()
     assert level == "info" and "same weights" in text
