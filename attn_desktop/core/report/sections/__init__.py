@@ -32,4 +32,5 @@ def all_sections():
 
     return [provenance.render, windows.render, text.render, attention.render, propagation.render_rollout,
             propagation.render_flow, heads.render, attributions.render, agreement.render,
-            faithfulness.render, interventions.render, verdict.render, record.render]
+            faithfulness.render, interventions.render, verdict.render, provenance.render_settings,
+            record.render]

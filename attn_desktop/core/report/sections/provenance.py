@@ -21,6 +21,10 @@ HOWTO = ("This page identifies exactly what was analysed and how. The model is i
          "reviewer confirm that the numbers in that file are the ones shown here. A different fingerprint "
          "means a different file.")
 
+SETTINGS_HOWTO = ("Every setting recorded with the analysis (capture, truncation, methods, the explanation "
+                  "target and its conventions, timings), the view this report shows, and the SHA-256 of each "
+                  "array, so that every number in the report can be recomputed from the session file.")
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -77,7 +81,15 @@ def render(ctx) -> Section:
     versions = m.get("versions") or {}
     if versions:
         parts.append("<h3>Software</h3>" + kv_table(sorted(versions.items())))
+    parts.append("<p class='note'>Every setting of the analysis and the fingerprint of every array are "
+                 "listed in <a href='#settings'>Settings and array fingerprints</a>, near the end.</p>")
+    return Section("provenance", "Provenance", how_to_read(HOWTO) + "".join(parts))
 
+
+def render_settings(ctx) -> Section:
+    """The appendix: every recorded setting, the view shown, and each array's fingerprint."""
+    m, an, opts, view = ctx.manifest, ctx.analysis, ctx.options, ctx.view
+    parts = []
     capture = m.get("capture") or {}
     settings = [("Tokens", len(an.tokens))]
     from attn_desktop.core import windows as core_windows
@@ -114,5 +126,5 @@ def render(ctx) -> Section:
                  + note("SHA-256 of each array's raw bytes in C order, as stored in the session's NAME.npy "
                         "(numpy.load(...).tobytes()).")
                  + table(["Array", "Type", "Shape", "SHA-256 of the values"], rows, cls="hashes"))
-    return Section("provenance", "Provenance", how_to_read(HOWTO) + "".join(parts))
+    return Section("settings", "Settings and array fingerprints", how_to_read(SETTINGS_HOWTO) + "".join(parts))
 
