@@ -128,13 +128,19 @@ def quantise(values: np.ndarray, scale: str, expected=None) -> tuple[np.ndarray,
     float16 input (how attention is stored) goes through a 65,536-entry table indexed by the
     bit pattern: one gather instead of a slow float16 -> float32 conversion and four passes."""
     lv = levels(values, scale, expected)
+    return quantise_at(values, scale, lv, expected), lv
+
+
+def quantise_at(values: np.ndarray, scale: str, lv: tuple[float, float], expected=None) -> np.ndarray:
+    """C-contiguous uint8 image of `values` over given levels (a part of a larger matrix drawn
+    with the colours of the whole)."""
     if scale == RATIO:
-        return _quantise_float32(values, scale, lv, expected), lv
+        return _quantise_float32(values, scale, lv, expected)
     if values.dtype == np.float16:
         with np.errstate(invalid="ignore"):
             table = _quantise_float32(np.nan_to_num(_ALL_HALVES, nan=0.0, posinf=0.0, neginf=0.0), scale, lv)
-        return np.take(table, np.ascontiguousarray(values).view(np.uint16)), lv
-    return _quantise_float32(values, scale, lv), lv
+        return np.take(table, np.ascontiguousarray(values).view(np.uint16))
+    return _quantise_float32(values, scale, lv)
 
 
 def fraction(values: np.ndarray, scale: str, lv: tuple[float, float], expected=None) -> np.ndarray:

@@ -1,6 +1,11 @@
 """The heatmap: one [queries x keys] matrix as a pyqtgraph ImageItem with token-labelled axes
 (the focus row and column always labelled), a colour bar with distinct tick labels and a caption
-saying what the scale means, a tooltip for the cell under the mouse, and click-to-focus."""
+saying what the scale means, a tooltip for the cell under the mouse, and click-to-focus.
+
+A matrix larger than the view's pixels (thousands of tokens) is drawn as an overview in which each
+pixel is the largest value of a block of cells (core.pooling), so isolated peaks stay visible;
+zooming (wheel, drag, +/-, arrows, Fit, Zoom to focus) redraws the visible part with smaller
+blocks, down to every cell. The colours always use the levels of the whole matrix."""
 
 from __future__ import annotations
 
@@ -9,14 +14,24 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPalette, QPen
-from PySide6.QtWidgets import QLabel, QSizePolicy, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ..core import pooling
 from . import colormaps
 from .plain import plain_tip
 
 LABEL_CHARS = 28  # labels longer than this are elided on the axes (the tooltip has them all)
+UNLAID_PIXELS = 1024.0  # the view's size in pixels assumed before it is laid out
 
 
 def elide(text: str, n: int = LABEL_CHARS) -> str:
@@ -79,6 +94,17 @@ class TokenAxis(pg.AxisItem):
     def tickValues(self, minVal, maxVal, size):
         lo, hi = sorted((minVal, maxVal))
         return [(1.0, [i + 0.5 for i in self.visible_ticks(lo, hi, size)])]
+
+    def label_at(self, value: float) -> int | None:
+        """The labelled cell nearest to `value` (view coordinates), if its label is under it."""
+        lo, hi = sorted(self.range)
+        rect = self.geometry()
+        pixels = rect.height() if self.orientation in ("left", "right") else rect.width()
+        ticks = self.visible_ticks(lo, hi, pixels)
+        if not ticks or hi <= lo:
+            return None
+        best = min(ticks, key=lambda i: abs(i + 0.5 - value))
+        return best if abs(best + 0.5 - value) * pixels / (hi - lo) <= self._line / 2 + 1 else None
 
     def generateDrawSpecs(self, p):
         specs = super().generateDrawSpecs(p)
@@ -253,8 +279,9 @@ def scale_caption(scale: str, value_name: str) -> str:
 class Heatmap(QWidget):
     """Shows a matrix; says which cell is under the mouse (a tooltip) and which was clicked."""
 
-    cell_clicked = Signal(int, int)  # row, column
+    cell_clicked = Signal(int, int)  # row, column (a row label: column -1)
     cell_hovered = Signal(int, int)  # -1, -1 when outside
+    key_clicked = Signal(int)  # a column label
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -270,6 +297,12 @@ class Heatmap(QWidget):
         self._focus_row: int | None = None
         self._focus_rows: list[int] = []
         self._focus_boxes: list = []
+        self.region: pooling.Region | None = None  # what the image shows; None: every cell of the matrix
+        self._levels_of: tuple = ()  # (values, scale, expected) the levels were computed for
+        self._redraw = QTimer(self)  # pans and zooms redraw once per turn of the event loop
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(0)
+        self._redraw.timeout.connect(self._follow_view)
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.ci.setContentsMargins(2, 2, 2, 2)
@@ -307,15 +340,36 @@ class Heatmap(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.15)
         self.title.setFont(font)
         self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.zoom_label = QLabel()  # what one pixel stands for (a block of cells, or one cell)
+        self.zoom_label.setTextFormat(Qt.PlainText)
+        self.zoom_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.fit_button = QToolButton()
+        self.fit_button.setText("Fit")
+        self.fit_button.setToolTip("Show the whole matrix (0 or Home). Wheel or +/−: zoom; drag or arrows: pan")
+        self.fit_button.clicked.connect(self.fit)
+        self.focus_button = QToolButton()
+        self.focus_button.setText("Zoom to focus")
+        self.focus_button.setToolTip("Zoom in on the focus row until every label can be read (F)")
+        self.focus_button.clicked.connect(self.zoom_to_focus)
+        zoom_row = QHBoxLayout()
+        zoom_row.setContentsMargins(4, 0, 4, 0)
+        zoom_row.addWidget(self.zoom_label, 1)
+        zoom_row.addWidget(self.fit_button)
+        zoom_row.addWidget(self.focus_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self.title)
+        layout.addLayout(zoom_row)
         layout.addWidget(self.graphics, 1)
 
         scene = self.graphics.scene()
         scene.sigMouseMoved.connect(self._on_move)
         scene.sigMouseClicked.connect(self._on_click)
+        self.view.sigRangeChanged.connect(lambda *_: self._redraw.start())
+        self.view.sigResized.connect(lambda *_: self._redraw.start())
+        self.graphics.setFocusPolicy(Qt.StrongFocus)
+        self.graphics.installEventFilter(self)
         self.apply_palette()
         self._apply_lut()
 
@@ -349,20 +403,22 @@ class Heatmap(QWidget):
         if col_labels != self.col_labels:
             self.col_labels = list(col_labels)
             self.bottom.set_labels(self.col_labels)
-        self._render()
         rows, cols = values.shape
         if new_shape:
-            self.image.setRect(QRectF(0, 0, cols, rows))
             self.view.setLimits(xMin=0, xMax=cols, yMin=0, yMax=rows,
                                 minXRange=min(cols, 2), minYRange=min(rows, 2))
             self.view.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
+        self._render()
         self.title.setText(title)
         self._place_focus()
 
     def clear(self, message: str = "") -> None:
         self.values = None
         self.expected = None
+        self.region = None
+        self._levels_of = ()
         self.image.clear()
+        self.zoom_label.setText("")
         for box in self._focus_boxes + [self.focus_box]:
             box.hide()
         self.row_labels, self.col_labels = [], []
@@ -387,21 +443,95 @@ class Heatmap(QWidget):
     def set_focus_rows(self, rows, cols=()) -> None:
         """Frame the focus rows (a word, or a selection of words) and always label them and the
         focus columns."""
-        self._focus_rows = sorted({int(r) for r in rows})
+        new = sorted({int(r) for r in rows})
+        moved = new != self._focus_rows
+        self._focus_rows = new
         self._focus_row = self._focus_rows[0] if self._focus_rows else None
         self.left.set_pinned(self._focus_rows)
         self.bottom.set_pinned(cols)
         self._place_focus()
+        if moved:
+            self.reveal_focus()
+        self.focus_button.setEnabled(self._focus_row is not None and self.values is not None)
 
     def _lut(self) -> np.ndarray:
         return colormaps.lut(colormaps.map_for(self.colormap, self.scale))
 
-    def _render(self) -> None:
+    def _expected(self) -> np.ndarray | None:
         expected = self.expected
         if expected is not None and expected.shape[-1] != self.values.shape[-1]:
-            expected = None
-        data, self.levels = colormaps.quantise(self.values, self.scale, expected)
+            return None
+        return expected
+
+    def _pixels(self) -> tuple[float, float]:
+        """(height, width) of the plot area in device pixels."""
+        ratio = self.graphics.devicePixelRatioF()
+        h, w = self.view.height() * ratio, self.view.width() * ratio
+        return (h if h >= 8 else UNLAID_PIXELS, w if w >= 8 else UNLAID_PIXELS)
+
+    def _visible(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(rows, columns) of the view range, as floats."""
+        (x0, x1), (y0, y1) = self.view.viewRange()
+        return (min(y0, y1), max(y0, y1)), (min(x0, x1), max(x0, x1))
+
+    def _fits(self) -> bool:
+        rows, cols = self.values.shape
+        ph, pw = self._pixels()
+        return rows <= ph and cols <= pw
+
+    @property
+    def pool_factors(self) -> tuple[int, int]:
+        """(rows, columns) of cells per image pixel now: (1, 1) when every cell is drawn."""
+        return (1, 1) if self.region is None else self.region.factors
+
+    def _signed(self) -> bool:
+        return self.scale == colormaps.SIGNED
+
+    def _divisor(self) -> np.ndarray | None:
+        """What each column's values are divided by before pooling (× uniform), else None."""
+        if self.scale != colormaps.RATIO:
+            return None
+        expected = self._expected()
+        cols = self.values.shape[1]
+        return np.full(cols, 1.0 / max(cols, 1)) if expected is None else expected
+
+    def _whole_levels(self) -> tuple[float, float]:
+        """Levels of the whole matrix, from its largest and smallest value (one pass, no copy)."""
+        key = (self.values, self.scale, self.expected)
+        if len(self._levels_of) == 4 and all(a is b for a, b in zip(self._levels_of[:3], key, strict=True)):
+            return self._levels_of[3]
+        blocks = pooling.block_extremes(self.values, pooling.whole(self.values.shape), low=True,
+                                        divisor=self._divisor())
+        pair = np.array([[blocks.low[0, 0], blocks.high[0, 0]]], np.float32)
+        lv = colormaps.levels(pair, self.scale, np.ones(2) if self.scale == colormaps.RATIO else None)
+        self._levels_of = (*key, lv)
+        return lv
+
+    def _draw(self, region: pooling.Region) -> np.ndarray:
+        """uint8 image of a region of the matrix in the levels of the whole matrix."""
+        (r0, r1), (c0, c1) = region.rows, region.cols
+        if region.factors == (1, 1):
+            expected = self._divisor()
+            return colormaps.quantise_at(self.values[r0:r1, c0:c1], self.scale, self.levels,
+                                         None if expected is None else expected[c0:c1])
+        blocks = pooling.block_extremes(self.values, region, low=self._signed(), divisor=self._divisor())
+        shown = blocks.extreme() if self._signed() else blocks.high
+        ones = np.ones(shown.shape[1]) if self.scale == colormaps.RATIO else None
+        return colormaps.quantise_at(shown, self.scale, self.levels, ones)
+
+    def _render(self) -> None:
+        rows, cols = self.values.shape
+        if self._fits():
+            data, self.levels = colormaps.quantise(self.values, self.scale, self._expected())
+            self.region, rect = None, QRectF(0, 0, cols, rows)
+        else:
+            self.levels = self._whole_levels()
+            self.region = pooling.plan((rows, cols), *self._visible(), self._pixels())
+            data = self._draw(self.region)
+            rect = self._rect(self.region)
         self.image.setImage(data, autoLevels=False, levels=(0, 255), lut=self._lut())
+        self.image.setRect(rect)
+        self._say_zoom()
         lo, hi = self.levels
         self.bar_axis.value_scale = self.scale
         self.bar_axis.setLabel(scale_caption(self.scale, self.value_name))
@@ -410,6 +540,141 @@ class Heatmap(QWidget):
         self.bar.setXRange(0, 1, padding=0)
         self.bar_axis.picture = None
         self.bar_axis.update()
+
+    @staticmethod
+    def _rect(region: pooling.Region) -> QRectF:
+        """Where a region's image lies in cell coordinates (its last blocks may reach past the
+        matrix; the view never shows beyond it)."""
+        (r0, _), (c0, _), (fr, fc) = region.rows, region.cols, region.factors
+        n_rows, n_cols = region.shape
+        return QRectF(c0, r0, n_cols * fc, n_rows * fr)
+
+    def _follow_view(self) -> None:
+        """After a pan, zoom or resize: draw again when the blocks no longer fit the pixels or the
+        view left the part drawn."""
+        if self.values is None:
+            return
+        if self._fits():
+            if self.region is not None:
+                self._render()
+            return
+        if self.region is None:
+            self._render()
+            return
+        rows, cols = self._visible()
+        wanted = pooling.plan(self.values.shape, rows, cols, self._pixels())
+        shape = self.values.shape
+        rows = (max(0.0, rows[0]), min(float(shape[0]), rows[1]))
+        cols = (max(0.0, cols[0]), min(float(shape[1]), cols[1]))
+        if wanted.factors == self.region.factors and self.region.covers(rows, cols):
+            self._say_zoom()
+            return
+        self.region = wanted
+        self.image.setImage(self._draw(wanted), autoLevels=False, levels=(0, 255), lut=self._lut())
+        self.image.setRect(self._rect(wanted))
+        self._say_zoom()
+
+    def _pooled_what(self) -> str:
+        if self._signed():
+            return "largest magnitude"
+        return "max × uniform" if self.scale == colormaps.RATIO else "max"
+
+    def _say_zoom(self) -> None:
+        if self.values is None:
+            self.zoom_label.setText("")
+            return
+        n_rows, n_cols = self.values.shape
+        (y0, y1), (x0, x1) = self._visible()
+        zoomed = y1 - y0 < n_rows - 1e-6 or x1 - x0 < n_cols - 1e-6
+        fr, fc = self.pool_factors
+        if (fr, fc) != (1, 1):
+            text = f"each pixel: {self._pooled_what()} of {fr}×{fc} cells"
+        else:
+            text = "every cell shown"
+        if zoomed:
+            r0, r1 = max(0, math.floor(y0)), min(n_rows, math.ceil(y1))
+            c0, c1 = max(0, math.floor(x0)), min(n_cols, math.ceil(x1))
+            text += f" · rows {r0}–{r1 - 1}, columns {c0}–{c1 - 1} of {n_rows} × {n_cols}"
+        self.zoom_label.setText(text)
+        self.fit_button.setEnabled(zoomed)
+        self.focus_button.setEnabled(self._focus_row is not None)
+
+    # -- zoom and pan -------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Show the whole matrix."""
+        if self.values is not None:
+            rows, cols = self.values.shape
+            self.view.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
+
+    def zoom(self, scale: float) -> None:
+        """Zoom about the centre of the view (scale < 1: in)."""
+        if self.values is not None:
+            (y0, y1), (x0, x1) = self._visible()
+            self.view.scaleBy((scale, scale), center=QPointF((x0 + x1) / 2, (y0 + y1) / 2))
+
+    def pan(self, dx: float, dy: float) -> None:
+        """Move the view by fractions of its width and height."""
+        if self.values is not None:
+            (y0, y1), (x0, x1) = self._visible()
+            self.view.translateBy(x=dx * (x1 - x0), y=dy * (y1 - y0))
+
+    def show_cells(self, rows: tuple[float, float], cols: tuple[float, float]) -> None:
+        """Set the view to rows x columns (cells), kept inside the matrix."""
+        n_rows, n_cols = self.values.shape
+        ranges = []
+        for (lo, hi), n in ((rows, n_rows), (cols, n_cols)):
+            span = min(max(hi - lo, min(n, 2)), n)
+            lo = min(max(lo, 0.0), n - span)
+            ranges.append((lo, lo + span))
+        self.view.setRange(yRange=ranges[0], xRange=ranges[1], padding=0)
+
+    def zoom_to_focus(self) -> None:
+        """Zoom in on the focus row (and column) until cells are tall enough for every label."""
+        if self.values is None or self._focus_row is None:
+            return
+        ph, pw = self._pixels()
+        ratio = self.graphics.devicePixelRatioF()
+        cell = (self.left._line + 2) * ratio
+        rows_shown, cols_shown = max(ph / cell, 4.0), max(pw / cell, 4.0)
+        r = (self._focus_rows[0] + self._focus_rows[-1] + 1) / 2
+        pinned = self.bottom.pinned
+        if pinned:
+            c = (pinned[0] + pinned[-1] + 1) / 2
+        else:
+            _, (x0, x1) = self._visible()
+            c = (x0 + x1) / 2
+        self.show_cells((r - rows_shown / 2, r + rows_shown / 2), (c - cols_shown / 2, c + cols_shown / 2))
+
+    def reveal_focus(self) -> None:
+        """Pan (keeping the zoom) so that the focus rows are on screen, when they are not."""
+        if self.values is None or not self._focus_rows:
+            return
+        (y0, y1), cols = self._visible()
+        first, last = self._focus_rows[0], self._focus_rows[-1] + 1
+        if first >= y0 and last <= y1 or y1 - y0 >= self.values.shape[0] - 1e-6:
+            return
+        span = y1 - y0
+        middle = (first + last) / 2 if last - first <= span else first + span / 2
+        self.show_cells((middle - span / 2, middle + span / 2), cols)
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.graphics and event.type() == QEvent.KeyPress and self.values is not None:
+            if event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier):
+                return False
+            key = event.key()
+            step = 0.5 if event.modifiers() & Qt.ShiftModifier else 0.15
+            actions = {
+                Qt.Key_Plus: lambda: self.zoom(0.5), Qt.Key_Equal: lambda: self.zoom(0.5),
+                Qt.Key_Minus: lambda: self.zoom(2.0), Qt.Key_Underscore: lambda: self.zoom(2.0),
+                Qt.Key_0: self.fit, Qt.Key_Home: self.fit, Qt.Key_F: self.zoom_to_focus,
+                Qt.Key_Left: lambda: self.pan(-step, 0), Qt.Key_Right: lambda: self.pan(step, 0),
+                Qt.Key_Up: lambda: self.pan(0, -step), Qt.Key_Down: lambda: self.pan(0, step),
+            }
+            action = actions.get(key)
+            if action is not None:
+                action()
+                return True
+        return super().eventFilter(obj, event)
 
     def _apply_lut(self) -> None:
         table = self._lut()
@@ -472,7 +737,21 @@ class Heatmap(QWidget):
             return r, c
         return -1, -1
 
+    def peak_cell(self, r: int, c: int) -> tuple[int, int]:
+        """The cell that gives the pixel under (r, c) its colour: itself when every cell is drawn,
+        else the block's peak."""
+        if self.pool_factors == (1, 1):
+            return r, c
+        block = self.region.block_of(r, c)
+        pr, pc, _ = pooling.block_peak(self.values, block, signed=self._signed(), divisor=self._divisor())
+        return pr, pc
+
+    def _label(self, labels: list[str], i: int) -> str:
+        return labels[i] if i < len(labels) else str(i)
+
     def describe_cell(self, r: int, c: int) -> str:
+        if self.pool_factors != (1, 1):
+            return self.describe_block(r, c)
         row = self.row_labels[r] if r < len(self.row_labels) else str(r)
         col = self.col_labels[c] if c < len(self.col_labels) else str(c)
         value = float(self.values[r, c])
@@ -482,6 +761,21 @@ class Heatmap(QWidget):
             e = float(self.expected[c]) if self.expected is not None and len(self.expected) == n else 1.0 / max(n, 1)
             if e > 0:
                 text += f" = {value / e:.2f} × uniform"
+        return text
+
+    def describe_block(self, r: int, c: int) -> str:
+        """The pooled pixel under cell (r, c): which cells it stands for and the value it shows."""
+        r0, r1, c0, c1 = self.region.block_of(r, c)
+        pr, pc = self.peak_cell(r, c)
+        value = float(self.values[pr, pc])
+        what = "largest magnitude" if self._signed() else "max"
+        text = (f"{what} over queries #{r0}–{r1 - 1} × keys #{c0}–{c1 - 1}\n"
+                f"{self.value_name} {value:.4f}")
+        divisor = self._divisor()
+        if divisor is not None and divisor[pc] > 0:
+            text += f" = {value / float(divisor[pc]):.2f} × uniform"
+        text += (f" at query “{self._label(self.row_labels, pr)}” #{pr},"
+                 f" key “{self._label(self.col_labels, pc)}” #{pc}\nclick: focus that query · zoom in to see each cell")
         return text
 
     def _hide_tip(self) -> None:
@@ -504,11 +798,22 @@ class Heatmap(QWidget):
         super().leaveEvent(event)
 
     def _on_click(self, event) -> None:
-        if event.button() != Qt.LeftButton:
+        if event.button() != Qt.LeftButton or self.values is None:
             return
-        r, c = self.cell_at(event.scenePos())
+        pos = event.scenePos()
+        r, c = self.cell_at(pos)
         if r >= 0:
-            self.cell_clicked.emit(r, c)
+            self.cell_clicked.emit(*self.peak_cell(r, c))
+            return
+        p = self.view.mapSceneToView(pos)
+        if self.left.sceneBoundingRect().contains(pos):
+            row = self.left.label_at(p.y())
+            if row is not None:
+                self.cell_clicked.emit(row, -1)  # a row label
+        elif self.bottom.sceneBoundingRect().contains(pos):
+            col = self.bottom.label_at(p.x())
+            if col is not None:
+                self.key_clicked.emit(col)  # a column label
 
     def export_png(self, path: str) -> bool:
         return self.graphics.grab().save(path, "PNG")

@@ -30,6 +30,7 @@ from .document import DocumentPanel, input_text
 from .files import FileActions
 from .find_bar import FindBar
 from .heatmap import Heatmap
+from .heatmap_link import key_token, reveal_token
 from .keep_work import KeepWork, carried_focus
 from .measures import MEASURES, MatrixCache, prepare, saved_params, store
 from .menus import build_menus
@@ -213,6 +214,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         s.changed.connect(self._on_selection)
         s.analysis_changed.connect(self._on_analysis_changed)
         self.heatmap.cell_clicked.connect(self._on_heatmap_click)
+        self.heatmap.key_clicked.connect(self._on_heatmap_key_click)
         self.model_view.grid.head_clicked.connect(lambda layer, head: s.update(measure="attention", layer=layer, head=head))
         self.document.edited.connect(self._on_text_edited)
         self.document.files_dropped.connect(self.open_paths)
@@ -674,7 +676,20 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
             return  # one row for the whole text: no token to focus
         view = self.current_matrix()
         if 0 <= row < len(view.row_first):
-            self.state.update(focus=int(view.row_first[row]), picked=())
+            self._focus_from_heatmap(int(view.row_first[row]))
+
+    def _on_heatmap_key_click(self, column: int) -> None:
+        an = self.state.analysis
+        token = None if an is None else key_token(an, self.state.sel, self.current_matrix(), column)
+        if token is not None:
+            self._focus_from_heatmap(token)
+
+    def _focus_from_heatmap(self, token: int) -> None:
+        """Focus a query token picked in the heatmap and scroll the editor to it."""
+        self.state.update(focus=token, picked=())
+        an = self.state.analysis
+        if an.axis_tokens(self.state.sel.set_name)[0] is an.tokens:
+            reveal_token(self.document.editor, token)
 
     def _toggle_opengl(self) -> None:
         on = self.act_opengl.isChecked()
