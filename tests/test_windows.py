@@ -144,8 +144,8 @@ def test_short_text_is_plain_when_only_if_long(loaded_models):
     loaded = loaded_models("bert")
     an = analyze(loaded, SENTENCES[0], windows={"only_if_long": True})
     assert "windows" not in an.manifest and "window_attentions" not in an.arrays
-    with pytest.raises(UserError, match="not available with windows"):
-        analyze(loaded, _document(loaded), windows={}, methods=["attention", "loo"])
+    with pytest.raises(UserError, match="head tests are not available with windows"):
+        analyze(loaded, _document(loaded), windows={}, methods=["attention", "heads"])
 
 
 def test_cli_windows_summary_session_and_report(tiny_model_paths, loaded_models, tmp_path, capsys):

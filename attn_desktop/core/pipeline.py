@@ -182,7 +182,7 @@ def analyze(
         check_text(text)
         windowed = windowing.from_pipeline(
             loaded, text, windows, methods=methods, generating=bool(generate) or target_text is not None,
-            progress=progress, cancel=cancel, analyze_one=analyze)
+            progress=progress, cancel=cancel, analyze_one=analyze, target=target, explain_options=explain_options)
         if windowed is not None:
             return windowed
     generate = _check_request(loaded, text, generate, target_text)

@@ -15,6 +15,7 @@ window, the rest zero) and `manifest['windows']` holds the map (see docs/windows
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -242,9 +243,14 @@ def window_view(analysis: Analysis, k: int) -> Analysis:
     manifest["windows"] = {**info, "shown": int(k)}
     manifest["input_ids"] = list(entry["input_ids"])
     manifest["tokens"] = [t.to_json() for t in tokens]
-    keep = {name: a for name, a in analysis.arrays.items() if name.startswith("window_")}
-    return Analysis(text=analysis.text, tokens=tokens,
-                    arrays={"attentions": stack[k, :, :, :n, :n], **keep}, manifest=manifest)
+    keep = {name: a for name, a in analysis.arrays.items() if name.startswith(("window_", "document_"))}
+    arrays = {"attentions": stack[k, :, :, :n, :n], **keep}
+    from attn_desktop.core.explain import document
+
+    if document.is_document(analysis.manifest.get("explain")):  # document-level: the same for every window
+        manifest["explain"] = analysis.manifest["explain"]
+        arrays.update(document.window_vectors(keep, k, n))
+    return Analysis(text=analysis.text, tokens=tokens, arrays=arrays, manifest=manifest)
 
 
 def windows_at(analysis: Analysis, position: int) -> list[tuple[int, int, int]]:
@@ -286,8 +292,8 @@ def _int(value, lo: int, hi: int) -> bool:
 
 
 def check_section(label: str, section: Any, text: str, heads: int, layers: int) -> dict[str, int]:
-    """{'W': windows, 'S': largest window} after checking the map against the text, or {} when the
-    session is not windowed. Refuses (UserError) a map that does not fit its text."""
+    """{'W': windows, 'S': largest window, 'N': document tokens} after checking the map against the
+    text, or {} when the session is not windowed. Refuses (UserError) a map that does not fit its text."""
     if section is None:
         return {}
 
@@ -329,7 +335,7 @@ def check_section(label: str, section: Any, text: str, heads: int, layers: int) 
                 raise bad(f"has a damaged token in window {k + 1}")
     if covered != doc:
         raise bad(f"covers {covered} of {doc} document tokens")
-    return {"W": len(entries), "S": max(len(raw) for raw in lists)}
+    return {"W": len(entries), "S": max(len(raw) for raw in lists), "N": doc}
 
 
 def fits_whole(loaded, text: str) -> bool:
@@ -338,8 +344,9 @@ def fits_whole(loaded, text: str) -> bool:
 
 
 def from_pipeline(loaded, text: str, options: dict, *, methods, generating: bool, progress, cancel,
-                  analyze_one) -> Analysis | None:
-    """pipeline.analyze(windows=options): {'size', 'stride', 'only_if_long'} (all optional)."""
+                  analyze_one, target: dict | None = None, explain_options: dict | None = None) -> Analysis | None:
+    """pipeline.analyze(windows=options): {'size', 'stride', 'only_if_long'} (all optional). Explanation
+    methods run for a document-level target (core.explain.document)."""
     if not isinstance(options, dict) or set(options) - {"size", "stride", "only_if_long"}:
         raise UserError("windows take a size, a stride and only_if_long")
     for key in ("size", "stride"):
@@ -347,13 +354,29 @@ def from_pipeline(loaded, text: str, options: dict, *, methods, generating: bool
             raise UserError(f"the window {key} must be a whole number of tokens, not {options[key]!r}")
     if options.get("only_if_long") and fits_whole(loaded, text):
         return None
-    extra = [m for m in (methods or []) if m not in ("attention", "rollout", "flow")]
+    from attn_desktop.core.explain import document
+    from attn_desktop.core.explain.run import EXPLANATION, expand_methods
+
+    methods = expand_methods(methods)
+    extra = [m for m in methods if m not in ("attention", "rollout", "flow") + EXPLANATION]
     if extra:
-        raise UserError("explanations and head tests are not available with windows: they need a text that fits "
-                        f"the model in one piece ({loaded.max_positions} positions); shorten the text, or cut it at "
-                        "that length (truncation)")
+        raise UserError("head tests are not available with windows: they need a text that fits the model in one "
+                        f"piece ({loaded.max_positions} positions); shorten the text, or cut it at that length "
+                        "(truncation)")
     if generating:
         raise UserError("generation is not available with windows")
-    return analyze_windows(loaded, text, size=options.get("size"), stride=options.get("stride"),
-                           only_if_long=bool(options.get("only_if_long")), progress=progress,
-                           cancel=cancel, analyze_one=analyze_one)
+    explaining = any(m in EXPLANATION for m in methods)
+    if explaining:
+        document.check_request(loaded, methods, target, explain_options)
+    report = progress or (lambda f, m: None)
+    windowed = analyze_windows(loaded, text, size=options.get("size"), stride=options.get("stride"),
+                               only_if_long=bool(options.get("only_if_long")),
+                               progress=(lambda f, m: report(0.3 * f, m)) if explaining else progress,
+                               cancel=cancel, analyze_one=analyze_one)
+    if windowed is None or not explaining:
+        return windowed
+    t0 = time.perf_counter()
+    shown = document.explain(loaded, windowed, methods, target, explain_options, cancel=cancel,
+                             progress=lambda f, m: report(0.3 + 0.7 * f, m))
+    shown.manifest["timings"] = {**shown.manifest.get("timings", {}), "explain": round(time.perf_counter() - t0, 6)}
+    return shown

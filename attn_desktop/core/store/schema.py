@@ -72,6 +72,10 @@ ARRAY_RULES: dict[str, ArrayRule] = {
     "decoder_layer_smoothing": ArrayRule(("Ld+1",)),
     # windowed analysis (core.windows): W windows, S tokens in the largest
     "window_attentions": ArrayRule(("W", "L", "H", "S", "S"), "probability"),
+    # document-level explanations of a windowed analysis (core.explain.document): N document tokens
+    **{"document_" + name: ArrayRule(("N",)) for name in (
+        "saliency", "grad_input", "integrated_gradients", "loo", "attention_importance", "rollout_importance")},
+    "window_document_index": ArrayRule(("W", "S"), "index_N"),
 }
 REQUIRED = {False: ("attentions",), True: ("encoder_attentions", "decoder_attentions", "cross_attentions")}
 
@@ -85,6 +89,7 @@ class Dims:
     H: int
     W: int | None = None  # windows of a windowed analysis (core.windows)
     S: int | None = None  # tokens of its largest window
+    N: int | None = None  # its document tokens
 
     def value(self, term: str) -> int | None:
         term = term.strip()
@@ -281,7 +286,7 @@ def check_array_shape(label: str, name: str, shape: tuple[int, ...], dtype: np.d
         if math.prod(shape) > unknown_bound:
             raise fail(label, f"array {shown} holds {math.prod(shape)} values (at most {unknown_bound})")
         return
-    if rule.values == "index_n":
+    if rule.values in ("index_n", "index_N"):
         if dtype.kind not in "iu":
             raise fail(label, f"array {shown} has dtype {dtype}; it holds token indices")
     elif dtype.kind != "f":
@@ -293,7 +298,7 @@ def check_array_shape(label: str, name: str, shape: tuple[int, ...], dtype: np.d
     for term, size in zip(rule.shape, shape, strict=True):
         fits = dimension_fits(term, size, dims, bound)
         if fits is None:
-            kind = "windowed" if term in ("W", "S") else "encoder-decoder"
+            kind = "windowed" if term in ("W", "S", "N") else "encoder-decoder"
             raise fail(label, f"array {shown} belongs to {kind} sessions")
         if not fits:
             sizes = {k: v for k, v in vars(dims).items() if v is not None}
@@ -318,6 +323,9 @@ def check_array_values(label: str, name: str, values: np.ndarray, dims: Dims) ->
     elif kind == "index_n":
         if values.min() < 0 or values.max() >= dims.n:
             raise fail(label, f"array {shown} holds token indices outside 0 to {dims.n - 1}")
+    elif kind == "index_N":  # document tokens, -1 for none
+        if values.min() < -1 or values.max() >= (dims.N or 0):
+            raise fail(label, f"array {shown} holds document token indices outside -1 to {(dims.N or 0) - 1}")
 
 
 _INT_OF = {2: np.int16, 4: np.int32, 8: np.int64}
