@@ -163,6 +163,7 @@ def analyze(
     heads_options: dict | None = None,
     windows: dict | None = None,
     mapped: str | None = None,
+    mapped_from: int | None = None,
 ) -> Analysis:
     """Run the model once over `text` and capture every layer's and head's attention.
 
@@ -173,7 +174,8 @@ def analyze(
     `methods` with explanation names (docs/explain.md) adds the explanation stage for `target`.
     `windows` ({'size', 'stride', 'only_if_long'}) analyses the text in overlapping windows
     (core.windows, docs/windows.md). `mapped` (a folder) keeps the attention on disk, computed a few
-    heads at a time (core.model.mapped, for inputs of thousands of tokens)."""
+    heads at a time (core.model.mapped, for inputs of thousands of tokens); with `mapped_from`
+    (bytes) only when the rule of core.model.mapped.on_disk holds, else in memory as usual."""
     started = time.perf_counter()
     report = progress or (lambda f, m: None)
     if windows is not None:
@@ -234,6 +236,11 @@ def analyze(
     report(0.15, "running the model")
 
     t0 = time.perf_counter()
+    if mapped is not None and mapped_from is not None:
+        from attn_desktop.core.model import mapped as mapped_capture
+
+        if decoder is not None or explaining or heads or not mapped_capture.on_disk(loaded, len(seq.ids), mapped_from):
+            mapped = None
     if mapped is not None:
         from attn_desktop.core.model import mapped as mapped_capture
 
@@ -250,6 +257,8 @@ def analyze(
     timings["total"] = time.perf_counter() - started
     manifest = build_manifest(loaded, seq.text, tokens, decoder_text, decoder_tokens, timings)
     manifest["truncation"] = trunc_info
+    if mapped is not None:
+        manifest["capture"]["storage"] = mapped_capture.STORAGE
     manifest["input_ids"] = seq.ids
     if decoder is not None:
         manifest["decoder_input_ids"] = decoder.ids

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.model.engine import ON_DISK
 from ..core.windows import is_windowed
 from ..core.windows import place as window_place
 from . import settings as app_settings
@@ -433,6 +434,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
             return None
         loaded, opts = self.loaded, self.analysis_options()
         opts["truncate_hint"] = self.truncate_hint()  # the too-long message names this window's setting
+        opts[ON_DISK] = "auto"  # long texts' attention stays in files this process maps (core.model.mapped.on_disk)
         sel = self.state.sel
         rollout = (sel.alpha, sel.head, sel.start_layer) if sel.measure == "rollout" else None
 

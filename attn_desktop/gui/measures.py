@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.mapped_arrays import is_mapped, layer_aggregate, resident_copy
 from ..core.propagate.heads import HeadDiagnostics, aggregate_heads, aggregate_row, head_diagnostics
 
 if TYPE_CHECKING:
@@ -109,8 +110,18 @@ class AttentionMeasure(Measure):
 
     def matrix(self, analysis, sel):
         """float16 for a single head (as stored: quantised straight from it), float32 for
-        aggregates; the mean comes precomputed from the worker when available."""
-        att = analysis.attention(sel.set_name)[sel.layer]
+        aggregates; the mean comes precomputed from the worker when available. Attention mapped
+        from a file (a long input) is read one layer, one head at a time into private memory:
+        the mean from the float16 head means made during capture (array 'head_mean')."""
+        whole = analysis.attention(sel.set_name)
+        if is_mapped(whole):
+            if isinstance(sel.head, int):
+                return resident_copy(whole[sel.layer, sel.head])
+            means = analysis.arrays.get("head_mean") if sel.set_name == "self" else None
+            if sel.head == "mean" and means is not None and means.shape == (whole.shape[0], *whole.shape[2:]):
+                return resident_copy(means[sel.layer])
+            return layer_aggregate(whole, sel.layer, sel.head)
+        att = whole[sel.layer]
         if isinstance(sel.head, int):
             return att[sel.head]
         if sel.head == "mean":
@@ -122,7 +133,7 @@ class AttentionMeasure(Measure):
     def prepare(self, analysis):
         means = analysis.extras.setdefault("head_mean", {})
         for name in analysis.attention_set_names():
-            if name not in means:
+            if name not in means and not is_mapped(analysis.attention(name)):  # mapped: per layer, on demand
                 means[name] = aggregate_heads(analysis.attention(name), "mean")
 
     def row(self, analysis, sel, query):
@@ -371,7 +382,8 @@ class RolloutMeasure(Measure):
 
     def matrix(self, analysis, sel):
         first, _ = self.layer_range(analysis, sel)
-        return self.result(analysis, sel).shown[sel.set_name][sel.layer - first]
+        layer = self.result(analysis, sel).shown[sel.set_name][sel.layer - first]
+        return resident_copy(layer) if is_mapped(layer) else layer  # rollout on disk: one layer read
 
     def row(self, analysis, sel, query):
         result = self.result(analysis, sel)
@@ -543,6 +555,40 @@ def thumbnails(att: np.ndarray, size: int = THUMB) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out))
 
 
+def mapped_head_views(analysis: Analysis, att: np.ndarray, cancel=None) -> tuple[HeadDiagnostics, np.ndarray]:
+    """Head diagnostics and thumbnails of attention mapped from a file: those the on-disk capture
+    made (core.model.mapped.HeadViews, saved with the session), else computed one head at a time
+    (bounded memory, slow: a session saved without them)."""
+    from ..core.errors import Cancelled
+    from ..core.propagate.heads import DIFFUSE_THRESHOLD, SINGLE_POSITION_THRESHOLD, is_causal
+
+    layers, heads = att.shape[:2]
+    a = analysis.arrays
+    causal = is_causal(resident_copy(att[0, 0])[None, None])
+    names = ("head_row_entropy", "head_top_position", "head_top_share")
+    thumbs = a.get("head_thumbnails")
+    if (all(getattr(a.get(k), "shape", None) == (layers, heads) for k in names) and thumbs is not None
+            and thumbs.dtype == np.uint8 and thumbs.ndim == 4 and thumbs.shape[:2] == (layers, heads)
+            and max(thumbs.shape[2:]) <= THUMB):
+        entropy, share = np.asarray(a["head_row_entropy"], np.float64), np.asarray(a["head_top_share"], np.float64)
+        diag = HeadDiagnostics(entropy=entropy, top_position=np.asarray(a["head_top_position"], np.int64),
+                               top_share=share, diffuse=entropy >= DIFFUSE_THRESHOLD,
+                               single_position=share >= SINGLE_POSITION_THRESHOLD, causal=causal)
+        return diag, np.ascontiguousarray(thumbs)
+    parts, tiles = [], []
+    for layer in range(layers):
+        for head in range(heads):
+            if cancel is not None and cancel():
+                raise Cancelled()
+            block = resident_copy(att[layer, head])[None, None]
+            parts.append(head_diagnostics(block, causal=causal))
+            tiles.append(thumbnails(block)[0, 0])
+    grid = lambda field: np.array([getattr(d, field)[0, 0] for d in parts]).reshape(layers, heads)  # noqa: E731
+    diag = HeadDiagnostics(entropy=grid("entropy"), top_position=grid("top_position"), top_share=grid("top_share"),
+                           diffuse=grid("diffuse"), single_position=grid("single_position"), causal=causal)
+    return diag, np.stack(tiles).reshape(layers, heads, *tiles[0].shape)
+
+
 def prepare(analysis: Analysis, cancel=None, rollout: tuple | None = None) -> Prepared:
     """Run in a worker: head diagnostics and thumbnails for every set, what each measure derives,
     the rollout and flow a session holds, and the rollout of `rollout` = (α, fusion, start
@@ -555,6 +601,9 @@ def prepare(analysis: Analysis, cancel=None, rollout: tuple | None = None) -> Pr
         if cancel is not None and cancel():
             raise Cancelled()
         att = analysis.attention(name)
+        if is_mapped(att):  # a long input on disk: never the whole stack in memory
+            prepared.diagnostics[name], prepared.thumbnails[name] = mapped_head_views(analysis, att, cancel)
+            continue
         prepared.diagnostics[name] = head_diagnostics(att)
         prepared.thumbnails[name] = thumbnails(att)
     for measure in MEASURES.values():

@@ -22,6 +22,7 @@ and removed when the next one starts; the caller reads and deletes only files in
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import os
 import re
@@ -92,10 +93,71 @@ class InProcessEngine:
     def analyze(self, model, text: str, progress: Progress = None, cancel: Cancel = None, **options):
         from attn_desktop.core.pipeline import analyze
 
-        return analyze(model, text, progress=progress, cancel=cancel, **options)
+        folder = None
+        if _wants_disk(model, options):
+            folder = tempfile.mkdtemp(prefix="attn-desktop-in-process-")
+            options.update(_on_disk_options(folder))
+        try:
+            result = analyze(model, text, progress=progress, cancel=cancel, **options)
+        except BaseException:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if folder is not None:
+            for name, array in list(result.arrays.items()):
+                path = getattr(array, "filename", None)
+                if path is not None and os.path.dirname(os.path.abspath(path)) == folder:
+                    result.arrays[name] = map_owned(path)  # the file goes with the last view of it
+            _remove_if_empty(folder)
+        return result
 
     def close(self) -> None:
         self.loaded = None
+
+
+# analysis option: "auto" keeps the attention of long texts on disk (core.model.mapped.on_disk's
+# rule), in files of the model process that the caller maps read-only instead of copying
+ON_DISK = "on_disk"
+_MAPPED_PREFIX = "mapped-"
+
+
+def _wants_disk(loaded, options: dict) -> bool:
+    """Takes ON_DISK out of `options`; True when it asks for "auto" and the model's longest input
+    would go to disk (core.model.mapped.on_disk): shorter ones never do, whatever the text."""
+    if options.pop(ON_DISK, None) != "auto":
+        return False
+    from attn_desktop.core.model.mapped import on_disk
+
+    return on_disk(loaded, loaded.max_positions or 1 << 20)
+
+
+def _on_disk_options(folder: str) -> dict:
+    from attn_desktop.core.model import mapped
+
+    return {"mapped": folder, "mapped_from": mapped.on_disk_from()}
+
+
+def _remove_if_empty(folder: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+
+
+def _remove_mapped(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    _remove_if_empty(os.path.dirname(path))
+
+
+def map_owned(path: str):
+    """The .npy file at `path` mapped read-only; the file is removed when the array (and every view
+    of it) is gone. Pages already mapped stay readable after the name is removed."""
+    import weakref
+
+    import numpy as np
+
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    weakref.finalize(array, _remove_mapped, path)
+    return array
 
 
 _BIG = 1 << 20  # arrays from this size travel as .npy files: the pipe's unpickling holds the GIL
@@ -106,11 +168,22 @@ class _ArrayFile:
     path: str
 
 
+@dataclasses.dataclass(frozen=True)
+class _MappedFile:
+    """A float16 .npy file the on-disk capture wrote in a `mapped-*` folder inside the child's
+    folder: the caller maps it instead of reading it."""
+
+    path: str
+
+
 def _send_arrays_as_files(analysis, folder: str) -> None:
     import numpy as np
 
     for name, array in list(analysis.arrays.items()):
-        if array.nbytes >= _BIG:
+        path = getattr(array, "filename", None) if isinstance(array, np.memmap) else None
+        if path is not None and _inside_mapped(os.path.abspath(path), folder):
+            analysis.arrays[name] = _MappedFile(os.path.abspath(path))
+        elif array.nbytes >= _BIG:
             fd, path = tempfile.mkstemp(dir=folder, suffix=".npy")
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, array, allow_pickle=False)
@@ -124,6 +197,12 @@ def _take_arrays_from_files(analysis, folder: str | None) -> None:
 
     refused = []
     for name, array in list(analysis.arrays.items()):
+        if isinstance(array, _MappedFile):
+            if _inside_mapped(array.path, folder):
+                analysis.arrays[name] = map_owned(array.path)
+            else:
+                refused.append(array.path)
+            continue
         if not isinstance(array, _ArrayFile):
             continue
         path = array.path
@@ -149,6 +228,21 @@ def _inside(path, folder: str | None) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)  # a symlink is refused, whatever it points to
     except OSError:
         return False
+
+
+def _inside_mapped(path, folder: str | None) -> bool:
+    """A regular `.npy` file (not a link) in a `mapped-*` folder (not a link) directly inside `folder`."""
+    if folder is None or not isinstance(path, str):
+        return False
+    sub = os.path.dirname(path)
+    if os.path.dirname(sub) != folder or not os.path.basename(sub).startswith(_MAPPED_PREFIX):
+        return False
+    try:
+        if not stat.S_ISDIR(os.lstat(sub).st_mode):
+            return False
+    except OSError:
+        return False
+    return _inside(path, sub)
 
 
 def clean_stale_folders(root: str | None = None) -> list[str]:
@@ -240,8 +334,20 @@ def _serve(conn: Connection, cancel_fd: int, folder: str, gone: Callable[[], Non
                                     "load the model again")
                 if str(engine.loaded.path) != args["model"]:
                     raise UserError("the model changed while the analysis waited; analyse again")
-                result = engine.analyze(engine.loaded, args["text"], progress, cancelled, **args["options"])
+                options = dict(args["options"])
+                sub = None
+                if _wants_disk(engine.loaded, options):
+                    sub = tempfile.mkdtemp(prefix=_MAPPED_PREFIX, dir=folder)
+                    options.update(_on_disk_options(sub))
+                try:
+                    result = engine.analyze(engine.loaded, args["text"], progress, cancelled, **options)
+                except BaseException:
+                    if sub is not None:
+                        shutil.rmtree(sub, ignore_errors=True)
+                    raise
                 _send_arrays_as_files(result, folder)
+                if sub is not None:
+                    _remove_if_empty(sub)  # nothing went to disk: the text was short
             elif op == "prune":
                 if engine.loaded is None or str(engine.loaded.path) != args["model"]:
                     raise UserError("the model process does not hold this model any more; load it again")

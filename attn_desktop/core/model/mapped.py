@@ -29,6 +29,33 @@ DEFAULT_HEAD_CHUNK = 1
 _PER_HEAD_KWARGS = ("position_bias", "alibi", "sinks", "s_aux", "head_mask")
 
 
+# The window's rule: a text's attention goes to disk when its float16 stack [L, H, n, n] would take
+# this much or more (the size from which sessions map stored arrays, core.store.archive.MAP_FROM);
+# ATTN_DESKTOP_ON_DISK_FROM (bytes) overrides it
+ON_DISK_FROM = 256 << 20
+STORAGE = "on disk: float16 [L, H, n, n] file written a head at a time, views' arrays made during capture"
+
+
+def on_disk_from() -> int:
+    """ON_DISK_FROM, or the bytes the environment variable ATTN_DESKTOP_ON_DISK_FROM names (a
+    machine with little memory may send smaller texts to disk)."""
+    value = os.environ.get("ATTN_DESKTOP_ON_DISK_FROM", "").strip()
+    return int(value) if value.isdigit() else ON_DISK_FROM
+
+
+def on_disk(loaded, n: int, from_bytes: int | None = None) -> bool:
+    """Whether the attention of `n` tokens goes to disk under the window's rule: the model runs
+    through transformers' attention interface, is not an encoder-decoder, and the float16 stack
+    would take `from_bytes` (default ON_DISK_FROM) or more."""
+    from attn_desktop.core.model.loading import CAPTURE_EAGER
+
+    from_bytes = on_disk_from() if from_bytes is None else from_bytes
+    if loaded.is_encoder_decoder or loaded.capture_mode == CAPTURE_EAGER:
+        return False
+    layers = loaded.expected_layers().get("self", 0)
+    return layers * loaded.num_heads * n * n * 2 >= from_bytes
+
+
 def chunkable(plan, module, kwargs: dict) -> bool:
     """Whether this call may run a few heads at a time: nothing changes or keeps the weights."""
     from attn_desktop.core.model.capture import KEPT_HEADS
@@ -96,10 +123,76 @@ class NpyFile:
         return np.load(self.path, mmap_mode="r")
 
 
+THUMB = 48  # thumbnails are at most THUMB x THUMB cells, as gui.measures.THUMB
+VIEW_ARRAYS = ("head_mean", "head_thumbnails", "head_row_entropy", "head_top_position", "head_top_share")
+
+
+class HeadViews:
+    """What the window's views need from every head, computed while the head's weights are in the
+    model process's memory anyway, so that neither the window nor a reopened session reads the
+    stack for them: each layer's mean over heads (float16 file [L, n, n]); per head the mean
+    normalised row entropy, the key with the largest mean share and that share (as
+    core.propagate.heads.head_diagnostics computes them); max-pooled uint8 thumbnails (as
+    gui.measures.thumbnails). All from the float16 values that are stored."""
+
+    def __init__(self, folder: Path, layers: int, heads: int, n: int) -> None:
+        self.heads, self.n = heads, n
+        self.mean_file = NpyFile(folder / "head_mean.npy", (layers, n, n))
+        self.sums: dict[int, object] = {}  # layer -> float32 [n, n] sum of the heads seen so far
+        self.seen = np.zeros((layers, heads), dtype=bool)
+        self.entropy = np.zeros((layers, heads))
+        self.top_position = np.zeros((layers, heads), dtype=np.int64)
+        self.top_share = np.zeros((layers, heads))
+        step = -(-n // THUMB) if n > THUMB else 1
+        self.step, side = step, -(-n // step)
+        self.thumbs = np.zeros((layers, heads, side, side), dtype=np.uint8)
+        self.causal: bool | None = None
+
+    def add(self, layer: int, h0: int, weights16) -> None:
+        """weights16: torch float16 [chunk, n, n], heads h0.. of `layer`."""
+        import torch
+        import torch.nn.functional as F
+
+        w = weights16.float()
+        n, chunk = self.n, w.shape[0]
+        if self.causal is None:
+            self.causal = n >= 2 and bool(torch.triu(w[0], 1).abs().max() <= 1e-6)
+        first = 1 if self.causal else 0  # rows that reach a single key say nothing about the head
+        rows = n - first
+        hs = slice(h0, h0 + chunk)
+        if rows > 0:
+            sizes = (torch.arange(first + 1, n + 1, dtype=torch.float64) if self.causal
+                     else torch.full((rows,), float(n), dtype=torch.float64))
+            ent = torch.special.entr(w[:, first:]).sum(-1, dtype=torch.float64) / torch.log(sizes)
+            self.entropy[layer, hs] = ent.mean(-1).clamp(0.0, 1.0).numpy()
+            columns = w[:, first:].sum(1, dtype=torch.float64) / rows
+            share, position = columns.max(-1)
+            self.top_share[layer, hs] = share.numpy()
+            self.top_position[layer, hs] = position.numpy()
+        else:
+            self.entropy[layer, hs] = np.nan
+        pooled = F.max_pool2d(w[None], self.step, self.step, ceil_mode=True)[0] if self.step > 1 else w
+        peak = pooled.amax(dim=(-2, -1), keepdim=True)
+        peak[peak <= 0] = 1.0
+        self.thumbs[layer, hs] = torch.round(pooled / peak * 255).to(torch.uint8).numpy()
+        total = w.sum(0)
+        self.sums[layer] = total if layer not in self.sums else self.sums[layer] + total
+        self.seen[layer, hs] = True
+        if self.seen[layer].all():
+            mean = self.sums.pop(layer) / float(self.heads)
+            self.mean_file.write((layer,), mean.to(torch.float16).numpy())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"head_mean": self.mean_file.mapped(), "head_thumbnails": self.thumbs,
+                "head_row_entropy": self.entropy, "head_top_position": self.top_position,
+                "head_top_share": self.top_share}
+
+
 def capture(loaded, ids: list[int], folder: str | Path, *, head_chunk: int = DEFAULT_HEAD_CHUNK,
             progress: Callable[[float, str], None] | None = None,
-            cancel: Callable[[], bool] | None = None) -> dict[str, np.ndarray]:
-    """{'attentions': float16 memmap [L, H, n, n]} for one sequence, written layer by layer."""
+            cancel: Callable[[], bool] | None = None, with_views: bool = True) -> dict[str, np.ndarray]:
+    """{'attentions': float16 memmap [L, H, n, n]} for one sequence, written layer by layer, and
+    (`with_views`) the arrays of HeadViews, VIEW_ARRAYS."""
     import torch
 
     from attn_desktop.core.model import capture as cap
@@ -120,10 +213,15 @@ def capture(loaded, ids: list[int], folder: str | Path, *, head_chunk: int = DEF
     written = np.zeros((layers, loaded.num_heads), dtype=bool)
     report = progress or (lambda f, m: None)
 
+    views = HeadViews(folder, layers, loaded.num_heads, n) if with_views else None
+
     def sink(site, weights, h0: int) -> None:
-        block = weights[0].detach().to(torch.float16).cpu().numpy()
+        w16 = weights[0].detach().to(torch.float16).cpu()
+        block = w16.numpy()
         store.write((site.layer, h0), block)
         written[site.layer, h0:h0 + block.shape[0]] = True
+        if views is not None:
+            views.add(site.layer, h0, w16)
 
     def on_layer(site) -> None:
         report(0.15 + 0.8 * (site.layer + 1) / layers, f"layer {site.layer + 1}")
@@ -139,13 +237,13 @@ def capture(loaded, ids: list[int], folder: str | Path, *, head_chunk: int = DEF
     if not written.all():
         missing = np.argwhere(~written)[0]
         raise RuntimeError(f"memory-mapped capture missed layer {missing[0]} head {missing[1]}")
-    return {"attentions": store.mapped()}
+    return {"attentions": store.mapped(), **(views.arrays() if views is not None else {})}
 
 
 def _head(att, layer: int, head: int) -> np.ndarray:
-    if isinstance(att, np.memmap) and att.filename and att.dtype == np.float16 and att.ndim == 4:
-        return NpyFile(Path(att.filename), att.shape, create=False).read((layer, head))  # not via the mapping
-    return np.asarray(att[layer, head])
+    from attn_desktop.core.mapped_arrays import resident_copy
+
+    return resident_copy(att[layer, head])  # a mapping's pages are handed back after the copy
 
 
 def fused_layer(att: np.ndarray, layer: int, fusion: str | int = "mean") -> np.ndarray:

@@ -47,6 +47,7 @@ from attn_desktop.core.errors import Cancelled, UserError
 Progress = Callable[[int, int], object] | None
 Cancel = Callable[[], bool] | None
 _MODULE = "attn_desktop.core.propagate.compute_process"
+FOLDER_PREFIX = "attn-desktop-compute-"  # the child's folder for rollout files, named after its pid
 _ATTENTION_KEYS = tuple(key for key, _, _ in ATTENTION_SETS.values())
 _RAW_MIN = 1 << 16  # arrays from this size travel as raw bytes after their message
 _CHUNK = 1 << 20
@@ -63,7 +64,34 @@ class _Raw:
     shape: tuple[int, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Region:
+    """Stands in a message for an array mapped from a file (core.mapped_arrays.file_region): the
+    other side maps the same bytes read-only instead of receiving a copy."""
+
+    path: str
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
+
+    def mapped(self) -> np.ndarray:
+        return np.memmap(self.path, dtype=np.dtype(self.dtype), mode="r", offset=self.offset, shape=self.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OutFile:
+    """A .npy file the child wrote in its own folder; the parent maps it and removes its name."""
+
+    path: str
+
+
 def _strip(value, arrays: list[np.ndarray]):
+    if isinstance(value, np.memmap):
+        from attn_desktop.core.mapped_arrays import file_region
+
+        region = file_region(value)
+        if region is not None:
+            return _Region(region[0], region[1], value.dtype.str, tuple(value.shape))
     if isinstance(value, np.ndarray) and value.nbytes >= _RAW_MIN and value.dtype != object:
         array = np.ascontiguousarray(value)
         arrays.append(array)
@@ -76,6 +104,8 @@ def _strip(value, arrays: list[np.ndarray]):
 def _fill(value, fd: int):
     if isinstance(value, _Raw):
         return _read_array(fd, value)
+    if isinstance(value, _Region):
+        return value.mapped()
     if isinstance(value, dict):
         return {k: _fill(v, fd) for k, v in value.items()}
     return value
@@ -124,10 +154,11 @@ class _Child:
     """What the compute process holds: the attention of one analysis (`doc`), the fused
     matrices of the flow parameters used last, and the copy flow rows are filed into."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str | None = None) -> None:
         self.doc: Analysis | None = None
         self.hats: dict[tuple, np.ndarray] = {}
         self.flow_copy: tuple[int, Analysis] | None = None  # (job number, copy)
+        self.folder = folder  # where rollout of attention mapped from a file is written
 
     def take_doc(self, doc: dict | None) -> Analysis:
         if doc is not None:
@@ -149,12 +180,47 @@ class _Child:
     def rollout(self, args: dict, progress, cancel) -> dict:
         from attn_desktop.core.propagate import propagation
 
-        self.take_doc(args["doc"])
+        doc = self.take_doc(args["doc"])
         copy = self.copy()
+        att = copy.arrays.get("attentions")
+        if isinstance(att, np.memmap) and self.folder is not None and not doc.is_encoder_decoder:
+            return self._rollout_to_file(copy, args, progress, cancel)
         propagation.add_rollout(copy, args["alpha"], args["fusion"], args["start_layer"],
                                 progress=progress, cancel=cancel)
         entry = copy.manifest["methods"]["rollout"]
         return {"entry": entry, "arrays": {k: copy.arrays[k] for k in entry["arrays"]}}
+
+    def _rollout_to_file(self, copy: Analysis, args: dict, progress, cancel) -> dict:
+        """Attention mapped from a file (a long input): the rollout one layer at a time into a float16
+        file (core.model.mapped.rollout), never a float32 [L, n, n] stack; the parent maps it."""
+        import tempfile
+
+        from attn_desktop.core.model import mapped
+        from attn_desktop.core.propagate import propagation
+
+        propagation.check_params(copy, args["alpha"], args["fusion"], args["start_layer"])
+        att = copy.arrays["attentions"]
+        total = att.shape[0] - int(args["start_layer"])
+        done = [0]
+
+        def step() -> bool:
+            if progress is not None and done[0] < total:
+                progress(done[0], total)
+            done[0] += 1
+            return cancel is not None and cancel()
+
+        fd, path = tempfile.mkstemp(dir=self.folder, suffix=".npy")
+        os.close(fd)
+        try:
+            values, entry = mapped.rollout(att, path, args["alpha"], args["fusion"], int(args["start_layer"]),
+                                           cancel=step)
+        except BaseException:
+            os.unlink(path)
+            raise
+        del values
+        entry["definition"] = ("Abnar & Zuidema 2020: A_hat = rownorm(alpha*A + (1-alpha)*I), "
+                               "R_l = A_hat_l R_(l-1)")
+        return {"entry": entry, "arrays": {"rollout": _OutFile(path)}}
 
     def flow(self, args: dict, send, cancel) -> None:
         from attn_desktop.core.propagate import propagation
@@ -195,11 +261,11 @@ class _Child:
                               "entry": copy.manifest["methods"]["flow"]})
 
 
-def _serve(conn: Duplex, cancel_fd: int, gone: Callable[[], None]) -> None:
+def _serve(conn: Duplex, cancel_fd: int, gone: Callable[[], None], folder: str | None = None) -> None:
     """One request at a time, answered by progress or row messages and then one outcome. A byte
     on `cancel_fd` asks the running request to stop; end-of-file there or on `conn` means the
     parent is gone."""
-    child = _Child()
+    child = _Child(folder)
     stop = [False]
 
     def send(kind: str, payload: Any = None) -> None:
@@ -250,12 +316,23 @@ def _child_main(argv: list[str]) -> None:
     in_fd, out_fd, cancel_fd, lifeline_fd, parent = (int(a) for a in argv[:5])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the window
 
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
+
+    def remove_folder() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
     def gone(*_signal) -> None:
+        remove_folder()
         os._exit(0)
 
+    atexit.register(remove_folder)
     signal.signal(signal.SIGTERM, gone)
     start_watchdog(lifeline_fd, parent, gone)
-    _serve(child_channel(in_fd, out_fd), cancel_fd, gone)
+    _serve(child_channel(in_fd, out_fd), cancel_fd, gone, folder)
 
 
 # -- the parent --------------------------------------------------------------------------------
@@ -265,7 +342,12 @@ def _doc_message(analysis: Analysis) -> dict:
             "model": dict(analysis.manifest.get("model") or {}),
             "decoder_text": analysis.decoder_text,
             "decoder_tokens": None if analysis.decoder_tokens is None else list(analysis.decoder_tokens),
-            "arrays": {k: np.asarray(analysis.arrays[k]) for k in _ATTENTION_KEYS if k in analysis.arrays}}
+            "arrays": {k: _as_sent(analysis.arrays[k]) for k in _ATTENTION_KEYS if k in analysis.arrays}}
+
+
+def _as_sent(values) -> np.ndarray:
+    """Arrays mapped from a file travel as their file region (the child maps them), others as bytes."""
+    return values if isinstance(values, np.memmap) else np.asarray(values)
 
 
 def _keep_rows(analysis: Analysis, rows: np.ndarray | None) -> None:
@@ -359,8 +441,30 @@ class ComputeProcess(ChildProcess):
         with self._lock:
             out = self._request("rollout", {"alpha": alpha, "fusion": fusion, "start_layer": int(start_layer)},
                                 analysis, on_message, cancel)
-        analysis.arrays.update(out["arrays"])
+        analysis.arrays.update({k: self._take_file(v) if isinstance(v, _OutFile) else v
+                                for k, v in out["arrays"].items()})
         analysis.manifest.setdefault("methods", {})["rollout"] = out["entry"]
+
+    def _take_file(self, out: _OutFile) -> np.ndarray:
+        """Map a .npy file the child wrote in its own folder (a regular file directly inside
+        `attn-desktop-compute-PID-*` of this child) and remove its name: the mapping keeps the data."""
+        import stat
+        import tempfile
+
+        path, pid = out.path, self._proc.pid if self._proc is not None else None
+        folder = os.path.dirname(path) if isinstance(path, str) else ""
+        ok = (pid is not None and os.path.dirname(folder) == tempfile.gettempdir()
+              and os.path.basename(folder).startswith(f"{FOLDER_PREFIX}{pid}-") and path.endswith(".npy"))
+        try:
+            ok = ok and stat.S_ISREG(os.lstat(path).st_mode) and stat.S_ISDIR(os.lstat(folder).st_mode)
+        except OSError:
+            ok = False
+        if not ok:
+            raise UserError(f"the compute process named a file outside its own folder ({path!r}); it was not read")
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        finally:
+            os.unlink(path)
 
     def add_flow(self, analysis: Analysis, rows: Sequence[int], alpha: float = 0.5, fusion: str | int = "mean",
                  *, progress: Progress = None, cancel: Cancel = None) -> list[int]:

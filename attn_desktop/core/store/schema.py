@@ -70,6 +70,12 @@ ARRAY_RULES: dict[str, ArrayRule] = {
     **_per_head("encoder_", "L"), **_per_head("decoder_", "Ld"), **_per_head("cross_", "Ld"),
     "encoder_layer_smoothing": ArrayRule(("L+1",)),
     "decoder_layer_smoothing": ArrayRule(("Ld+1",)),
+    # what views need from a long analysis, made during the on-disk capture (core.model.mapped.HeadViews);
+    # head_thumbnails [L, H, t, t] uint8 is kept as an array outside this table
+    "head_mean": ArrayRule(("L", "n", "n"), "probability"),
+    "head_row_entropy": ArrayRule(("L", "H")),
+    "head_top_position": ArrayRule(("L", "H"), "index_n"),
+    "head_top_share": ArrayRule(("L", "H"), "probability"),
     # windowed analysis (core.windows): W windows, S tokens in the largest
     "window_attentions": ArrayRule(("W", "L", "H", "S", "S"), "probability"),
     # document-level explanations of a windowed analysis (core.explain.document): N document tokens
