@@ -249,7 +249,7 @@ class _Child:
         for row in args["rows"]:
             before = copy.arrays.get("flow_rows")
             try:
-                done = propagation.add_flow(copy, [row], alpha, fusion, cancel=cancel, hat=hat)
+                done = propagation.add_flow(copy, [row], alpha, fusion, cancel=cancel, hat=hat, parallel=True)
             except BaseException:
                 self.flow_copy = None  # the caller starts its next request from what it has
                 if copy.arrays.get("flow_rows") is not before:  # core dropped rows, then stopped

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,12 +45,13 @@ from scipy import sparse
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
 from ..errors import Cancelled
+from .flow_pool import FlowPool
 
 EXACT_TOL = 1e-6  # a result is labelled exact when every flow is certified within this
 DEFAULT_TOL = 5e-7
 _CAP_LIMIT = 2**30 - 1
-_SEED_ARCS = 16  # largest arcs per row and per column of each middle layer to start with
-_GROWTH = 2.0  # arcs added to a cut: enough to lift it this many times over the shortfall
+_SEED_ARCS = 8  # largest arcs per row and per column of each middle layer to start with
+_GROWTH = 32.0  # arcs added to a cut: enough to lift it this many times over the shortfall
 _MAX_ROUNDS = 100
 _TASK_SINKS = 32  # sinks per task handed to a worker process
 
@@ -169,6 +169,10 @@ class _Row:
         self.p = net.hat[top][i, self.idx[top]]
         self.cap = {k: self.block(net.hat[k - 1], k) for k in range(top, 1, -1)}
         self._version = -1
+        self._reversed_version = -1
+        self.bottom = net.hat[0] if self.everywhere else net.hat[0][self.idx[1]]
+        self.p_total = float(self.p.sum())
+        self.q_total = net.hat[0][self.idx[1]].sum(axis=0)
 
     def block(self, matrix: np.ndarray, k: int) -> np.ndarray:
         """The reachable block of a layer-k → layer-(k−1) matrix."""
@@ -198,6 +202,55 @@ class _Row:
             caps.append(cap[a, b])
         self.heads, self.tails, self.caps = (np.concatenate(x) for x in (heads, tails, caps))
         self.keys = self.heads * self.size + self.tails
+
+    def _refresh_reversed(self) -> None:
+        """The sink-independent first-solve arcs reversed (tail → head), as CSR segments."""
+        self._refresh()
+        if self._reversed_version == self._version:
+            return
+        self._reversed_version = self._version
+        order = np.argsort(self.tails * self.size + self.heads, kind="stable")
+        self.r_indices = self.heads[order].astype(np.int32)
+        self.r_data = np.floor(self.caps[order] * self.net.first_scale).astype(np.int32)
+        counts = np.bincount(self.tails, minlength=self.size)
+        self.r_counts = counts.astype(np.int32)
+        self.r_start = np.zeros(self.size + 1, np.intp)
+        np.cumsum(counts, out=self.r_start[1:])
+
+    def first_solve_lower(self, j: int) -> float:
+        """A certified lower bound on the flow to input j from one solve, with no flow kept:
+        the first-solve graph with every arc reversed, solved from the sink to the source.
+        Reversed, the arcs that depend on j (column j of every middle layer, the arcs into
+        the sink) are whole CSR segments of a few nodes, so the graph is a concatenation of
+        stored pieces. Its flow, reversed, is a feasible flow of the real graph."""
+        self._refresh_reversed()
+        net, top = self.net, self.net.layers - 1
+        counts = self.r_counts.copy()
+        indices, data, pos = [], [], 0
+        for k in range(top, 0, -1):  # arcs into layer k−1 = (k−1, c), node numbers increasing
+            if k == 1:
+                node, col = self.sink, j
+            else:
+                col = self.local[k - 1][j]
+                if col < 0:
+                    continue
+                node = self.offset[k - 1] + col
+            column = np.floor((self.cap[k] if k > 1 else self.bottom)[:, col] * net.first_scale)
+            heads = np.flatnonzero(column)  # arcs that round to 0 are left out
+            indices += [self.r_indices[pos : self.r_start[node]], (heads + self.offset[k]).astype(np.int32)]
+            data += [self.r_data[pos : self.r_start[node]], column[heads].astype(np.int32)]
+            pos = self.r_start[node + 1]
+            counts[node] = heads.size
+        indices.append(self.r_indices[pos:])
+        data.append(self.r_data[pos:])
+        indptr = np.zeros(self.size + 1, np.int32)
+        np.cumsum(counts, out=indptr[1:])
+        graph = sparse.csr_matrix(
+            (np.concatenate(data), np.concatenate(indices).astype(np.int32, copy=False), indptr),
+            shape=(self.size, self.size),
+        )
+        graph.has_sorted_indices = True
+        return float(maximum_flow(graph, self.sink, 0, method="dinic").flow_value) / net.first_scale
 
     def candidates(self, k: int, j: int) -> np.ndarray:
         """Candidate arcs of middle layer k (local block) for a solve to input j."""
@@ -334,10 +387,19 @@ class _SinkSolve:
         self.flows = np.insert(self.flows, at, 0.0)
 
 
+def _row_for(net: _Network, i: int, kept: _Row | None) -> _Row | None:
+    """The _Row of output node i: ``kept`` when it is that row's (None below three layers)."""
+    if net.layers < 3:
+        return None
+    return kept if kept is not None and kept.i == i else _Row(net, i)
+
+
 def _row_flows(
-    net: _Network, i: int, sinks: Sequence[int], tol: float, cancel: Cancel | None = None
+    net: _Network, i: int, sinks: Sequence[int], tol: float, cancel: Cancel | None = None,
+    row: _Row | None = None,
 ):
-    """Max flows from output node i to each input node of ``sinks``: (values, bounds, solves)."""
+    """Max flows from output node i to each input node of ``sinks``: (values, bounds, solves).
+    ``row``: the _Row of i kept from an earlier call, if any."""
     hat = net.hat
     sinks = np.asarray(sinks, dtype=np.intp)
     if net.layers == 1:
@@ -345,29 +407,24 @@ def _row_flows(
     if net.layers == 2:
         # Disjoint two-arc paths: the flow is a sum of bottlenecks, in closed form.
         return np.minimum(hat[1][i][:, None], hat[0][:, sinks]).sum(axis=0), np.zeros(sinks.size), 0
-    row = _Row(net, i)
+    row = _Row(net, i) if row is None else row
     values, bounds, solves = np.zeros(sinks.size), np.zeros(sinks.size), 0
     for pos, j in enumerate(sinks):
         if cancel is not None and cancel():
             raise Cancelled("attention flow cancelled")
-        if row.reach[0][j]:
-            values[pos], bounds[pos], calls = _SinkSolve(row, int(j)).run(tol)
-            solves += calls
+        if not row.reach[0][j]:
+            continue
+        # The cheap cut min(all arcs out of the source, all arcs into the sink) is almost
+        # always the minimum: one solve on the reversed first-solve graph certifies it.
+        upper = min(row.p_total, float(row.q_total[j]))
+        lower = row.first_solve_lower(int(j)) if upper > 0 else 0.0
+        solves += upper > 0
+        if upper - lower <= tol:
+            values[pos], bounds[pos] = upper, max(upper - lower, 0.0)
+            continue
+        values[pos], bounds[pos], calls = _SinkSolve(row, int(j)).run(tol)
+        solves += calls
     return values, bounds, solves
-
-
-# --- worker processes -------------------------------------------------------------------
-
-_WORKER_NET: _Network | None = None
-
-
-def _worker_init(hat: np.ndarray) -> None:
-    global _WORKER_NET
-    _WORKER_NET = _Network(hat)
-
-
-def _worker_task(i: int, sinks: np.ndarray, tol: float):
-    return _row_flows(_WORKER_NET, i, sinks, tol)
 
 
 def attention_flow(
@@ -378,6 +435,7 @@ def attention_flow(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     workers: int | None = None,
+    pool: FlowPool | None = None,
 ) -> FlowResult:
     """Attention flow of output tokens ``rows`` to every input token.
 
@@ -385,9 +443,10 @@ def attention_flow(
     zero entries (causal masks) are missing arcs. ``tol``: certified bound on the absolute
     error of every un-normalised flow (above 1e-6 the result is labelled not exact).
     ``workers``: None or 1 computes in this process; more spreads the rows and sinks over
-    that many spawned processes (worth it from a few hundred (row, input) pairs at n ≥ 256;
-    a script calling this with workers > 1 needs the usual ``if __name__ == "__main__":``
-    guard, as for any spawned multiprocessing).
+    that many spawned processes, started for this call (a script calling this with
+    workers > 1 needs the usual ``if __name__ == "__main__":`` guard, as for any spawned
+    multiprocessing). ``pool``: a :class:`flow_pool.FlowPool` whose workers are kept between
+    calls (``workers`` is then ignored).
     ``progress(done, total)`` counts (row, input) pairs; ``cancel()`` returning True stops
     with :class:`Cancelled`.
     """
@@ -421,34 +480,21 @@ def attention_flow(
         if progress is not None:
             progress(counts["done"], len(rows) * n)
 
-    if workers <= 1 or len(tasks) == 1:
+    if pool is not None and len(tasks) > 1:
+        pool.run(hat, tasks, tol, record, cancel)
+    elif workers <= 1 or len(tasks) == 1:
         net = _Network(hat)
+        row = None
         for task in tasks:
-            record(task, _row_flows(net, task[1], task[2], tol, cancel))
+            row = _row_for(net, task[1], row)
+            record(task, _row_flows(net, task[1], task[2], tol, cancel, row=row))
     else:
-        _run_in_processes(hat, tasks, tol, workers, record, cancel)
+        own = FlowPool(workers)
+        try:
+            own.run(hat, tasks, tol, record, cancel)
+        finally:
+            own.close()
     return _result(raw, bound, rows, time.perf_counter() - started, counts["solves"])
-
-
-def _run_in_processes(hat, tasks, tol, workers, record, cancel) -> None:
-    import multiprocessing
-
-    executor = ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)),
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_init,
-        initargs=(np.asarray(hat, dtype=np.float64),),
-    )
-    try:
-        pending = {executor.submit(_worker_task, t[1], t[2], tol): t for t in tasks}
-        while pending:
-            finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            if cancel is not None and cancel():
-                raise Cancelled("attention flow cancelled")
-            for future in finished:
-                record(pending.pop(future), future.result())
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _result(raw: np.ndarray, bound: np.ndarray, rows, seconds: float, solves: int) -> FlowResult:

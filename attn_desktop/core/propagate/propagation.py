@@ -111,14 +111,18 @@ def add_flow(
     progress: Callable[[int, int], object] | None = None,
     cancel: Cancel | None = None,
     hat: np.ndarray | None = None,
+    parallel: bool = False,
 ) -> list[int]:
     """Exact attention flow of `rows` to every input token, merged into arrays['flow'] [r, n] and
     arrays['flow_rows'] [r]. Rows already there with the same alpha and fusion are kept, not
     recomputed; other parameters start afresh. Rows finish one at a time, so a cancel keeps
     the finished ones. progress(done_rows, total_rows). `hat`: the fused, residual-normalised
-    matrices for these alpha and fusion, when the caller keeps them between calls. Returns the
+    matrices for these alpha and fusion, when the caller keeps them between calls. `parallel`:
+    split each row's input tokens over this process's kept flow worker processes
+    (core.propagate.flow_pool, one per core) where the text is long enough for that to pay. Returns the
     rows computed now."""
     from attn_desktop.core.propagate.flow import EXACT_TOL, attention_flow
+    from attn_desktop.core.propagate.flow_pool import default_workers, shared_pool, worth_a_pool
     from attn_desktop.core.propagate.rollout import fused_hat
 
     check_params(analysis, alpha, fusion)
@@ -138,12 +142,13 @@ def add_flow(
     seconds = previous["seconds"] if previous else 0.0
     bound = previous["max_abs_error_bound"] if previous else 0.0
     bound_normalised = previous.get("max_abs_error_bound_normalised", 0.0) if previous else 0.0
+    pool = shared_pool() if todo and parallel and worth_a_pool(hat.shape[0], n, default_workers()) else None
     done: list[int] = []
     try:
         for k, r in enumerate(todo):
             if cancel is not None and cancel():
                 raise Cancelled()
-            result = attention_flow(hat, [r], cancel=cancel)
+            result = attention_flow(hat, [r], cancel=cancel, pool=pool)
             _merge_row(analysis, r, result.flow[0])
             seconds += result.seconds
             bound = max(bound, float(result.max_abs_error_bound))
