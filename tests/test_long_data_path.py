@@ -114,8 +114,10 @@ def test_layer_reads_of_a_mapped_stack_leave_no_pages_resident(tmp_path):
     path = tmp_path / "att.npy"
     np.save(path, values)
     att = np.load(path, mmap_mode="r")
-    assert file_region(att) == (str(path), 128)
-    assert file_region(att[1, 2]) == (str(path), 128 + (1 * 4 + 2) * 256 * 256 * 2)
+    st = os.stat(path)
+    assert file_region(att) == (str(path), 128, st.st_dev, st.st_ino)
+    assert file_region(att[1, 2])[:2] == (str(path), 128 + (1 * 4 + 2) * 256 * 256 * 2)
+    assert file_region(np.ascontiguousarray(values)) is None
     for how in ("mean", "max", "min"):
         np.testing.assert_allclose(layer_aggregate(att, 2, how), aggregate_heads(values[2], how), atol=1e-6)
     block = resident_copy(att[1, 3])
@@ -143,3 +145,32 @@ def test_rollout_of_mapped_attention_in_the_compute_process_goes_to_a_file(loade
     assert is_mapped(out) and out.dtype == np.float16 and not os.path.exists(out.filename)  # name removed
     assert an.manifest["methods"]["rollout"]["start_layer"] == 1
     np.testing.assert_allclose(out.astype(np.float32), expected.arrays["rollout"], atol=2e-3)
+
+
+def test_rollout_of_a_reopened_mapped_session_maps_the_session_file_and_never_a_replaced_one(
+        loaded_models, tmp_path, monkeypatch):
+    from attn_desktop.core.propagate.compute_process import ComputeProcess
+    from attn_desktop.core.propagate.propagation import add_rollout
+    from attn_desktop.core.store import archive
+    from attn_desktop.core.store.session import load_session, save_session
+
+    loaded = loaded_models("bert")
+    path = tmp_path / "s.attn"
+    save_session(analyze(loaded, TEXT, mapped=str(tmp_path / "m")), path)
+    monkeypatch.setattr(archive, "MAP_FROM", 1)  # every stored array mapped, as 256 MB ones are
+    first, second = load_session(path), load_session(path)
+    assert is_mapped(first.arrays["attentions"]) and file_region(first.arrays["attentions"]).path == str(path)
+    expected = analyze(loaded, TEXT)
+    add_rollout(expected, 0.5, "mean", 0)
+    compute = ComputeProcess()
+    try:
+        compute.add_rollout(first, 0.5, "mean", 0)  # the child maps the session file
+        other = "another text entirely"
+        save_session(analyze(loaded, other), path)  # replaced by renaming, as the app saves
+        assert file_region(second.arrays["attentions"]) is None  # its file has no name any more
+        compute.add_rollout(second, 0.5, "mean", 0)  # so its bytes travel: still the text it shows
+    finally:
+        compute.close()
+    for an in (first, second):
+        np.testing.assert_allclose(an.arrays["rollout"].astype(np.float32), expected.arrays["rollout"], atol=2e-3)
+    assert is_mapped(first.arrays["rollout"])

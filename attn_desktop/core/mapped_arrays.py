@@ -19,24 +19,35 @@ import numpy as np
 from attn_desktop.core.pages import release
 
 
-def file_region(values: np.ndarray) -> tuple[str, int] | None:
-    """(file, byte offset of the first element) of a C-contiguous array that is a view of a
-    read-only file mapping; None for anything else."""
-    mm = getattr(values, "_mmap", None)
-    name = getattr(values, "filename", None)
-    if mm is None or not name or not values.flags.c_contiguous or values.size == 0:
+class Region(tuple):
+    """(path, byte offset, device, inode) of a mapped array's first element in its file."""
+
+    path = property(lambda self: self[0])
+    offset = property(lambda self: self[1])
+
+
+def file_region(values: np.ndarray) -> Region | None:
+    """Where the bytes of a C-contiguous array that is a view of a file mapping lie: the file
+    (as /proc/self/maps names the mapping, so a session file read through a file object counts
+    too), the offset, and the file's device and inode (a reader checks them: a name replaced
+    since is another file). None for anything else, or where the file has no name any more."""
+    if not is_mapped(values) or not values.flags.c_contiguous or values.size == 0:
         return None
+    address = values.ctypes.data
     try:
-        base = np.frombuffer(mm, dtype=np.uint8)
-    except (TypeError, ValueError, BufferError):
+        with open("/proc/self/maps") as fh:
+            for line in fh:
+                fields = line.split(maxsplit=5)
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                if lo <= address < hi:
+                    if len(fields) < 6 or address + values.nbytes > hi or fields[5].rstrip("\n").endswith(" (deleted)"):
+                        return None
+                    major, minor = (int(x, 16) for x in fields[3].split(":"))
+                    return Region((fields[5].rstrip("\n"), int(fields[2], 16) + address - lo,
+                                   os.makedev(major, minor), int(fields[4])))
+    except (OSError, ValueError):
         return None
-    within = values.ctypes.data - base.ctypes.data
-    size = base.size
-    del base
-    if not 0 <= within <= size - values.nbytes:
-        return None
-    offset = int(getattr(values, "offset", 0) or 0)
-    return os.fspath(name), within + offset - offset % mmap.ALLOCATIONGRANULARITY
+    return None
 
 
 def is_mapped(values) -> bool:
@@ -81,19 +92,15 @@ def resident_copy(values: np.ndarray, dtype=None) -> np.ndarray:
 
 def layer_aggregate(att: np.ndarray, layer: int, how: str) -> np.ndarray:
     """Mean, max or min over the heads of att[layer] ([H, q, k]) as float32 [q, k], one head at a
-    time: the transient memory is two [q, k] blocks, never [H, q, k]."""
+    time: the transient memory is the result and one head as stored, never [H, q, k]."""
+    ops = {"mean": np.add, "max": np.maximum, "min": np.minimum}
+    if how not in ops:
+        raise ValueError(f"unknown aggregate {how!r}")
     heads = att.shape[1]
     out = resident_copy(att[layer, 0], np.float32)
     for h in range(1, heads):
-        head = resident_copy(att[layer, h], np.float32)
-        if how == "mean":
-            out += head
-        elif how == "max":
-            np.maximum(out, head, out=out)
-        elif how == "min":
-            np.minimum(out, head, out=out)
-        else:
-            raise ValueError(f"unknown aggregate {how!r}")
+        head = resident_copy(att[layer, h])
+        ops[how](out, head, out=out)  # cast a buffer at a time, not a float32 copy of the head
         del head
     if how == "mean":
         out /= np.float32(heads)

@@ -71,11 +71,19 @@ class _Region:
 
     path: str
     offset: int
+    device: int
+    inode: int
     dtype: str
     shape: tuple[int, ...]
 
     def mapped(self) -> np.ndarray:
-        return np.memmap(self.path, dtype=np.dtype(self.dtype), mode="r", offset=self.offset, shape=self.shape)
+        """The same bytes mapped here, once the name still leads to the same file."""
+        with open(self.path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if (st.st_dev, st.st_ino) != (self.device, self.inode):
+                raise UserError(f"{os.path.basename(self.path)} was replaced on disk since it was opened; "
+                                "open it again")
+            return np.memmap(fh, dtype=np.dtype(self.dtype), mode="r", offset=self.offset, shape=self.shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +99,7 @@ def _strip(value, arrays: list[np.ndarray]):
 
         region = file_region(value)
         if region is not None:
-            return _Region(region[0], region[1], value.dtype.str, tuple(value.shape))
+            return _Region(*region, value.dtype.str, tuple(value.shape))
     if isinstance(value, np.ndarray) and value.nbytes >= _RAW_MIN and value.dtype != object:
         array = np.ascontiguousarray(value)
         arrays.append(array)
@@ -104,8 +112,6 @@ def _strip(value, arrays: list[np.ndarray]):
 def _fill(value, fd: int):
     if isinstance(value, _Raw):
         return _read_array(fd, value)
-    if isinstance(value, _Region):
-        return value.mapped()
     if isinstance(value, dict):
         return {k: _fill(v, fd) for k, v in value.items()}
     return value
@@ -162,7 +168,9 @@ class _Child:
 
     def take_doc(self, doc: dict | None) -> Analysis:
         if doc is not None:
-            self.doc = Analysis(text=doc["text"], tokens=doc["tokens"], arrays=doc["arrays"],
+            self.doc = None
+            arrays = {k: v.mapped() if isinstance(v, _Region) else v for k, v in doc["arrays"].items()}
+            self.doc = Analysis(text=doc["text"], tokens=doc["tokens"], arrays=arrays,
                                 manifest={"model": doc["model"]}, decoder_text=doc["decoder_text"],
                                 decoder_tokens=doc["decoder_tokens"])
             self.hats.clear()
