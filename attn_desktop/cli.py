@@ -143,6 +143,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         if args.truncate:
             raise UserError("give either --windows or --truncate, not both")
+        if "all" in [m.strip() for m in args.methods.split(",")]:  # all that applies to windows
+            methods = explain["methods"] = [m for m in methods if m not in ("rollout", "flow")]
         if {"rollout", "flow"} & set(methods):
             raise UserError("rollout and flow are not computed with --windows: open the session in the "
                             "window, where they are computed for the window shown")

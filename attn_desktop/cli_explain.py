@@ -77,4 +77,8 @@ def verdict_headline(analysis) -> str | None:
     if not section:
         return None
     target = section.get("target") or {}
+    document = section.get("document")
+    if isinstance(document, dict):
+        return (f"Document target ({document.get('windows')} windows; attention does not cross windows): "
+                f"{target_phrase(target)}. {section['verdict']['headline']}")
     return f"Target: {target_phrase(target)}. {section['verdict']['headline']}"

@@ -116,6 +116,31 @@ def window_vectors(arrays: dict[str, np.ndarray], k: int, n: int) -> dict[str, n
     return out
 
 
+def document_token_list(analysis) -> list:
+    """The document's tokens (core.analysis.Token, offsets into the whole text), each taken from the
+    first window that holds it; a token in no window gets an empty span."""
+    from attn_desktop.core.analysis import Token
+
+    info = analysis.manifest["windows"]
+    index = analysis.arrays[INDEX_ARRAY]
+    count = int(info["document_tokens"])
+    out: list = [None] * count
+    for k, raw in enumerate(info["tokens"]):
+        for j, t in enumerate(raw[:index.shape[1]]):
+            i = int(index[k, j])
+            if 0 <= i < count and out[i] is None:
+                out[i] = Token.from_json(t)
+    return [t if t is not None else Token("", 0, 0) for t in out]
+
+
+def by_words(analysis, vectors: dict[str, np.ndarray]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """(word labels, each vector summed over its word's pieces) for the document's words (core.words)."""
+    from attn_desktop.core import words
+
+    units = words.group_words(analysis.text, document_token_list(analysis))
+    return list(units.labels), {k: words.sum_columns(np.asarray(v, np.float64), units) for k, v in vectors.items()}
+
+
 # -- the document target -------------------------------------------------------------------------
 @dataclass
 class DocumentTarget:

@@ -19,6 +19,7 @@ def all_sections():
         agreement,
         attention,
         attributions,
+        document_importance,
         faithfulness,
         heads,
         interventions,
@@ -31,6 +32,7 @@ def all_sections():
     )
 
     return [provenance.render, windows.render, text.render, attention.render, propagation.render_rollout,
-            propagation.render_flow, heads.render, attributions.render, agreement.render,
+            propagation.render_flow, heads.render, attributions.render, document_importance.render,
+            agreement.render,
             faithfulness.render, interventions.render, verdict.render, provenance.render_settings,
             record.render]
