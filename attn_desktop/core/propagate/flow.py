@@ -136,6 +136,19 @@ def _largest_arcs(matrix: np.ndarray, count: int) -> np.ndarray:
     return mask & (matrix > 0)
 
 
+def _flow_on_arcs(graph: sparse.csr_matrix, flow) -> np.ndarray:
+    """The flow scipy's maximum_flow left on each arc of ``graph`` (sorted CSR), as float64."""
+    flow = sparse.csr_matrix(flow)
+    flow.sort_indices()
+    size = graph.shape[0]
+    keys = np.repeat(np.arange(size, dtype=np.int64), np.diff(flow.indptr)) * size + flow.indices
+    wanted = np.repeat(np.arange(size, dtype=np.int64), np.diff(graph.indptr)) * size + graph.indices
+    at = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
+    found = keys.size > 0
+    values = np.where(found & (keys[at] == wanted), flow.data[at], 0) if found else np.zeros(wanted.size)
+    return np.maximum(values.astype(np.float64), 0.0)
+
+
 def _csr(heads: np.ndarray, tails: np.ndarray, caps: np.ndarray, size: int) -> sparse.csr_matrix:
     """CSR graph from arcs already sorted by (head, tail)."""
     indptr = np.zeros(size + 1, np.int32)
@@ -173,6 +186,7 @@ class _Row:
         self.bottom = net.hat[0] if self.everywhere else net.hat[0][self.idx[1]]
         self.p_total = float(self.p.sum())
         self.q_total = net.hat[0][self.idx[1]].sum(axis=0)
+        self.sink_arcs = self.idx[1].size  # at most this many arcs into any sink
 
     def block(self, matrix: np.ndarray, k: int) -> np.ndarray:
         """The reachable block of a layer-k → layer-(k−1) matrix."""
@@ -211,22 +225,47 @@ class _Row:
         self._reversed_version = self._version
         order = np.argsort(self.tails * self.size + self.heads, kind="stable")
         self.r_indices = self.heads[order].astype(np.int32)
-        self.r_data = np.floor(self.caps[order] * self.net.first_scale).astype(np.int32)
+        self.r_caps = self.caps[order]
         counts = np.bincount(self.tails, minlength=self.size)
         self.r_counts = counts.astype(np.int32)
         self.r_start = np.zeros(self.size + 1, np.intp)
         np.cumsum(counts, out=self.r_start[1:])
 
-    def first_solve_lower(self, j: int) -> float:
-        """A certified lower bound on the flow to input j from one solve, with no flow kept:
-        the first-solve graph with every arc reversed, solved from the sink to the source.
-        Reversed, the arcs that depend on j (column j of every middle layer, the arcs into
-        the sink) are whole CSR segments of a few nodes, so the graph is a concatenation of
-        stored pieces. Its flow, reversed, is a feasible flow of the real graph."""
+    def first_solves(self, j: int, upper: float, tol: float) -> tuple[float, int]:
+        """(certified lower bound on the flow to input j, solves) from the first-solve graph
+        with every arc reversed, solved from the sink to the source. Reversed, the arcs that
+        depend on j (column j of every middle layer, the arcs into the sink) are whole CSR
+        segments of a few nodes, so the graph is a concatenation of stored pieces; its flow,
+        reversed, is a feasible flow of the real graph. When the solve stops short of
+        ``upper`` by no more than its own rounding can lose (long texts: every one of the n
+        arcs into the sink loses up to 1/scale), one more solve on its residual graph, clipped
+        and scaled to the gap as in _SinkSolve, takes the rest."""
+        graph, real = self._reversed_graph(j)
+        scale = self.net.first_scale
+        result = maximum_flow(graph, self.sink, 0, method="dinic")
+        lower = float(result.flow_value) / scale
+        gap = upper - lower
+        if gap <= tol or gap > 2.0 * (max(self.sink_arcs, self.p.size) + 1) / scale:
+            return lower, 1
+        flow = _flow_on_arcs(graph, result.flow) / scale
+        heads = np.repeat(np.arange(self.size, dtype=np.int32), np.diff(graph.indptr))
+        used = flow > 0
+        rescale = _CAP_LIMIT / gap
+        caps = np.floor(np.concatenate([np.minimum(real - flow, gap), np.minimum(flow[used], gap)]) * rescale)
+        residual = sparse.csr_matrix(
+            (caps.astype(np.int32), (np.concatenate([heads, graph.indices[used]]),
+                                     np.concatenate([graph.indices, heads[used]]))),
+            shape=graph.shape,
+        )
+        return lower + float(maximum_flow(residual, self.sink, 0, method="dinic").flow_value) / rescale, 2
+
+    def _reversed_graph(self, j: int) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """The reversed first-solve graph to input j (int32 capacities scaled by the network's
+        first scale and rounded down) and its arcs' real capacities."""
         self._refresh_reversed()
         net, top = self.net, self.net.layers - 1
         counts = self.r_counts.copy()
-        indices, data, pos = [], [], 0
+        indices, real, pos = [], [], 0
         for k in range(top, 0, -1):  # arcs into layer k−1 = (k−1, c), node numbers increasing
             if k == 1:
                 node, col = self.sink, j
@@ -235,22 +274,23 @@ class _Row:
                 if col < 0:
                     continue
                 node = self.offset[k - 1] + col
-            column = np.floor((self.cap[k] if k > 1 else self.bottom)[:, col] * net.first_scale)
-            heads = np.flatnonzero(column)  # arcs that round to 0 are left out
+            column = (self.cap[k] if k > 1 else self.bottom)[:, col]
+            heads = np.flatnonzero(column)
             indices += [self.r_indices[pos : self.r_start[node]], (heads + self.offset[k]).astype(np.int32)]
-            data += [self.r_data[pos : self.r_start[node]], column[heads].astype(np.int32)]
+            real += [self.r_caps[pos : self.r_start[node]], column[heads]]
             pos = self.r_start[node + 1]
             counts[node] = heads.size
         indices.append(self.r_indices[pos:])
-        data.append(self.r_data[pos:])
+        real.append(self.r_caps[pos:])
+        real = np.concatenate(real)
         indptr = np.zeros(self.size + 1, np.int32)
         np.cumsum(counts, out=indptr[1:])
         graph = sparse.csr_matrix(
-            (np.concatenate(data), np.concatenate(indices).astype(np.int32, copy=False), indptr),
+            (np.floor(real * net.first_scale).astype(np.int32), np.concatenate(indices), indptr),
             shape=(self.size, self.size),
         )
         graph.has_sorted_indices = True
-        return float(maximum_flow(graph, self.sink, 0, method="dinic").flow_value) / net.first_scale
+        return graph, real
 
     def candidates(self, k: int, j: int) -> np.ndarray:
         """Candidate arcs of middle layer k (local block) for a solve to input j."""
@@ -417,8 +457,10 @@ def _row_flows(
         # The cheap cut min(all arcs out of the source, all arcs into the sink) is almost
         # always the minimum: one solve on the reversed first-solve graph certifies it.
         upper = min(row.p_total, float(row.q_total[j]))
-        lower = row.first_solve_lower(int(j)) if upper > 0 else 0.0
-        solves += upper > 0
+        if upper == 0:
+            continue
+        lower, calls = row.first_solves(int(j), upper, tol)
+        solves += calls
         if upper - lower <= tol:
             values[pos], bounds[pos] = upper, max(upper - lower, 0.0)
             continue

@@ -26,18 +26,13 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import numpy as np
 
 from ..errors import Cancelled
+from .flow_cost import network_bytes
 
 POOL_BYTES_PER_WORKER = 512 * 2**20  # workers are used while one network stays under this
 MIN_TOKENS = 96  # below this a row takes milliseconds: the pool's messages would dominate
 _LOAD_WAIT_S = 120.0
 
 _WORKER: dict = {}  # in a worker: {"key", "net", "row"}
-
-
-def network_bytes(layers: int, n: int) -> int:
-    """Memory of one process's flow network: float64 capacities, candidate masks and the
-    per-row blocks (about 17 bytes per arc of the full graph)."""
-    return 17 * layers * n * n
 
 
 def worth_a_pool(layers: int, n: int, workers: int) -> bool:

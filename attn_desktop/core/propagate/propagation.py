@@ -119,14 +119,21 @@ def add_flow(
     the finished ones. progress(done_rows, total_rows). `hat`: the fused, residual-normalised
     matrices for these alpha and fusion, when the caller keeps them between calls. `parallel`:
     split each row's input tokens over this process's kept flow worker processes
-    (core.propagate.flow_pool, one per core) where the text is long enough for that to pay. Returns the
+    (core.propagate.flow_pool, one per core) where the text is long enough for that to pay. A job
+    that would not fit (core.propagate.flow_cost: memory, or many rows for many hours) is refused
+    with a UserError before anything is computed; nothing is ever approximated. Returns the
     rows computed now."""
     from attn_desktop.core.propagate.flow import EXACT_TOL, attention_flow
+    from attn_desktop.core.propagate.flow_cost import plan
     from attn_desktop.core.propagate.flow_pool import default_workers, shared_pool, worth_a_pool
     from attn_desktop.core.propagate.rollout import fused_hat
 
     check_params(analysis, alpha, fusion)
     n = len(analysis.tokens)
+    asked = len(dict.fromkeys(int(r) for r in rows))
+    cost = plan(self_attention(analysis).shape[0], n, asked, default_workers() if parallel else 1)
+    if asked and cost.refusal:  # before anything changes
+        raise UserError(cost.refusal)
     previous = flow_params(analysis)
     if previous is None or previous["alpha"] != float(alpha) or previous["head_fusion"] != fusion:
         analysis.arrays.pop("flow", None)
