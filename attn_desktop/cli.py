@@ -219,7 +219,13 @@ def add_methods(analysis, methods: list[str], args: argparse.Namespace) -> None:
     if "rollout" in methods:
         add_rollout(analysis, args.alpha, fusion, args.start_layer)
     if rows:
-        add_flow(analysis, rows, args.alpha, fusion)
+        from attn_desktop.core.propagate.flow_cost import SAY_ESTIMATE_AFTER_S, plan
+        from attn_desktop.core.propagate.flow_pool import default_workers
+
+        cost = plan(analysis.num_layers, len(analysis.tokens), len(rows), default_workers())
+        if cost.seconds >= SAY_ESTIMATE_AFTER_S and cost.refusal is None:
+            print(f"attn-desktop: {cost.describe()}", file=sys.stderr, flush=True)
+        add_flow(analysis, rows, args.alpha, fusion, parallel=True)
 
 
 def summary_line(loaded, analysis, seconds: float, out: Path) -> str:

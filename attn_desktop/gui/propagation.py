@@ -21,6 +21,8 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.errors import Cancelled
 from ..core.propagate.compute_process import ComputeProcess, shared_compute
+from ..core.propagate.flow_cost import plan as flow_plan
+from ..core.propagate.flow_pool import default_workers
 from .measures import (
     MEASURES,
     FlowRows,
@@ -51,14 +53,18 @@ def time_left(seconds: float) -> str:
 ESTIMATE_AFTER_S = 10.0  # runs expected to take longer than this say how long
 
 
-def flow_progress(have: int, n: int, started: float, done: int, left: int) -> str:
+def flow_progress(have: int, n: int, started: float, done: int, left: int,
+                  row_seconds: float | None = None) -> str:
     """The progress line of a flow job: the rows that exist out of n (as the title counts them),
-    and, for long runs, the time left at the pace of the rows this job finished."""
+    and, for long runs, the time left at the pace of the rows this job finished; before two
+    have, the estimate `row_seconds` per row (core.propagate.flow_cost), labelled as one."""
     text = f"attention flow: {have} of {n} rows"
     if done >= 2 and left > 0:
         estimate = (time.perf_counter() - started) / done * left
         if estimate >= ESTIMATE_AFTER_S:
             text += f" · {time_left(estimate)}"
+    elif row_seconds is not None and left > 0 and row_seconds * left >= ESTIMATE_AFTER_S:
+        text += f" · {time_left(row_seconds * left)} (estimated)"
     return text
 
 
@@ -208,6 +214,12 @@ class Propagation(QObject):
             return None
         for r in todo:
             self.problems.pop((id(an), "flow", params, r), None)
+        cost = flow_plan(an.num_layers, len(an.tokens), len(todo), default_workers())
+        if cost.refusal:  # said before anything starts; never approximated
+            for r in todo:
+                self.problems[(id(an), "flow", params, r)] = cost.refusal
+            self.status_changed.emit()
+            return None
         job = FlowJob(an, params, todo, priority)
         copy = work_copy(an)
         seed_flow(copy, have)
@@ -230,12 +242,14 @@ class Propagation(QObject):
                     if cancel():
                         raise Cancelled()
                     # counted as the title counts: rows of all n tokens that exist
-                    progress(len(have_rows) / n, flow_progress(len(have_rows), n, started, job.done, left))
+                    progress(len(have_rows) / n, flow_progress(len(have_rows), n, started, job.done, left,
+                                                               cost.row_seconds))
                     compute.add_flow(copy, [row], alpha, fusion, cancel=cancel)
                     job.done += 1
                     emit_row(job, flow_rows_of(copy))
                     progress((len(have_rows) + 1) / n,
-                             flow_progress(len(have_rows) + 1, n, started, job.done, left - 1))
+                             flow_progress(len(have_rows) + 1, n, started, job.done, left - 1,
+                                           cost.row_seconds))
             finally:
                 job.close()
 
