@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from .compare_view import CompareView
 from .document import input_text
+from .document_validate import document_arrays, document_lines, same_window, shown_window_of
 from .importance import IMPORTANCE_KEYS, explain_section, method_measure, target_phrase
 from .measures import prepare
 from .validate_plots import AgreementView, FaithfulnessView, InterventionTable, fmt, plain_label
@@ -58,7 +59,9 @@ def result_arrays(analysis) -> dict:
     listed = explain_section(analysis).get("arrays")
     names = set(IMPORTANCE_KEYS) | {k for k in (listed if isinstance(listed, list) else []) if isinstance(k, str)}
     n = len(analysis.tokens)
-    return {k: v for k, v in analysis.arrays.items() if k in names and v.ndim == 1 and len(v) == n}
+    out = {k: v for k, v in analysis.arrays.items() if k in names and v.ndim == 1 and len(v) == n}
+    out.update(document_arrays(analysis))  # a windowed document's vectors, shared by its windows
+    return out
 
 
 def file_results(into, source) -> None:
@@ -192,11 +195,13 @@ class ValidatePanel(QWidget):
         if error:
             return self._refuse(error[0].upper() + error[1:] + ".")
         loaded, options, engine = w.loaded, w.analysis_options(), w.engine
+        window_shown = shown_window_of(w.state.analysis)
 
         def work(progress, cancel):
             started = time.perf_counter()
             analysis = engine.analyze(loaded, text, progress=lambda f, m: progress(0.97 * f, m),
                                       cancel=cancel, methods=list(METHODS), target=spec, **options)
+            analysis = same_window(analysis, window_shown)  # a document's results keep the window shown
             progress(0.98, "preparing the views")
             prepared = prepare(analysis, cancel)
             prepared.source = "analysis"
@@ -351,6 +356,7 @@ class ValidatePanel(QWidget):
         target = section.get("target") or {}
         lines = [f"Target: {target_phrase(section) or target.get('kind', '?')} = {fmt(target.get('value'))}"
                  + (f" · predicted: {target['predicted']}" if target.get("predicted") is not None else "")]
+        lines += document_lines(section)
         read = section.get("read_row") or {}
         if read.get("why"):
             lines.append(f"Row the output reads: {read.get('rule')} ({read['why']})")
