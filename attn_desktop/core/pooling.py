@@ -15,6 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 CHUNK_CELLS = 1 << 22  # cells converted at a time on the float32 path (16 MB)
+_HALVES = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)  # bits -> value
+
+
+def _halves_to_float32(bits: np.ndarray) -> np.ndarray:
+    """float16 bit patterns (int16) to float32 by table lookup (numpy's own conversion is slow)."""
+    return np.take(_HALVES, bits.view(np.uint16))
 
 
 @dataclass(frozen=True)
@@ -124,23 +130,32 @@ def _divide(a: np.ndarray, divisor: np.ndarray | None) -> np.ndarray:
 
 def _int16_path(part: np.ndarray, region: Region, low: bool, divisor):
     """float16 reduced as int16 bit patterns; None when some block holds a negative value that
-    the bit order would misplace."""
+    the bit order would misplace. Without a divisor the columns are reduced as integers too."""
     fr, fc = region.factors
     bits = part.view(np.int16)
     hi = _reduce_rows(bits, fr, np.maximum)
     lo = _reduce_rows(bits, fr, np.minimum) if low else None
     if (hi < 0).any() or (lo is not None and (lo < 0).any()):
         return None
-    as_float = [None if x is None else x.view(np.float16).astype(np.float32) for x in (hi, lo)]
-    return [None if x is None else _divide(x, divisor) for x in as_float]
+    if divisor is None:
+        hi = _reduce_cols(hi, fc, np.maximum)
+        lo = None if lo is None else _reduce_cols(lo, fc, np.minimum)
+    as_float = [None if x is None else _halves_to_float32(x) for x in (hi, lo)]
+    return [None if x is None else _divide(x, divisor) for x in as_float], divisor is None
 
 
 def _float_path(part: np.ndarray, region: Region, low: bool, divisor):
     fr = region.factors[0]
     rows_per = max(fr, CHUNK_CELLS // max(part.shape[1], 1) // fr * fr)
+    if part.dtype == np.float16:
+        rows_per = max(fr, rows_per // 4 // fr * fr)  # the int16 bits and the float32 values
     highs, lows = [], []
     for start in range(0, part.shape[0], rows_per):
-        chunk = np.asarray(part[start: start + rows_per], dtype=np.float32)
+        rows = part[start: start + rows_per]
+        if rows.dtype == np.float16:
+            chunk = _halves_to_float32(np.ascontiguousarray(rows).view(np.int16))
+        else:
+            chunk = np.asarray(rows, dtype=np.float32)
         highs.append(_reduce_rows(chunk, fr, np.maximum))
         if low:
             lows.append(_reduce_rows(chunk, fr, np.minimum))
@@ -158,15 +173,18 @@ def block_extremes(values: np.ndarray, region: Region, *, low: bool = False,
     (r0, r1), (c0, c1) = region.rows, region.cols
     part = values[r0:r1, c0:c1]
     div = None if divisor is None else np.asarray(divisor, np.float64)[c0:c1].astype(np.float32)
-    out = None
+    out, cols_done = None, False
     if part.dtype == np.float16:
-        out = _int16_path(part, region, low, div)
+        found = _int16_path(part, region, low, div)
+        if found is not None:
+            out, cols_done = found
     if out is None:
         out = _float_path(part, region, low, div)
     hi, lo = out
-    fc = region.factors[1]
-    hi = _reduce_cols(hi, fc, np.maximum)
-    lo = None if lo is None else _reduce_cols(lo, fc, np.minimum)
+    if not cols_done:
+        fc = region.factors[1]
+        hi = _reduce_cols(hi, fc, np.maximum)
+        lo = None if lo is None else _reduce_cols(lo, fc, np.minimum)
     return Blocks(region, np.ascontiguousarray(hi, np.float32),
                   None if lo is None else np.ascontiguousarray(lo, np.float32))
 

@@ -351,6 +351,8 @@ class Heatmap(QWidget):
         self.focus_button.setText("Zoom to focus")
         self.focus_button.setToolTip("Zoom in on the focus row until every label can be read (F)")
         self.focus_button.clicked.connect(self.zoom_to_focus)
+        self.fit_button.setEnabled(False)
+        self.focus_button.setEnabled(False)
         zoom_row = QHBoxLayout()
         zoom_row.setContentsMargins(4, 0, 4, 0)
         zoom_row.addWidget(self.zoom_label, 1)
@@ -419,6 +421,8 @@ class Heatmap(QWidget):
         self._levels_of = ()
         self.image.clear()
         self.zoom_label.setText("")
+        self.fit_button.setEnabled(False)
+        self.focus_button.setEnabled(False)
         for box in self._focus_boxes + [self.focus_box]:
             box.hide()
         self.row_labels, self.col_labels = [], []
@@ -500,9 +504,11 @@ class Heatmap(QWidget):
         key = (self.values, self.scale, self.expected)
         if len(self._levels_of) == 4 and all(a is b for a, b in zip(self._levels_of[:3], key, strict=True)):
             return self._levels_of[3]
-        blocks = pooling.block_extremes(self.values, pooling.whole(self.values.shape), low=True,
+        low = self.scale not in ("linear", "log")  # those two need only the largest value
+        blocks = pooling.block_extremes(self.values, pooling.whole(self.values.shape), low=low,
                                         divisor=self._divisor())
-        pair = np.array([[blocks.low[0, 0], blocks.high[0, 0]]], np.float32)
+        high = blocks.high[0, 0]
+        pair = np.array([[blocks.low[0, 0] if low else high, high]], np.float32)
         lv = colormaps.levels(pair, self.scale, np.ones(2) if self.scale == colormaps.RATIO else None)
         self._levels_of = (*key, lv)
         return lv

@@ -215,3 +215,62 @@ def test_a_small_matrix_is_drawn_whole_as_before(heatmap):
     np.testing.assert_array_equal(heatmap.image.image, colormaps.quantise(values, "linear")[0])
     heatmap.show_cells((10, 30), (10, 30))
     assert heatmap.region is None  # no redrawing while zooming a matrix that fits
+
+
+LONG = ("The supplier shall automatically indemnify the purchaser against every claim arising from "
+        "the goods, including indemnification of reasonable legal costs. ")
+
+
+def on_screen(editor, token: int) -> bool:
+    view = editor.viewport().rect()
+    return any(view.intersects(r.toRect()) for r in editor.token_rects(token))
+
+
+def test_window_heatmap_and_editor_stay_linked(window, load, analyse, demo_path, qtbot):
+    """The demo model on a text of about 480 pieces in a small window: the overview is pooled;
+    a click on a zoomed-in cell or on a row label focuses that token and scrolls the editor to it;
+    a token clicked in the editor pans the zoomed heatmap to its row."""
+    load(window, demo_path)
+    window.resize(1000, 640)
+    window.state.update(words=False)  # rows are tokens
+    an = analyse(window, LONG * 20, type_it=False).analysis
+    heatmap, editor = window.heatmap, window.document.editor
+    n = len(an.tokens)
+    assert 400 < n <= 512
+    qtbot.waitUntil(lambda: heatmap.pool_factors[0] > 1)
+    fr, fc = heatmap.pool_factors
+    values = np.asarray(heatmap.values, np.float32)
+    np.testing.assert_array_equal(heatmap.image.image, colormaps.quantise_at(
+        block_max(values, fr, fc).astype(np.float32), heatmap.scale, heatmap.levels))
+
+    editor.verticalScrollBar().setValue(0)
+    target = n // 2
+    assert not on_screen(editor, target)
+    heatmap.show_cells((target - 6, target + 6), (0, 40))
+    qtbot.waitUntil(lambda: heatmap.pool_factors == (1, 1))
+    click_cell(qtbot, heatmap, target, 10)
+    assert window.state.sel.focus == target
+    qtbot.waitUntil(lambda: on_screen(editor, target))
+    assert heatmap._focus_rows == [target]
+
+    # a row label: the label drawn for row target + 3
+    editor.verticalScrollBar().setValue(0)
+    (y0, y1), height = sorted(heatmap.view.viewRange()[1]), heatmap.left.geometry().height()
+    row = next(i for i in heatmap.left.visible_ticks(y0, y1, height) if i > target)
+    scene = heatmap.view.mapViewToScene(QPointF(0, row + 0.5))
+    scene.setX(heatmap.left.sceneBoundingRect().center().x())
+    qtbot.mouseClick(heatmap.graphics.viewport(), Qt.LeftButton, pos=heatmap.graphics.mapFromScene(scene))
+    assert window.state.sel.focus == row
+    qtbot.waitUntil(lambda: on_screen(editor, row))
+
+    # a token clicked in the editor: the heatmap pans to its row, keeping the zoom
+    far = n - 20
+    heatmap.show_cells((0, 12), (0, 40))
+    from attn_desktop.gui.heatmap_link import reveal_token
+
+    reveal_token(editor, far)
+    rect = editor.token_rects(far)[0]
+    qtbot.mouseClick(editor.viewport(), Qt.LeftButton, pos=rect.center().toPoint())
+    assert window.state.sel.focus == far
+    (y0, y1) = sorted(heatmap.view.viewRange()[1])
+    assert y0 <= far < y1 and y1 - y0 == pytest.approx(12)
