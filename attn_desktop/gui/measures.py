@@ -493,10 +493,11 @@ from . import importance  # noqa: E402,F401  (registers the importance-vector me
 
 
 class MatrixCache:
-    """The last few matrices shown, so stepping back and forth costs nothing."""
+    """The last few matrices shown, so stepping back and forth costs nothing; at most `size` of
+    them and, beyond the latest, at most `budget` bytes (a 4096 x 4096 float32 matrix is 64 MB)."""
 
-    def __init__(self, size: int = 6) -> None:
-        self.size = size
+    def __init__(self, size: int = 6, budget: int = 128 << 20) -> None:
+        self.size, self.budget = size, budget
         self._items: OrderedDict[tuple, Any] = OrderedDict()
 
     def get(self, key: tuple, make):
@@ -505,9 +506,12 @@ class MatrixCache:
             return self._items[key]
         value = make()
         self._items[key] = value
-        while len(self._items) > self.size:
+        while len(self._items) > 1 and (len(self._items) > self.size or self._bytes() > self.budget):
             self._items.popitem(last=False)
         return value
+
+    def _bytes(self) -> int:
+        return sum(getattr(getattr(v, "values", v), "nbytes", 0) for v in self._items.values())
 
     def clear(self) -> None:
         self._items.clear()
