@@ -27,6 +27,12 @@ GUIDE: list[tuple[str, list[str]]] = [
         "rows and a word's column the sum of its pieces' columns; Pieces shows the model's tokens.",
         "Heads: each small map is one head of one layer. Click one to show it. Mean, max and min "
         "combine the heads of a layer.",
+        "Zoom with the wheel or + and −, pan by dragging or with the arrow keys; 0 or Fit shows the "
+        "whole matrix, F or Zoom to focus the focus row with every label readable. When the matrix has "
+        "more rows or columns than the view has pixels, each pixel shows the largest value of a block "
+        "of cells (the line above the heatmap says how many), so a single strong cell is never lost; "
+        "hover it to see the block and the cell that gives it its colour, click to focus that cell's "
+        "token. Zoom in to see every cell.",
     ]),
     ("Rollout and flow", [
         "Attention in one layer mixes information that earlier layers already mixed. Rollout multiplies "
