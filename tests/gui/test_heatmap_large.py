@@ -129,7 +129,7 @@ def test_zooming_in_shows_every_cell_exactly(heatmap, tmp_path, qtbot):
 
 
 @pytest.mark.parametrize("scale", [colormaps.SIGNED, colormaps.RATIO, "min–max", "log"])
-def test_pooling_follows_the_scale(heatmap, tmp_path, scale):
+def test_pooling_follows_the_scale(heatmap, tmp_path, qtbot, scale):
     """Signed values: the value of largest magnitude per block (a negative peak stays visible);
     × uniform: the largest ratio to each column's uniform share; the levels are the whole matrix's."""
     rng = np.random.default_rng(2)
@@ -163,6 +163,12 @@ def test_pooling_follows_the_scale(heatmap, tmp_path, scale):
     np.testing.assert_array_equal(heatmap.image.image, want)
     peak_pixel = heatmap.image.image[PEAK[0] // fr, PEAK[1] // fc]
     assert peak_pixel == (0 if scale == colormaps.SIGNED else 255)
+    # zoomed in: each cell as the whole matrix quantised on this scale would draw it
+    heatmap.show_cells((PEAK[0] - 20, PEAK[0] + 20), (PEAK[1] - 20, PEAK[1] + 20))
+    qtbot.waitUntil(lambda: heatmap.pool_factors == (1, 1))
+    (r0, r1), (c0, c1) = heatmap.region.rows, heatmap.region.cols
+    whole = colormaps.quantise(values.astype(np.float32), scale, expected)[0]
+    np.testing.assert_array_equal(heatmap.image.image, whole[r0:r1, c0:c1])
 
 
 def test_keyboard_zooms_pans_and_fits(heatmap, tmp_path, qtbot):
