@@ -652,13 +652,20 @@ class Heatmap(QWidget):
         self.show_cells((r - rows_shown / 2, r + rows_shown / 2), (c - cols_shown / 2, c + cols_shown / 2))
 
     def reveal_focus(self) -> None:
-        """Pan (keeping the zoom) so that the focus rows are on screen, when they are not."""
+        """Pan (keeping the zoom) so that the focus rows are on screen, when they are not; the
+        focus column too then, if it is off screen (a focus picked in the heatmap is on screen
+        already, so the view never jumps away from where the user clicked)."""
         if self.values is None or not self._focus_rows:
             return
-        (y0, y1), cols = self._visible()
+        (y0, y1), (x0, x1) = self._visible()
         first, last = self._focus_rows[0], self._focus_rows[-1] + 1
         if first >= y0 and last <= y1 or y1 - y0 >= self.values.shape[0] - 1e-6:
             return
+        cols = (x0, x1)
+        pinned = self.bottom.pinned
+        if pinned and not (pinned[0] >= x0 and pinned[-1] + 1 <= x1):
+            middle = (pinned[0] + pinned[-1] + 1) / 2
+            cols = (middle - (x1 - x0) / 2, middle + (x1 - x0) / 2)
         span = y1 - y0
         middle = (first + last) / 2 if last - first <= span else first + span / 2
         self.show_cells((middle - span / 2, middle + span / 2), cols)

@@ -203,11 +203,15 @@ def test_focus_elsewhere_pans_to_it(heatmap, tmp_path, qtbot):
     values = memmapped(tmp_path, sparse(np.random.default_rng(4)))
     heatmap.set_matrix(values, labels(N_ROWS, "q"), labels(N_COLS, "k"))
     heatmap.show_cells((0, 50), (0, 60))
-    heatmap.set_focus_rows([1800], [1800])
+    heatmap.set_focus_rows([1800], [])  # no focus column (keys of another text): x stays
     (x0, x1), (y0, y1) = heatmap.view.viewRange()
     assert y0 <= 1800 < y1 and y1 - y0 == pytest.approx(50)  # the zoom is kept
     assert (x0, x1) == pytest.approx((0, 60))
     qtbot.waitUntil(lambda: heatmap.region.rows[0] <= 1800 < heatmap.region.rows[1])
+    heatmap.set_focus_rows([900], [900])  # with its column: centred on the cell (900, 900)
+    (x0, x1), (y0, y1) = heatmap.view.viewRange()
+    assert (y0 + y1) / 2 == pytest.approx(900.5) and (x0 + x1) / 2 == pytest.approx(900.5)
+    assert (y1 - y0, x1 - x0) == pytest.approx((50, 60))
     # a focus already on screen does not move the view
     heatmap.set_focus_rows([int(y0) + 1], [])
     assert heatmap.view.viewRange()[1] == pytest.approx([y0, y1])
