@@ -12,6 +12,10 @@ switch really reached the screen). Measured in the same run:
 - baseline: the whole 4096 x 4096 image at full resolution (quantised to uint8 through the same
   fast lookup table, then setImage), i.e. the heatmap before the overview existed.
 
+What reaches the screen, in the same run: a matrix with 200 isolated peaks (value 1, the rest
+below 1e-3), drawn as the overview and as the baseline; the widget is grabbed and a peak counts as
+visible when a pixel within 1 pixel of where it lies has the colour map's top colour.
+
 Then the same attention in the real main window (a synthetic 4096-token analysis, every third word
 two pieces): a layer/head switch through the selection, by pieces and by words, which adds what
 the window does around the heatmap (the matrix by words, the focus row, the editor's colours).
@@ -142,6 +146,41 @@ def window_switches(att: np.ndarray, app: QApplication, switches: int) -> list[t
     return out
 
 
+def visible_peaks(app: QApplication, heatmap: Heatmap, peaks: np.ndarray) -> int:
+    from PySide6.QtCore import QPointF
+
+    app.processEvents()
+    image = heatmap.graphics.grab().toImage()
+    top = heatmap._lut()[255].astype(int)
+    seen = 0
+    for r, c in peaks:
+        at = heatmap.graphics.mapFromScene(heatmap.view.mapViewToScene(QPointF(c + 0.5, r + 0.5)))
+        found = False
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                colour = image.pixelColor(at.x() + dx, at.y() + dy)
+                rgb = np.array([colour.red(), colour.green(), colour.blue()])
+                found |= bool(np.abs(rgb - top).max() <= 8)
+        seen += found
+    return seen
+
+
+def peaks_on_screen(app: QApplication, heatmap: Heatmap, n: int) -> tuple[int, int, int]:
+    """(peaks, visible in the overview, visible in the full-resolution baseline)."""
+    rng = np.random.default_rng(7)
+    values = (rng.random((n, n), dtype=np.float32) * 1e-3).astype(np.float16)
+    peaks = np.stack([rng.integers(0, n, 200), rng.integers(0, n, 200)], axis=1)
+    values[peaks[:, 0], peaks[:, 1]] = 1.0
+    labels = [f"tok{i}" for i in range(n)]
+    heatmap.set_matrix(values, labels, labels)
+    heatmap.fit()
+    pooled = visible_peaks(app, heatmap, peaks)
+    naive_render(heatmap)
+    naive = visible_peaks(app, heatmap, peaks)
+    heatmap.clear()
+    return len(peaks), pooled, naive
+
+
 def summary(ms: list[float]) -> str:
     ms = sorted(ms)
     return f"median {statistics.median(ms):7.1f} ms  p95 {ms[int(0.95 * (len(ms) - 1))]:7.1f} ms"
@@ -210,6 +249,7 @@ def main() -> int:
             naive = timed(app, heatmap, painted, slices, labels)
         finally:
             heatmap._render = fast_render
+        n_peaks, pooled_peaks, naive_peaks = peaks_on_screen(app, heatmap, n)
         heatmap.close()
         in_window = window_switches(att, app, args.switches)
 
@@ -222,6 +262,8 @@ def main() -> int:
     row("pan step at half zoom", pans)
     row("overview of a float32 head mean", mean)
     print(f"{'baseline: full-resolution 4096x4096 setImage':44s} {summary(naive)}")
+    print(f"\nisolated peaks visible on screen: overview {pooled_peaks}/{n_peaks}, "
+          f"full-resolution baseline {naive_peaks}/{n_peaks}")
     print("\nthe same switch in the main window (selection -> every view updated and repainted):")
     for name, ms in in_window:
         print(f"{name:44s} {summary(ms)}")

@@ -70,6 +70,12 @@ def test_overview_keeps_an_isolated_peak_as_a_block_max(heatmap, tmp_path, qtbot
     # the peak is the brightest pixel, in its block; striding (one cell of each block) loses it
     assert image[PEAK[0] // fr, PEAK[1] // fc] == 255 and (image == 255).sum() == 1
     assert values[::fr, ::fc].max() < 0.01
+    # ... and on screen: the widget as drawn has the map's top colour where the peak lies
+    shot = heatmap.graphics.grab().toImage()
+    at = heatmap.graphics.mapFromScene(heatmap.view.mapViewToScene(QPointF(PEAK[1] + 0.5, PEAK[0] + 0.5)))
+    top = heatmap._lut()[255].astype(int)
+    near = [shot.pixelColor(at.x() + dx, at.y() + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+    assert any(np.abs(np.array([q.red(), q.green(), q.blue()]) - top).max() <= 8 for q in near)
 
     # the tooltip of the peak's pixel names the block and the cell that gives it its colour
     heatmap._on_move(heatmap.view.mapViewToScene(QPointF(PEAK[1] + 0.5, PEAK[0] + 0.5)))
