@@ -741,8 +741,8 @@ class Heatmap(QWidget):
 
     # -- mouse ------------------------------------------------------------------------------
     def cell_at(self, scene_pos: QPointF) -> tuple[int, int]:
-        if self.values is None or not self.plot.sceneBoundingRect().contains(scene_pos):
-            return -1, -1
+        if self.values is None or not self.view.sceneBoundingRect().contains(scene_pos):
+            return -1, -1  # (zoomed in, a point on an axis maps to a cell outside the view)
         p = self.view.mapSceneToView(scene_pos)
         rows, cols = self.values.shape
         r, c = math.floor(p.y()), math.floor(p.x())

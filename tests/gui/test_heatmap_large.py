@@ -278,6 +278,13 @@ def test_window_heatmap_and_editor_stay_linked(window, load, analyse, demo_path,
     qtbot.mouseClick(heatmap.graphics.viewport(), Qt.LeftButton, pos=heatmap.graphics.mapFromScene(scene))
     assert window.state.sel.focus == row
     qtbot.waitUntil(lambda: on_screen(editor, row))
+    # a column label: the token that column stands for
+    (x0, x1), width = sorted(heatmap.view.viewRange()[0]), heatmap.bottom.geometry().width()
+    col = next(i for i in heatmap.bottom.visible_ticks(x0, x1, width) if i not in (row, target))
+    scene = heatmap.view.mapViewToScene(QPointF(col + 0.5, 0))
+    scene.setY(heatmap.bottom.sceneBoundingRect().center().y())
+    qtbot.mouseClick(heatmap.graphics.viewport(), Qt.LeftButton, pos=heatmap.graphics.mapFromScene(scene))
+    assert window.state.sel.focus == col
 
     # a token clicked in the editor: the heatmap pans to its row, keeping the zoom
     far = n - 20
