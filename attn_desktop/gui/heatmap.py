@@ -563,6 +563,7 @@ class Heatmap(QWidget):
         if self._fits():
             if self.region is not None:
                 self._render()
+            self._say_zoom()
             return
         if self.region is None:
             self._render()

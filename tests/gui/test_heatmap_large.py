@@ -223,14 +223,17 @@ def test_focus_elsewhere_pans_to_it(heatmap, tmp_path, qtbot):
     assert heatmap.view.viewRange()[1] == pytest.approx([y0, y1])
 
 
-def test_a_small_matrix_is_drawn_whole_as_before(heatmap):
+def test_a_small_matrix_is_drawn_whole_as_before(heatmap, qtbot):
     rng = np.random.default_rng(5)
     values = rng.random((200, 180)).astype(np.float32)
     heatmap.set_matrix(values, labels(200, "q"), labels(180, "k"))
     assert heatmap.region is None and heatmap.pool_factors == (1, 1)
     np.testing.assert_array_equal(heatmap.image.image, colormaps.quantise(values, "linear")[0])
+    assert not heatmap.fit_button.isEnabled() and heatmap.zoom_label.text() == "every cell shown"
     heatmap.show_cells((10, 30), (10, 30))
+    qtbot.waitUntil(heatmap.fit_button.isEnabled)
     assert heatmap.region is None  # no redrawing while zooming a matrix that fits
+    assert "rows 10–29, columns 10–29 of 200 × 180" in heatmap.zoom_label.text()
 
 
 LONG = ("The supplier shall automatically indemnify the purchaser against every claim arising from "
