@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication
 
 from attn_desktop.gui import colormaps
 from attn_desktop.gui.heatmap import Heatmap
@@ -203,6 +205,16 @@ def test_keyboard_zooms_pans_and_fits(heatmap, tmp_path, qtbot):
     assert span() == pytest.approx((N_COLS, N_ROWS))
     qtbot.waitUntil(lambda: heatmap.pool_factors != (1, 1))
     assert not heatmap.fit_button.isEnabled()
+    # the mouse wheel zooms about the cursor, and smaller blocks follow
+    before = heatmap.pool_factors
+    viewport = heatmap.graphics.viewport()
+    at = QPointF(heatmap.graphics.mapFromScene(heatmap.view.sceneBoundingRect().center()))
+    for _ in range(6):
+        wheel = QWheelEvent(at, QPointF(viewport.mapToGlobal(at.toPoint())), QPoint(0, 0), QPoint(0, 120),
+                            Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+        QApplication.sendEvent(viewport, wheel)
+    assert span()[0] < N_COLS / 2 and span()[1] < N_ROWS / 2
+    qtbot.waitUntil(lambda: heatmap.pool_factors[0] < before[0] and heatmap.pool_factors[1] < before[1])
 
 
 def test_focus_elsewhere_pans_to_it(heatmap, tmp_path, qtbot):
