@@ -45,6 +45,7 @@ ATTENTION_RULE = ("per window, the last layer's attention (mean over heads) or f
                   "Attention does not cross windows.")
 STEP_WEIGHT = {"target": 1, "attention": 2, "saliency": 3, "grad_input": 3, "ig": 30, "loo": 20,
                "agreement": 1, "verdict": 0.1}
+JOINT_BUDGET = 4096  # rows x tokens of all windows held in one autograd graph (as per-text IG's batches)
 ARRAY_PREFIX = "document_"
 INDEX_ARRAY = "window_document_index"
 
@@ -216,13 +217,28 @@ class DocumentTarget:
                 outs.append(self.output(loaded, k, self.ids(k, e.shape[0], loaded.device), e))
         return self.combine(outs)[0]
 
+    def joint(self, rows: int) -> bool:
+        """Whether B rows of every window fit one graph (JOINT_BUDGET rows x tokens)."""
+        return rows * sum(len(w) for w in self.windows) <= JOINT_BUDGET
+
     def gradients(self, loaded, make_embeds: Callable[[int], Any], cancel=None) -> list:
         """d target / d embeddings of every window, for B rows at once: one [B, n_k, d] per window.
-        Every window's output is computed once without a graph, then each window again with its graph
-        and the target's gradient with respect to that output (the chain rule through the mean), so
-        only one window's graph is held at a time."""
+        Small enough (`joint`): one graph over every window, one backward pass. Else every window's
+        output is computed once without a graph, then each window again with its graph and the
+        target's gradient with respect to that output (the chain rule through the mean), so only one
+        window's graph is held at a time (one more forward pass per window)."""
         import torch
 
+        if self.joint(make_embeds(0).shape[0]):
+            with torch.enable_grad():
+                embeds, outs = [], []
+                for k in range(len(self.windows)):
+                    _check(cancel)
+                    e = make_embeds(k).detach().requires_grad_(True)
+                    embeds.append(e)
+                    outs.append(self.output(loaded, k, self.ids(k, e.shape[0], loaded.device), e))
+                value = self.combine(outs)[0]
+                return [g.detach() for g in torch.autograd.grad(value.sum(), embeds)]
         with torch.no_grad():
             outs = []
             for k in range(len(self.windows)):
@@ -377,8 +393,9 @@ def integrated_gradients(loaded, target: DocumentTarget, count: int, *, baseline
     f_x = float(target.evaluate_windows(loaded, lambda k: xs[k])[0])
     f_b = float(target.evaluate_windows(loaded, lambda k: bs[k])[0])
     gap = abs(f_x - f_b)
+    total = sum(len(w) for w in target.windows)
     longest = max(len(w) for w in target.windows)
-    batch = max(1, min(32, 4096 // max(longest, 1)))
+    batch = max(1, min(32, JOINT_BUDGET // total if total <= JOINT_BUDGET else 4096 // longest))
     k_steps = start_steps if adaptive else int(steps)
     tried, best = [], None
     while True:
@@ -414,8 +431,9 @@ def integrated_gradients(loaded, target: DocumentTarget, count: int, *, baseline
         "tolerance": tolerance if adaptive else None, "max_steps": max_steps if adaptive else None,
         "tried": tried, "converged": abs(delta) <= tolerance * gap or abs(delta) < 1e-7,
         "internal_batch_size": batch, "path": "one path for the whole document: the same alpha in every window",
-        "implementation": "captum's quadrature (step sizes and alphas); gradients through each window in turn "
-                          "(chain rule through the mean over windows)",
+        "implementation": "captum's quadrature (step sizes and alphas); gradients of the document target "
+                          + ("in one graph over every window" if target.joint(batch) else
+                             "through each window in turn (chain rule through the mean over windows)"),
         "definition": "sum over d of IG attributions on the input-embedding layer, summed over a token's "
                       "occurrences; completeness: sum(attr) = f(x) - f(baseline) + delta",
     }
