@@ -351,8 +351,11 @@ class Heatmap(QWidget):
         self.focus_button.setText("Zoom to focus")
         self.focus_button.setToolTip("Zoom in on the focus row until every label can be read (F)")
         self.focus_button.clicked.connect(self.zoom_to_focus)
-        self.fit_button.setEnabled(False)
-        self.focus_button.setEnabled(False)
+        for button in (self.fit_button, self.focus_button):
+            button.setEnabled(False)
+            policy = button.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)  # hidden for a grab without moving anything
+            button.setSizePolicy(policy)
         zoom_row = QHBoxLayout()
         zoom_row.setContentsMargins(4, 0, 4, 0)
         zoom_row.addWidget(self.zoom_label, 1)
@@ -828,6 +831,18 @@ class Heatmap(QWidget):
             col = self.bottom.label_at(p.x())
             if col is not None:
                 self.key_clicked.emit(col)  # a column label
+
+    def grab(self, *args):
+        """The heatmap as an image (exports, the clipboard): without the zoom buttons; the line
+        saying what a pixel stands for stays."""
+        shown = [b for b in (self.fit_button, self.focus_button) if b.isVisible()]
+        for button in shown:
+            button.hide()
+        try:
+            return super().grab(*args)
+        finally:
+            for button in shown:
+                button.show()
 
     def export_png(self, path: str) -> bool:
         return self.graphics.grab().save(path, "PNG")

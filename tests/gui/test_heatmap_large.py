@@ -312,3 +312,15 @@ def test_window_heatmap_and_editor_stay_linked(window, load, analyse, demo_path,
     assert window.state.sel.focus == far
     (y0, y1) = sorted(heatmap.view.viewRange()[1])
     assert y0 <= far < y1 and y1 - y0 == pytest.approx(12)
+
+
+def test_an_image_of_the_heatmap_has_no_buttons(heatmap, tmp_path):
+    values = memmapped(tmp_path, sparse(np.random.default_rng(6)))
+    heatmap.set_matrix(values, labels(N_ROWS, "q"), labels(N_COLS, "k"))
+    heatmap.show_cells((0, 100), (0, 100))
+    plot_before = heatmap.graphics.geometry()
+    shot = heatmap.grab().toImage()
+    assert heatmap.fit_button.isVisible() and heatmap.graphics.geometry() == plot_before
+    area = heatmap.fit_button.geometry().united(heatmap.focus_button.geometry())
+    colours = {shot.pixel(x, y) for x in range(area.left(), area.right()) for y in range(area.top(), area.bottom())}
+    assert len(colours) == 1  # only the background where the buttons are on screen
