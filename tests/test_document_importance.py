@@ -258,3 +258,47 @@ def test_one_graph_and_window_by_window_give_the_same_gradients(loaded_models, m
     for name in ("saliency", "grad_input", "integrated_gradients"):
         np.testing.assert_allclose(apart.arrays[f"document_{name}"], joint.arrays[f"document_{name}"],
                                    rtol=1e-4, atol=1e-7)
+
+
+def test_deleted_tokens_and_a_zero_baseline(one_token_model):
+    """Leave-one-out by deletion removes the token from every window that holds it (checked by a
+    plain loop); IG from the zero embedding keeps document-level completeness."""
+    loaded, rent_id = one_token_model
+    text, plain, _ = _placed(loaded, rent_id, "overlap")
+    an = analyze(loaded, text, windows={"size": SIZE}, methods=["ig", "loo"], target={"class": 1},
+                 explain_options={"replacement": "delete", "baseline": "zero", "ig_steps": 32})
+    section = an.manifest["explain"]
+    assert section["methods"]["loo"]["replacement"] == "delete"
+    ids, where = _windows_of(an)
+    count = _doc_count(an)
+    f_x = _classify(loaded.model, [[w] for w in ids], 1)[0]
+    rent = next(i for w, d in zip(ids, where, strict=True) for t, i in zip(w, d, strict=True) if t == rent_id)
+    some = sorted({rent, 0, count - 1, *range(3, count, 11)})  # the plain loop runs every window per token
+    expected = np.array([f_x - _classify(loaded.model, [[[t for t, j in zip(w, d, strict=True) if j != i]]
+                                                         for w, d in zip(ids, where, strict=True)], 1)[0]
+                         for i in some])
+    np.testing.assert_allclose(an.arrays["document_loo"][some], expected, atol=2e-6)
+    assert abs(expected[some.index(rent)]) > 1e-4
+    ig = section["methods"]["integrated_gradients"]
+    assert ig["baseline"] == "zero"
+    total = float(an.arrays["document_integrated_gradients"].astype(np.float64).sum())
+    assert total == pytest.approx(ig["f_input"] - ig["f_baseline"] + ig["delta"], abs=1e-6)
+    assert ig["f_input"] == pytest.approx(f_x, abs=1e-6)
+
+
+def test_a_damaged_document_map_is_refused(loaded_models, tmp_path):
+    from attn_desktop.core.errors import UserError as Refused
+
+    loaded = loaded_models("bert")
+    an = analyze(loaded, _text(2), windows={"size": SIZE}, methods=["grad_input"], target={"labels": LABELS})
+    count = _doc_count(an)
+    bad = an.arrays["window_document_index"].copy()
+    bad[0, 1] = count  # a document token that does not exist
+    an.arrays["window_document_index"] = bad
+    with pytest.raises(Refused, match="document token indices outside -1 to"):
+        save_session(an, tmp_path / "bad.attn")  # the schema's checks run on saving too
+    assert not (tmp_path / "bad.attn").exists()
+    an.arrays["window_document_index"] = bad.clip(-1, count - 1)
+    an.arrays["document_grad_input"] = np.zeros(count + 1, np.float32)
+    with pytest.raises(Refused, match="document_grad_input"):
+        save_session(an, tmp_path / "bad2.attn")

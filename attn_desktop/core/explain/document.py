@@ -192,7 +192,12 @@ class DocumentTarget:
         """(target [B], distribution [B, K] or None) from every window's output [B, D]."""
         import torch
 
-        mean = torch.stack(outputs).mean(0)
+        return self.read_mean(torch.stack(outputs).mean(0))
+
+    def read_mean(self, mean):
+        """(target [B], distribution [B, K] or None) from the mean over windows of their outputs [B, D]."""
+        import torch
+
         if self.kind == "class":
             if not self.has_distribution:
                 return mean[:, 0], None
@@ -475,14 +480,16 @@ def leave_one_out(loaded, target: DocumentTarget, count: int, replacement, batch
                 if progress is not None:
                     progress(done, jobs)
         per_window.append(found)
-    outs = []
+    # the mean over windows without token i: the input's mean plus (O_k without i - O_k) / W for the
+    # windows k that hold it ([N, D], never [W, N, D])
+    base = torch.stack(target._base)[:, 0]
+    windows = base.shape[0]
+    mean = base.mean(0).expand(count, -1).clone()
     for k, found in enumerate(per_window):
-        rows = target._base[k].expand(count, -1).clone()
         for i, o in found.items():
-            rows[i] = o
-        outs.append(rows)
+            mean[i] += (o - base[k]) / windows
     with torch.no_grad():
-        values = target.combine(outs)[0].double().cpu().numpy()
+        values = target.read_mean(mean)[0].double().cpu().numpy()
     return target.value - values
 
 
