@@ -103,3 +103,19 @@ def test_validate_a_windowed_document(window, load, qtbot, tiny_model_paths, tmp
     with qtbot.waitSignal(panel.validation_shown, timeout=TIMEOUT):
         w.open_session(str(path))
     assert panel.headline.text() == section["verdict"]["headline"]
+
+
+def test_a_next_token_target_on_a_windowed_document_is_one_line(window, load, qtbot, tiny_model_paths):
+    w = window
+    load(w, tiny_model_paths["gpt2"])
+    with qtbot.waitSignal(w.analysis_shown, timeout=TIMEOUT):
+        w.document.editor.setPlainText(DOCUMENT)
+    analysed = w.state.analysis
+    assert core_windows.is_windowed(analysed)
+    panel = w.validate_panel
+    with qtbot.waitSignal(panel.validation_failed, timeout=TIMEOUT) as blocker:
+        panel.run_button.click()
+    message = blocker.args[0]
+    assert message.startswith("a document read in windows has a document-level target only") and "\n" not in message
+    assert panel.status.text() == message
+    assert "explain" not in analysed.manifest and panel.shown is None and w.state.analysis is analysed
