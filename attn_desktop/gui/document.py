@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from ..core.words import tokens_in_span
 from . import colormaps
 from .contrast import make_secondary
+from .document_shade import document_levels
 from .editor import TokenColors, TokenEditor, TokenStrip
 from .marks import EditorMarks
 from .measures import MEASURES
@@ -181,6 +182,7 @@ class DocumentPanel(QWidget):
             pick = np.array(in_text if in_text else range(len(units)), dtype=np.intp)
             basis = unit_values[pick]
             lv = colormaps.levels(basis, scale, expected[pick])
+            lv = document_levels(an, sel, lv)  # a windowed document's vector: one scale for every window
             strength = np.abs(basis) if signed else basis
             if scale == colormaps.RATIO:  # the word most above chance, not the one with most pieces
                 strength = basis / np.maximum(expected[pick], 1e-12)

@@ -39,8 +39,8 @@ def document_lines(section: dict) -> list[str]:
     return [
         f"Document target over {doc.get('windows')} windows ({doc.get('document_tokens')} tokens): "
         f"{doc.get('target_rule')}",
-        "Each token's value is for the whole document (summed over the windows that hold it); the text shows "
-        "the tokens of the window on screen: click the text or the window map to see another part.",
+        "Each token's value is for the whole document (summed over the windows that hold it); the text is "
+        "shaded over the whole document on one scale, the heatmap shows the window on screen.",
         "Attention does not cross windows: the attention compared is each window's, averaged over the "
         "windows that hold a token.",
     ]

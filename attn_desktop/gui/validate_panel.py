@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from .compare_view import CompareView
 from .document import input_text
+from .document_shade import DocumentShade
 from .document_validate import document_arrays, document_lines, same_window, shown_window_of
 from .importance import IMPORTANCE_KEYS, explain_section, method_measure, target_phrase
 from .measures import prepare
@@ -93,6 +94,7 @@ class ValidatePanel(QWidget):
         super().__init__(window)
         self.window = window
         self.runner = LatestOnly("Validation", self)
+        self.document_shade = DocumentShade(window)  # a windowed document's values outside the window shown
         self.shown = None  # the analysis whose results are on screen
         self.last = None  # the last analysis holding results (carried over to a re-analysis of the same input)
 

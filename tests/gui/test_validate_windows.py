@@ -74,6 +74,27 @@ def test_validate_a_windowed_document(window, load, qtbot, tiny_model_paths, tmp
     k0 = core_windows.shown_window(an)
     np.testing.assert_allclose(w.document.editor.values, expected_view(an, k0, "integrated_gradients"))
 
+    # the text outside the window is shaded too, every word on one scale for the whole document
+    from attn_desktop.core.explain.document import document_token_list
+    from attn_desktop.gui import colormaps
+    from attn_desktop.gui.signed_colors import SignedTokenColors
+
+    doc_ig = an.arrays["document_integrated_gradients"].astype(np.float64)
+    top = float(np.abs(doc_ig).max())
+    pal = w.document.editor.palette()
+    lut = colormaps.lut(colormaps.diverging(w.state.sel.colormap))
+    colours = SignedTokenColors(0.5 + doc_ig / (2 * top), lut, pal.color(pal.ColorRole.Base),
+                                pal.color(pal.ColorRole.Text))
+    tokens = document_token_list(an)
+    index = an.arrays["window_document_index"][k0, :len(an.tokens)]
+    outside = [i for i in range(len(doc_ig)) if i not in set(index.tolist()) and colours.shown[i]]
+    shade = panel.document_shade
+    assert outside and sorted(shade.colours) == sorted((tokens[i].start, tokens[i].end) for i in outside)
+    for i in outside:
+        assert shade.colours[(tokens[i].start, tokens[i].end)] == colours.color(i)
+    inside = max((j for j, i in enumerate(index) if i >= 0), key=lambda j: abs(doc_ig[index[j]]))
+    assert w.document.editor.colors.color(inside) == colours.color(int(index[inside]))
+
     # a click in a later window shows that window, with the same document-level values
     info = an.manifest["windows"]
     char = DOCUMENT.rindex("notice") + 1
