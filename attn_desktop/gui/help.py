@@ -49,8 +49,8 @@ GUIDE: list[tuple[str, list[str]]] = [
         "shown is not shaded. Clicking a word shows the window where it sits most centrally.",
         "Validate on a long document scores the words for one target of the whole document (the mean of the "
         "windows' embeddings or class probabilities); a word in two windows gets the sum of its values in "
-        "both, and the text shows the values of the window on screen. Heads need a text that fits the "
-        "model in one piece.",
+        "both, and the whole text is shaded on one scale. Heads need a text that fits the model in one "
+        "piece.",
     ]),
     ("Validate and Heads", [
         "Analysis ▸ Validate compares, for one output you choose (for the demo model, a label of a label "
