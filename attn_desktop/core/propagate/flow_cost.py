@@ -2,11 +2,13 @@
 
 Exact flow solves one maximum flow per (row, input token) pair on a graph that grows with the
 number of layers and tokens, so its cost grows faster than n². The figures below are seconds per
-pair with one process, measured by `benchmarks/bench_flow.py --long` on the development machine
-(2 cores; 12 layers; synthetic softmax attention) and scaled linearly with the number of layers;
-another machine differs, so the window replaces the estimate with the pace it measures as rows
-finish. No job is ever made cheaper by approximating: a job that would not fit is refused with
-its figures, and the user can ask for fewer rows.
+pair with one process on the development machine (2 cores), from `benchmarks/bench_flow.py`:
+up to 512 tokens the demo model on legal text (6 layers, scaled to 12); above, the 12-layer
+synthetic attention of `--long`, times the ratio real/synthetic measured at 512 tokens (2.2), so
+long inputs are estimated on the pessimistic side. Time scales with the number of layers (L − 1
+arc layers). Another machine differs, so the window replaces the estimate with the pace it
+measures as rows finish. No job is ever made cheaper by approximating: a job that would not
+fit is refused with its figures, and the user can ask for fewer rows.
 
 Pure Python: the window's process uses it before it asks the compute process for anything.
 """
@@ -17,8 +19,8 @@ import math
 from dataclasses import dataclass
 
 # (tokens, seconds per (row, input) pair with one process at 12 layers)
-PAIR_SECONDS_12_LAYERS = ((64, 0.25e-3), (256, 1.0e-3), (512, 2.2e-3), (1024, 4.6e-3), (2048, 27e-3),
-                          (4096, 60e-3))
+PAIR_SECONDS_12_LAYERS = ((64, 0.5e-3), (256, 2.2e-3), (512, 4.8e-3), (1024, 15e-3), (2048, 90e-3),
+                          (4096, 330e-3))
 MEMORY_LIMIT_BYTES = int(1.5 * 2**30)  # one process's flow network may use this much
 LONG_JOB_SECONDS = 8 * 3600.0  # jobs estimated longer than this are not started
 SAY_ESTIMATE_AFTER_S = 10.0  # jobs estimated longer than this say so before they start
