@@ -182,7 +182,7 @@ class DocumentPanel(QWidget):
             pick = np.array(in_text if in_text else range(len(units)), dtype=np.intp)
             basis = unit_values[pick]
             lv = colormaps.levels(basis, scale, expected[pick])
-            lv = document_levels(an, sel, lv)  # a windowed document's vector: one scale for every window
+            window_lv, lv = lv, document_levels(an, sel, lv)  # a windowed document's vector: one scale
             strength = np.abs(basis) if signed else basis
             if scale == colormaps.RATIO:  # the word most above chance, not the one with most pieces
                 strength = basis / np.maximum(expected[pick], 1e-12)
@@ -191,6 +191,8 @@ class DocumentPanel(QWidget):
             unit = "word" if sel.words else "token"
             if signed:
                 strongest = f"largest |value| = {float(np.abs(basis).max()) if basis.size else 0.0:.3g}"
+                if lv != window_lv:
+                    strongest += f" in this window, {lv[1]:.3g} in the document (the scale)"
             elif top < 0:
                 strongest = ""
             elif scale == colormaps.RATIO:

@@ -92,6 +92,7 @@ def test_validate_a_windowed_document(window, load, qtbot, tiny_model_paths, tmp
     assert outside and sorted(shade.colours) == sorted((tokens[i].start, tokens[i].end) for i in outside)
     for i in outside:
         assert shade.colours[(tokens[i].start, tokens[i].end)] == colours.color(i)
+    assert f"{top:.3g} in the document (the scale)" in w.document.legend.text()
     inside = max((j for j, i in enumerate(index) if i >= 0), key=lambda j: abs(doc_ig[index[j]]))
     assert w.document.editor.colors.color(inside) == colours.color(int(index[inside]))
 
