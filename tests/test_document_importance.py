@@ -302,3 +302,22 @@ def test_a_damaged_document_map_is_refused(loaded_models, tmp_path):
     an.arrays["document_grad_input"] = np.zeros(count + 1, np.float32)
     with pytest.raises(Refused, match="document_grad_input"):
         save_session(an, tmp_path / "bad2.attn")
+
+
+def test_cancel_during_the_document_stage(loaded_models):
+    """Cancel is honoured inside the document stage (after every window was analysed), in one step."""
+    from attn_desktop.core.errors import Cancelled
+
+    loaded = loaded_models("bert")
+    seen = []
+
+    def progress(fraction, message):
+        seen.append(message)
+
+    def cancel():
+        return any(m.startswith("Integrated Gradients") for m in seen)
+
+    with pytest.raises(Cancelled):
+        analyze(loaded, _text(4), windows={"size": SIZE}, methods=["ig", "loo"], target={"labels": LABELS},
+                progress=progress, cancel=cancel, explain_options={"ig_steps": 64})
+    assert any(m.startswith("window ") for m in seen) and not any(m.startswith("leave-one-out") for m in seen)
