@@ -253,14 +253,35 @@ class TokenEditor(QPlainTextEdit):
             if geo.top() > clip.bottom():
                 break
             if block.isVisible() and geo.bottom() >= clip.top():
+                first_char, end_char = self._chars_in(block, geo.top(), clip)
                 lo = int(np.searchsorted(self._starts, block.position(), "left"))
-                hi = int(np.searchsorted(self._starts, block.position() + block.length(), "left"))
+                lo = max(lo, int(np.searchsorted(self._starts, first_char, "right")) - 1)  # one may start above
+                hi = int(np.searchsorted(self._starts, end_char, "left"))
                 for i in self._order[lo:hi]:
                     if i < len(shown) and shown[i]:
                         t = self.tokens[i]
                         for r in self._span_rects(block, geo.topLeft(), t.start, t.end):
                             yield int(i), r
             block = block.next()
+
+    @staticmethod
+    def _chars_in(block, top: float, clip: QRect) -> tuple[int, int]:
+        """The document positions of the block's lines that reach into `clip` (a long paragraph
+        holds thousands of tokens; only those on its visible lines are drawn)."""
+        layout = block.layout()
+        first = last = None
+        for n in range(layout.lineCount()):
+            line = layout.lineAt(n)
+            y = top + line.y()
+            if y > clip.bottom():
+                break
+            if y + line.height() >= clip.top():
+                first = line if first is None else first
+                last = line
+        if first is None:
+            return block.position(), block.position()
+        return (block.position() + first.textStart(),
+                block.position() + last.textStart() + last.textLength() + 1)
 
     def describe(self, i: int) -> str:
         t = self.tokens[i]

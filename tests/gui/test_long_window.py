@@ -11,6 +11,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QRectF
 
 from attn_desktop.core.mapped_arrays import file_region, is_mapped
 from attn_desktop.gui.measures import MEASURES
@@ -72,6 +73,13 @@ def test_a_4096_token_analysis_shows_from_mapped_files_and_its_session_reopens_m
         assert window.heatmap.values is not None and window.heatmap.values.shape == (N, N)
         np.testing.assert_allclose(window.heatmap.values, head_mean(att, 0), atol=1e-3)
         assert shown.args[0].thumbnails["self"].shape == (LAYERS, HEADS, 48, 48)
+
+        editor = window.document.editor  # one paragraph of 4096 tokens: only its visible lines are drawn
+        clip = editor.viewport().rect()
+        drawn = {i for i, _ in editor.visible_token_rects(clip)}
+        seen = {i for i in range(len(editor.tokens)) if editor.colors.shown[i]
+                and any(r.intersects(QRectF(clip)) for r in editor.token_rects(i))}
+        assert seen and seen <= drawn and len(drawn) < N // 4
 
         in_window(lambda: window.state.update(layer=1))  # layer switch
         np.testing.assert_allclose(window.heatmap.values, head_mean(att, 1), atol=1e-3)
