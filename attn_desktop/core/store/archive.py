@@ -9,7 +9,6 @@ import os
 import re
 import stat
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,11 @@ import numpy as np
 
 from attn_desktop.core.errors import UserError
 from attn_desktop.core.quoting import quote
+
+try:  # ISA-L's CRC-32, the same checksum about 8x faster (a pyproject dependency)
+    from isal.isal_zlib import crc32
+except ImportError:  # pragma: no cover (an install without it still reads sessions)
+    from zlib import crc32
 
 MANIFEST = "manifest.json"
 ARRAY_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -163,14 +167,12 @@ class SessionArchive:
 
     def _mapped_npy(self, array: str, header: NpyHeader) -> np.ndarray | None:
         """A large stored (uncompressed) member in native C order, mapped read-only from the file
-        instead of read (its CRC checked in chunks whose pages are released, core.pages); None for
+        instead of read (its CRC checked first, reading the file into a reused buffer); None for
         anything else. The mapping lives as long as the array, whatever happens to the file's name."""
         info = self.members[f"{array}.npy"]
         if (info.compress_type != zipfile.ZIP_STORED or header.nbytes < MAP_FROM or header.fortran_order
                 or header.dtype.byteorder not in ("=", "|", _NATIVE)):
             return None
-        from attn_desktop.core.pages import chunks
-
         self._fh.seek(info.header_offset)
         local = self._fh.read(30)
         if len(local) != 30 or local[:4] != b"PK\x03\x04":
@@ -179,12 +181,22 @@ class SessionArchive:
         if start + info.compress_size > os.fstat(self._fh.fileno()).st_size or header.offset + header.nbytes > info.file_size:
             raise self._fail(f"array {quote(array)} claims more bytes than the file holds")
         raw = np.memmap(self._fh, dtype=np.uint8, mode="r", offset=start, shape=(info.file_size,))
-        crc = 0
-        for part in chunks(raw, _READ_CHUNK):
-            crc = zlib.crc32(part, crc)
-        if crc != info.CRC:
+        if self._crc_read(start, info.file_size) != info.CRC:
             raise self._fail(f"array {quote(array)} is damaged (its checksum does not match)")
         return raw[header.offset:header.offset + header.nbytes].view(header.dtype).reshape(header.shape)
+
+    def _crc_read(self, start: int, size: int) -> int:
+        """CRC-32 of `size` bytes from `start`, read into one reused buffer (no mapping: touching a
+        mapping's pages one fault at a time took longer than the checksum, 1.7 s for 5.6 GB)."""
+        buf = memoryview(bytearray(min(size, _READ_CHUNK)))
+        crc, done, fd = 0, 0, self._fh.fileno()
+        while done < size:
+            got = os.preadv(fd, [buf[:min(len(buf), size - done)]], start + done)
+            if got <= 0:
+                raise self._fail("the file ends before its members do")
+            crc = crc32(buf[:got], crc)
+            done += got
+        return crc
 
     def read_npy(self, array: str, header: NpyHeader) -> np.ndarray:
         mapped = self._mapped_npy(array, header)
