@@ -163,9 +163,10 @@ class HeadViews:
         if rows > 0:
             sizes = (torch.arange(first + 1, n + 1, dtype=torch.float64) if self.causal
                      else torch.full((rows,), float(n), dtype=torch.float64))
-            ent = torch.special.entr(w[:, first:]).sum(-1, dtype=torch.float64) / torch.log(sizes)
+            # float32 sums (a float64 sum over [n, n] costs as much again; 4096 terms lose ~1e-6)
+            ent = torch.special.entr(w[:, first:]).sum(-1).double() / torch.log(sizes)
             self.entropy[layer, hs] = ent.mean(-1).clamp(0.0, 1.0).numpy()
-            columns = w[:, first:].sum(1, dtype=torch.float64) / rows
+            columns = w[:, first:].sum(1).double() / rows
             share, position = columns.max(-1)
             self.top_share[layer, hs] = share.numpy()
             self.top_position[layer, hs] = position.numpy()
@@ -175,8 +176,10 @@ class HeadViews:
         peak = pooled.amax(dim=(-2, -1), keepdim=True)
         peak[peak <= 0] = 1.0
         self.thumbs[layer, hs] = torch.round(pooled / peak * 255).to(torch.uint8).numpy()
-        total = w.sum(0)
-        self.sums[layer] = total if layer not in self.sums else self.sums[layer] + total
+        if layer in self.sums:
+            self.sums[layer].add_(w.sum(0) if chunk > 1 else w[0])
+        else:
+            self.sums[layer] = w.sum(0) if chunk > 1 else w[0].clone()
         self.seen[layer, hs] = True
         if self.seen[layer].all():
             mean = self.sums.pop(layer) / float(self.heads)
