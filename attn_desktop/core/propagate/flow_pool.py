@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from .flow_cost import network_bytes
 POOL_BYTES_PER_WORKER = 512 * 2**20  # workers are used while one network stays under this
 MIN_TOKENS = 96  # below this a row takes milliseconds: the pool's messages would dominate
 _LOAD_WAIT_S = 120.0
+_DRAIN_S = 10.0
 
 _WORKER: dict = {}  # in a worker: {"key", "net", "row"}
 
@@ -46,6 +48,7 @@ def default_workers() -> int:
 
 
 def _start_worker(parent: int, barrier) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the parent to act on
     _WORKER["barrier"] = barrier
 
     def watch() -> None:
@@ -114,7 +117,7 @@ class FlowPool:
                 self._run(tasks, tol, record, cancel)
             except BaseException as exc:
                 if not isinstance(exc, Cancelled):
-                    self._close()  # a worker died or failed: the next call starts afresh
+                    self._close(kill=True)  # a worker died or failed, or Ctrl+C: start afresh next time
                 raise
 
     def _run(self, tasks, tol, record, cancel) -> None:
@@ -131,20 +134,26 @@ class FlowPool:
                     raise Cancelled("attention flow cancelled")
                 for future in finished:
                     record(pending.pop(future), future.result())
-        finally:
+        except Cancelled:
             for future in pending:
                 future.cancel()
-            wait(pending)
+            _, stuck = wait(pending, timeout=_DRAIN_S)  # running chunks take well under a second
+            if stuck:
+                self._close(kill=True)
+            raise
 
     def close(self) -> None:
         with self._lock:
             self._close()
 
-    def _close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        self._hat = None
+    def _close(self, kill: bool = False) -> None:
+        executor, self._executor, self._hat = self._executor, None, None
+        if executor is None:
+            return
+        if kill:  # nothing in a worker needs a clean end: its network is only memory
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
+                process.kill()
+        executor.shutdown(wait=not kill, cancel_futures=True)
 
 
 _shared: list[FlowPool] = []
@@ -154,5 +163,5 @@ def shared_pool() -> FlowPool:
     """This process's pool, started on first use and closed when the process exits."""
     if not _shared:
         _shared.append(FlowPool())
-        atexit.register(_shared[0].close)
+        atexit.register(_shared[0]._close, kill=True)  # at exit nothing waits for a worker
     return _shared[0]
