@@ -3,6 +3,7 @@
 checked against networkx's floating-point maximum flow or a plain scipy loop over the whole
 graph, both written here."""
 
+import re
 import time
 
 import networkx as nx
@@ -194,3 +195,41 @@ def test_plan_figures():
     assert flow_cost.pair_seconds(12, 8192) > flow_cost.pair_seconds(12, 4096) > flow_cost.pair_seconds(12, 512)
     assert flow_cost.duration(5) == "5.0 s" and flow_cost.duration(3 * 3600 + 600) == "3 h 10 min"
     assert "512 rows at 512 tokens" in flow_cost.plan(6, 512, 512, 2).describe()
+
+
+def test_the_command_line_says_the_estimate_and_ends_at_once_on_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clause = (Path(__file__).resolve().parents[1] / "resources/samples/02_contract_clause.txt").read_text()
+    text = tmp_path / "contract.txt"
+    text.write_text("\n".join([clause.strip()] * 6), encoding="utf-8")
+    command = [sys.executable, "-m", "attn_desktop", "analyze", "--model", "demo", "--text-file", str(text),
+               "--methods", "attention,flow", "--flow-rows", "all", "--out", str(tmp_path / "out.attn")]
+    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        line = ""
+        while "attention flow:" not in line:
+            line = process.stderr.readline()
+            assert line, "the command ended before its flow estimate"
+        assert re.search(r"attention flow: \d+ rows at \d+ tokens, estimated about \d+ min", line)
+        workers = psutil.Process(process.pid).children()
+        deadline = time.monotonic() + 30
+        while len(psutil.Process(process.pid).children()) < len(workers) + 2:  # the flow workers
+            assert time.monotonic() < deadline, "no flow workers started"
+            time.sleep(0.1)
+        workers = psutil.Process(process.pid).children()
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl+C in the terminal reaches the whole group
+        assert process.wait(20) == 130
+        time.sleep(1.0)
+        assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+        assert not (tmp_path / "out.attn").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
