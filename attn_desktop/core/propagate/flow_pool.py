@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import Cancelled
 from .flow_cost import network_bytes
 
-POOL_BYTES_PER_WORKER = 512 * 2**20  # workers are used while one network stays under this
+POOL_BYTES = 2**30  # workers are used while their networks together stay under this
 MIN_TOKENS = 96  # below this a row takes milliseconds: the pool's messages would dominate
 _LOAD_WAIT_S = 120.0
 _DRAIN_S = 10.0
@@ -39,7 +39,7 @@ _WORKER: dict = {}  # in a worker: {"key", "net", "row"}
 
 def worth_a_pool(layers: int, n: int, workers: int) -> bool:
     """Whether splitting rows over `workers` processes is expected to pay for itself."""
-    return workers > 1 and layers >= 3 and n >= MIN_TOKENS and network_bytes(layers, n) <= POOL_BYTES_PER_WORKER
+    return workers > 1 and layers >= 3 and n >= MIN_TOKENS and workers * network_bytes(layers, n) <= POOL_BYTES
 
 
 def default_workers() -> int:
