@@ -124,7 +124,7 @@ def test_layer_reads_of_a_mapped_stack_leave_no_pages_resident(tmp_path):
     assert not isinstance(block, np.memmap) and block.flags.writeable
     np.testing.assert_array_equal(block, values[1, 3])
     assert _resident_kb(str(path)) <= 8  # the pages read were handed back
-    touched = np.asarray(att[0]).sum()  # a plain read keeps them, which is what the window avoids
+    touched = np.asarray(att[0]).sum(dtype=np.float64)  # a plain read keeps them, which is what the window avoids
     assert touched > 0 and _resident_kb(str(path)) >= 256 * 256 * 2 * 4 // 1024 - 8
 
 
