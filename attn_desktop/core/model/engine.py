@@ -17,6 +17,9 @@ child ends, and the window starts the child from a short-lived worker thread.
 Large arrays come back as .npy files in the child's own temporary folder, named after its pid
 (`attn-desktop-model-PID-*`), so the folders of model processes that were killed are recognised
 and removed when the next one starts; the caller reads and deletes only files inside that folder.
+The attention of long texts (`on_disk="auto"`, core.model.mapped.on_disk) is written to float16
+files in a `mapped-*` folder there; the caller maps those read-only instead of reading them, and
+each file is removed when the last array viewing it goes.
 """
 
 from __future__ import annotations
