@@ -174,3 +174,26 @@ def test_rollout_of_a_reopened_mapped_session_maps_the_session_file_and_never_a_
     for an in (first, second):
         np.testing.assert_allclose(an.arrays["rollout"].astype(np.float32), expected.arrays["rollout"], atol=2e-3)
     assert is_mapped(first.arrays["rollout"])
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_the_window_prepares_mapped_attention_from_stored_view_arrays_or_head_by_head(loaded_models, tmp_path,
+                                                                                     stored):
+    from attn_desktop.gui.measures import prepare, thumbnails
+
+    an = analyze(loaded_models("gpt2"), TEXT, mapped=str(tmp_path / "m"))
+    if not stored:  # a session saved without them: computed one head at a time
+        for name in mapped.VIEW_ARRAYS:
+            del an.arrays[name]
+    att = np.asarray(an.arrays["attentions"])
+    prepared = prepare(an)
+    diag, expected = prepared.diagnostics["self"], head_diagnostics(att)
+    assert diag.causal is expected.causal is True
+    np.testing.assert_allclose(diag.entropy, expected.entropy, atol=1e-4)
+    np.testing.assert_allclose(diag.top_share, expected.top_share, atol=1e-4)
+    np.testing.assert_array_equal(diag.diffuse, expected.diffuse)
+    np.testing.assert_array_equal(diag.single_position, expected.single_position)
+    thumbs = prepared.thumbnails["self"]
+    assert thumbs.shape == thumbnails(att).shape
+    assert np.abs(thumbs.astype(int) - thumbnails(att).astype(int)).max() <= (1 if stored else 0)
+    assert "self" not in an.extras.get("head_mean", {})  # no float32 [L, n, n] means made
