@@ -372,6 +372,17 @@ def _keep_rows(analysis: Analysis, rows: np.ndarray | None) -> None:
         analysis.arrays["flow_rows"], analysis.arrays["flow"] = have[keep], analysis.arrays["flow"][keep]
 
 
+def _remove_child_folder(pid: int | None) -> None:
+    """The rollout folder of a child that has ended (a killed one cannot remove its own)."""
+    import glob
+    import shutil
+    import tempfile
+
+    if pid is not None:
+        for folder in glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), f"{FOLDER_PREFIX}{pid}-*")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class ComputeProcess(ChildProcess):
     """Rollout and flow in one long-lived child process, started on first use (see the module
     docstring). Safe to call from several threads: requests run one after another."""
@@ -392,11 +403,14 @@ class ComputeProcess(ChildProcess):
 
     def close(self) -> None:
         with self._lock:
+            pid = self._proc.pid if self._proc is not None else None
             self._stop(lambda: send_message(self._conn, "quit"))
             self._doc = self._flow = None
+            _remove_child_folder(pid)
 
     def _died(self):
         code = self._proc.wait() if self._proc is not None else None
+        _remove_child_folder(self._proc.pid if self._proc is not None else None)
         self._proc = None
         self._close_pipes()
         self._doc = self._flow = None
