@@ -104,6 +104,13 @@ def test_report_is_self_contained_and_has_its_sections(analysis_of, tmp_path):
     assert hashlib.sha256(session.read_bytes()).hexdigest() in page
     for name, digest in an.manifest["model"]["weights_sha256"].items():
         assert name in page and digest in page
+    import zipfile
+
+    with zipfile.ZipFile(session) as z:  # each array's fingerprint: its stored .npy values' bytes
+        for name in ("attentions", "rollout"):
+            with z.open(f"{name}.npy") as fh:
+                assert hashlib.sha256(np.load(fh).tobytes()).hexdigest() in page
+    assert ids.index("settings") < ids.index("record")
     assert "How to read this." in page
     text = "".join(c.data)
     assert "lease.txt" in text and "tenant" in text

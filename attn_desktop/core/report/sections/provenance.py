@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from attn_desktop import __version__
+from attn_desktop.core import pages
+from attn_desktop.core.model.hashing import sha256_file
 
 from ..markup import esc, flatten, how_to_read, kv_table, note, table
 from ..redact import redact_value
@@ -26,16 +28,13 @@ SETTINGS_HOWTO = ("Every setting recorded with the analysis (capture, truncation
                   "array, so that every number in the report can be recomputed from the session file.")
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def array_sha256(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+    """SHA-256 of the array's raw bytes in C order, fed a chunk at a time (a mapped multi-gigabyte
+    stack is never copied whole, and its pages are handed back as they are hashed)."""
+    h = hashlib.sha256()
+    for part in pages.chunks(np.asarray(a)):
+        h.update(memoryview(np.ascontiguousarray(part)).cast("B"))
+    return h.hexdigest()
 
 
 def render(ctx) -> Section:
