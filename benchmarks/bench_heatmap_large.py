@@ -16,9 +16,10 @@ What reaches the screen, in the same run: a matrix with 200 isolated peaks (valu
 below 1e-3), drawn as the overview and as the baseline; the widget is grabbed and a peak counts as
 visible when a pixel within 1 pixel of where it lies has the colour map's top colour.
 
-Then the same attention in the real main window (a synthetic 4096-token analysis, every third word
-two pieces): a layer/head switch through the selection, by pieces and by words, which adds what
-the window does around the heatmap (the matrix by words, the focus row, the editor's colours).
+Then the same attention in the real main window (a synthetic 4096-token analysis, words of 1 to 4
+pieces, WORD_PIECES): a layer/head switch through the selection, by pieces and by words, which adds
+what the window does around the heatmap (the matrix by words, the focus row, the editor's colours);
+by words also with the previous core.words.unit_matrix (whole matrix to float32, then reduceat).
 
 Budget: a layer/head switch <= 100 ms at n=4096 with the data in the page cache.
 """
@@ -44,6 +45,7 @@ from attn_desktop.gui import colormaps  # noqa: E402
 from attn_desktop.gui.heatmap import Heatmap  # noqa: E402
 
 BUDGET_MS = 100.0
+WORD_PIECES = (1, 1, 2, 1, 3, 1, 1, 2, 4, 1)  # pieces per word, in turn: 60% of words one piece
 
 
 def attention_file(folder: Path, layers: int, heads: int, n: int, seed: int = 0) -> np.ndarray:
@@ -104,13 +106,15 @@ def window_switches(att: np.ndarray, app: QApplication, switches: int) -> list[t
     from attn_desktop.gui.main_window import MainWindow
     from attn_desktop.gui.measures import prepare
 
+    from attn_desktop.core import words as core_words
+
     n = att.shape[-1]
     pieces: list[list[str]] = []
     count, i = 0, 0
     while count < n - 2:
-        two = i % 3 == 0 and count + 2 <= n - 2
-        pieces.append([f"w{i}", "x"] if two else [f"w{i}"])
-        count += len(pieces[-1])
+        size = min(WORD_PIECES[i % len(WORD_PIECES)], n - 2 - count)
+        pieces.append([f"w{i}"] + ["x"] * (size - 1))
+        count += size
         i += 1
     text = " ".join("".join(p) for p in pieces)
     tokens, pos = [Token("[CLS]", 0, 0, special=True)], 0
@@ -130,7 +134,10 @@ def window_switches(att: np.ndarray, app: QApplication, switches: int) -> list[t
     layers, heads = att.shape[:2]
     steps = [{"layer": k % layers, "head": (k // layers) % heads} for k in range(switches)]
     out = []
-    for words in (False, True):
+    current = core_words.unit_matrix
+    for words, unit_matrix in ((False, current), (True, current), (True, previous_unit_matrix)):
+        core_words.unit_matrix = unit_matrix
+        window.cache.clear()
         window.state.update(words=words)
         app.processEvents()
         times = []
@@ -139,11 +146,27 @@ def window_switches(att: np.ndarray, app: QApplication, switches: int) -> list[t
             window.state.update(**fields)
             app.processEvents()
             times.append((time.perf_counter() - t0) * 1000)
+        core_words.unit_matrix = current
         shape = window.heatmap.values.shape
-        out.append((f"window, {'words' if words else 'pieces'} ({shape[0]} x {shape[1]}, "
-                    f"max of {window.heatmap.pool_factors})", times[3:]))
+        mode = "pieces" if not words else "words" if unit_matrix is current else "words, previous path"
+        out.append((f"window, {mode} ({shape[0]} x {shape[1]}, max of {window.heatmap.pool_factors})",
+                    times[3:]))
     window.close()
     return out
+
+
+def previous_unit_matrix(matrix, row_queries, row_units, col_units):
+    """core.words.unit_matrix before blocks of gathered columns (for the ratio): the whole matrix
+    converted to float32, columns by np.add.reduceat, then the rows of each word."""
+    from attn_desktop.core import words as core_words
+
+    cols = np.add.reduceat(core_words.as_float32(matrix), col_units.starts, axis=1)
+    starts, sizes = row_units.starts, row_units.sizes
+    rows = cols[starts]
+    for k in range(1, int(sizes.max())):
+        longer = np.flatnonzero(sizes > k)
+        rows[longer] += cols[starts[longer] + k]
+    return (rows / sizes[:, None]).astype(np.float32), np.arange(len(row_units))
 
 
 def visible_peaks(app: QApplication, heatmap: Heatmap, peaks: np.ndarray) -> int:

@@ -146,3 +146,41 @@ def test_every_attention_set_by_words(loaded_models, kind, options):
                 ref = sum(att[q, k] for q in qu.tokens(a) for k in ku.tokens(b)) / len(qu.tokens(a))
                 assert got[a, b] == pytest.approx(ref, rel=1e-4, abs=1e-6)
         np.testing.assert_allclose(got.sum(axis=1), att.sum(axis=1)[qu.starts], atol=2e-3)
+
+
+def random_units(rng, n: int) -> words.Units:
+    """Words of 1 to 5 pieces (most of one), single [CLS] and [SEP]."""
+    sizes = [1]
+    while sum(sizes) < n - 1:
+        sizes.append(min(int(rng.choice([1, 1, 1, 2, 3, 5])), n - 1 - sum(sizes)))
+    sizes.append(1)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    return words.Units(starts, n, tuple(f"u{k}" for k in range(len(starts))))
+
+
+@pytest.mark.parametrize("block", [2, 7, words.ROW_BLOCK])
+def test_unit_matrix_of_mapped_float16_in_blocks(tmp_path, monkeypatch, block):
+    """Every row of a memory-mapped float16 matrix (how long captures are stored), rows and
+    columns grouped differently, read in blocks of whole query words (block 2: words longer than
+    a block): equal to a float64 sum over each word pair's pieces."""
+    monkeypatch.setattr(words, "ROW_BLOCK", block)
+    rng = np.random.default_rng(block)
+    n_q, n_k = 300, 260
+    qu, ku = random_units(rng, n_q), random_units(rng, n_k)
+    values = rng.random((n_q, n_k)) ** 4
+    values /= values.sum(axis=1, keepdims=True)
+    mapped = np.lib.format.open_memmap(tmp_path / "att.npy", mode="w+", dtype=np.float16, shape=(n_q, n_k))
+    mapped[:] = values
+    mapped.flush()
+    mapped = np.load(tmp_path / "att.npy", mmap_mode="r")
+    got, which = words.unit_matrix(mapped, np.arange(n_q), qu, ku)
+    exact = np.asarray(mapped, dtype=np.float64)
+    expected = np.zeros((len(qu), len(ku)))
+    for a in range(len(qu)):
+        for b in range(len(ku)):
+            expected[a, b] = exact[np.ix_(qu.tokens(a), ku.tokens(b))].sum() / len(qu.tokens(a))
+    assert got.dtype == np.float32 and list(which) == list(range(len(qu)))
+    np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-9)
+    # float32 and float64 input take the same path and give the same sums
+    same, _ = words.unit_matrix(exact.astype(np.float32), np.arange(n_q), qu, ku)
+    np.testing.assert_array_equal(same, got)

@@ -131,13 +131,18 @@ _HALF_TO_SINGLE: np.ndarray | None = None
 def as_float32(values) -> np.ndarray:
     """float32 values; float16 through a table of all 65536 bit patterns (exactly numpy's cast,
     several times faster than astype on CPUs whose numpy has no vector half-precision cast)."""
-    global _HALF_TO_SINGLE
     values = np.asarray(values)
     if values.dtype != np.float16:
         return values.astype(np.float32, copy=False)
+    return _half_table().take(np.ascontiguousarray(values).view(np.uint16))
+
+
+def _half_table() -> np.ndarray:
+    """[65536] float32: the value of each float16 bit pattern."""
+    global _HALF_TO_SINGLE
     if _HALF_TO_SINGLE is None:
         _HALF_TO_SINGLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
-    return _HALF_TO_SINGLE.take(np.ascontiguousarray(values).view(np.uint16))
+    return _HALF_TO_SINGLE
 
 
 def sum_columns(values: np.ndarray, units: Units) -> np.ndarray:
@@ -183,18 +188,67 @@ def unit_matrix(matrix: np.ndarray, row_queries: np.ndarray, row_units: Units,
     row_queries = np.asarray(row_queries, dtype=np.int64)
     if (not row_units.identity and not col_units.identity and matrix.shape[0] == row_units.n_tokens
             and np.array_equal(row_queries, np.arange(row_units.n_tokens))):
-        # every row: columns first (reduceat along the last axis), then each word's first piece
-        # row plus its further pieces' rows, the same sequential float32 sums as a reduceat
-        # along the first axis, which numpy runs several times slower
-        cols = np.add.reduceat(as_float32(matrix), col_units.starts, axis=1)
-        starts, sizes = row_units.starts, row_units.sizes
-        rows = cols[starts]
-        for k in range(1, int(sizes.max())):
-            longer = np.flatnonzero(sizes > k)
-            rows[longer] += cols[starts[longer] + k]
-        return (rows / sizes[:, None]).astype(np.float32), np.arange(len(row_units))
+        return _every_row(matrix, row_units, col_units), np.arange(len(row_units))
     rows, which = mean_rows(matrix, row_queries, row_units)
     return sum_columns(rows, col_units), which
+
+
+ROW_BLOCK = 128  # rows read, converted and reduced together (a block stays in the CPU cache)
+
+
+def _column_plan(units: Units) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """How to gather columns so that every sum over a unit's pieces is a plain slice addition.
+    Units are taken by size, largest first; `index` lists their first pieces, then the second
+    pieces of the `counts[1]` units with more than one, and so on (`counts[k]`: units with more
+    than k pieces). `inverse` puts the units back in their order."""
+    sizes = units.sizes
+    order = np.argsort(-sizes, kind="stable")
+    firsts = units.starts[order]
+    ordered = sizes[order]
+    counts = [int(np.count_nonzero(ordered > k)) for k in range(int(sizes.max(initial=1)))]
+    index = np.concatenate([firsts[:c] + k for k, c in enumerate(counts)])
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return index, counts, inverse
+
+
+def _every_row(matrix, row_units: Units, col_units: Units) -> np.ndarray:
+    """unit_matrix over every row of `matrix` ([n, n], float16 possibly memory-mapped, or float).
+    Block by block of whole query words: float16 bit patterns are gathered by column (the order of
+    _column_plan) and converted through the table of as_float32, each cell once; a key word's
+    pieces are added in piece order, then a query word's rows, then divided by its number of pieces:
+    the same float32 operations, in the same order, as reduceat along each axis."""
+    half = np.asarray(matrix[:0]).dtype == np.float16
+    table = _half_table() if half else None
+    index, counts, inverse = _column_plan(col_units)
+    n_cols = counts[0]
+    starts, sizes = row_units.starts, row_units.sizes
+    out = np.empty((len(row_units), len(col_units)), np.float32)
+    u0, n_units = 0, len(row_units)
+    while u0 < n_units:
+        u1 = max(int(np.searchsorted(starts, starts[u0] + ROW_BLOCK, "left")), u0 + 1)
+        r0 = int(starts[u0])
+        r1 = int(starts[u1]) if u1 < n_units else row_units.n_tokens
+        block = np.asarray(matrix[r0:r1])
+        if half:
+            gathered = table.take(np.ascontiguousarray(block).view(np.uint16).take(index, axis=1))
+        else:
+            gathered = block.take(index, axis=1).astype(np.float32, copy=False)
+        cols, at = gathered[:, :n_cols], n_cols
+        for c in counts[1:]:
+            cols[:, :c] += gathered[:, at:at + c]
+            at += c
+        local, block_sizes = starts[u0:u1] - r0, sizes[u0:u1]
+        rows = cols.take(local, axis=0)
+        for k in range(1, int(block_sizes.max())):
+            longer = np.flatnonzero(block_sizes > k)
+            rows[longer] += cols[local[longer] + k]
+        multi = np.flatnonzero(block_sizes > 1)
+        if len(multi):
+            rows[multi] = (rows[multi] / block_sizes[multi, None]).astype(np.float32)
+        np.take(rows, inverse, axis=1, out=out[u0:u1])
+        u0 = u1
+    return out
 
 
 def selection_row(row_of, query_tokens: Sequence[int], col_units: Units) -> np.ndarray | None:
