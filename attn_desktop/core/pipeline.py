@@ -232,6 +232,10 @@ def analyze(
                       "output_text": decoder.text, "output_tokens": len(decoder.ids), "requested": generate}
     if generation:
         timings["generate"] = time.perf_counter() - t0
+    if explaining or heads:
+        from attn_desktop.core.explain import memory
+
+        memory.check_fits(loaded, len(seq.ids), len(decoder.ids) if decoder else 0, windows_hint)
     check_cancel()
     report(0.15, "running the model")
 
