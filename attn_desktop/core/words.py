@@ -193,7 +193,7 @@ def unit_matrix(matrix: np.ndarray, row_queries: np.ndarray, row_units: Units,
     return sum_columns(rows, col_units), which
 
 
-ROW_BLOCK = 128  # rows read, converted and reduced together (a block stays in the CPU cache)
+ROW_BLOCK = 64  # rows read, converted and reduced together (a block stays in the CPU cache)
 
 
 def _column_plan(units: Units) -> tuple[np.ndarray, list[int], np.ndarray]:
