@@ -157,7 +157,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         explain["mapped"] = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         loaded = load_model(args.model, device=args.device)
-        ticker = terminal_progress(sys.stderr)
+        ticker = terminal_progress(sys.stderr, lines=args.windows is not None and bool(set(methods) - {"attention"}))
         try:
             analysis = analyze(
                 loaded, text, truncate=args.truncate, generate=args.generate, target_text=args.target_text,
@@ -359,6 +359,13 @@ class _Ticker:
         self.stream, self.width = stream, 0
 
     def __call__(self, fraction: float, message: str) -> None:
+        from attn_desktop.core.explain.document_progress import ESTIMATE_PREFIX
+
+        if message.startswith(ESTIMATE_PREFIX):  # the estimate stays on screen
+            self.done()
+            self.stream.write(f"attn-desktop: {message}\n")
+            self.stream.flush()
+            return
         line = f"  {max(0.0, min(1.0, fraction)):4.0%}  {message}"[:100]
         self.stream.write("\r" + line.ljust(self.width))
         self.stream.flush()
@@ -371,11 +378,40 @@ class _Ticker:
             self.width = 0
 
 
-def terminal_progress(stream):
+class _Lines:
+    """Progress as lines when stderr is not a terminal (a windowed explanation takes minutes to hours):
+    the estimate, then a line every 5% or every 30 s."""
+
+    def __init__(self, stream, clock=time.monotonic) -> None:
+        self.stream, self.clock = stream, clock
+        self.step, self.said = -1, clock()
+
+    def __call__(self, fraction: float, message: str) -> None:
+        from attn_desktop.core.explain.document_progress import ESTIMATE_PREFIX
+
+        fraction = max(0.0, min(1.0, fraction))
+        if message.startswith(ESTIMATE_PREFIX):
+            self.stream.write(f"attn-desktop: {message}\n")
+        elif int(fraction * 20) > self.step or self.clock() - self.said >= 30:
+            self.stream.write(f"  {fraction:4.0%}  {message}\n")
+            self.step = int(fraction * 20)
+        else:
+            return
+        self.said = self.clock()
+        self.stream.flush()
+
+    def done(self) -> None:
+        pass
+
+
+def terminal_progress(stream, lines: bool = False):
     """A progress callback for `analyze` when `stream` is a terminal (an explained run takes minutes
-    and said nothing until the end), else None: piped output stays as it was."""
+    and said nothing until the end); else, with `lines` (a windowed explanation), progress lines;
+    else None: piped output stays as it was."""
     isatty = getattr(stream, "isatty", None)
-    return _Ticker(stream) if callable(isatty) and isatty() else None
+    if callable(isatty) and isatty():
+        return _Ticker(stream)
+    return _Lines(stream) if lines else None
 
 
 if __name__ == "__main__":

@@ -43,8 +43,6 @@ TOKEN_RULE = ("a document token's value is the sum of its values over every wind
 ATTENTION_RULE = ("per window, the last layer's attention (mean over heads) or final rollout of the row the "
                   "output reads; a document token's value is the mean over the windows that hold it. "
                   "Attention does not cross windows.")
-STEP_WEIGHT = {"target": 1, "attention": 2, "saliency": 3, "grad_input": 3, "ig": 30, "loo": 20,
-               "agreement": 1, "verdict": 0.1}
 JOINT_BUDGET = 4096  # rows x tokens of all windows held in one autograd graph (as per-text IG's batches)
 ARRAY_PREFIX = "document_"
 INDEX_ARRAY = "window_document_index"
@@ -379,14 +377,18 @@ def _baseline_embeds(loaded, target: DocumentTarget, baseline: str):
 def integrated_gradients(loaded, target: DocumentTarget, count: int, *, baseline: str = "pad",
                          steps: int | str = "auto", start_steps: int = 16, max_steps: int = 256,
                          tolerance: float = 0.05, method: str = "gausslegendre", cancel=None,
-                         progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, dict]:
+                         progress: Callable[[float, float, float, str], None] | None = None) -> tuple[np.ndarray, dict]:
     """Integrated Gradients of the document target along one path for the whole document: at each
     step every window's embeddings are b + alpha (x - b) with the same alpha, so completeness holds
     for the document: sum(attributions) = f(x) - f(b) + delta. Captum's quadrature (its step sizes
-    and alphas); the gradients by DocumentTarget.gradients."""
+    and alphas); the gradients by DocumentTarget.gradients. progress(fraction of the work by the
+    fixed shares of document_progress.round_shares, window forwards done, forwards known so far
+    (the rounds up to the current one), message)."""
     import os
 
     import torch
+
+    from attn_desktop.core.explain.document_progress import ig_rounds, round_shares
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     from captum.attr._utils.approximation_methods import approximation_parameters
@@ -398,12 +400,20 @@ def integrated_gradients(loaded, target: DocumentTarget, count: int, *, baseline
     f_x = float(target.evaluate_windows(loaded, lambda k: xs[k])[0])
     f_b = float(target.evaluate_windows(loaded, lambda k: bs[k])[0])
     gap = abs(f_x - f_b)
-    total = sum(len(w) for w in target.windows)
-    longest = max(len(w) for w in target.windows)
-    batch = max(1, min(32, JOINT_BUDGET // total if total <= JOINT_BUDGET else 4096 // longest))
+    batch = ig_batch(target.windows)
     k_steps = start_steps if adaptive else int(steps)
+    rounds = ig_rounds(steps, start_steps, max_steps)
+    shares = round_shares(rounds)
+    windows = len(target.windows)
+    per_step = ig_forwards_per_step(target.windows, batch)
+    fixed = 2.0 * windows  # f(x) and f(b)
+    forwards = fixed
+    if progress is not None:
+        progress(0.0, forwards, fixed + k_steps * per_step, "Integrated Gradients: f(input) and f(baseline)")
     tried, best = [], None
     while True:
+        r = len(tried)
+        lo, hi = shares[r] if r < len(shares) else (1.0, 1.0)
         alphas, weights = alphas_of(k_steps), step_sizes(k_steps)
         acc = [torch.zeros_like(x[0], dtype=torch.float64) for x in xs]
         for start in range(0, k_steps, batch):
@@ -414,7 +424,10 @@ def integrated_gradients(loaded, target: DocumentTarget, count: int, *, baseline
             for q, g in enumerate(grads):
                 acc[q] += (g.double() * w).sum(0)
             if progress is not None:
-                progress(start + len(alphas[start:start + batch]), k_steps)
+                d = start + len(alphas[start:start + batch])
+                progress(lo + (hi - lo) * d / k_steps, forwards + d * per_step, forwards + k_steps * per_step,
+                         f"Integrated Gradients {d}/{k_steps} steps" + (f" (round {r + 1})" if r else ""))
+        forwards += k_steps * per_step
         per_window = [((acc[q] * (xs[q][0] - bs[q][0]).double()).sum(-1)).cpu().numpy()
                       for q in range(len(xs))]
         vector = _to_document(per_window, target.index, count)
@@ -445,13 +458,38 @@ def integrated_gradients(loaded, target: DocumentTarget, count: int, *, baseline
     return vector, record
 
 
+def ig_forwards_per_step(windows: list[list[int]], batch: int) -> float:
+    """Window forwards of one IG step over every window: forward and backward (about 3), one more
+    forward when the windows do not fit one graph (DocumentTarget.joint)."""
+    joint = batch * sum(len(w) for w in windows) <= JOINT_BUDGET
+    return (3.0 if joint else 4.0) * len(windows)
+
+
+def ig_batch(windows: list[list[int]]) -> int:
+    total = sum(len(w) for w in windows)
+    longest = max(len(w) for w in windows)
+    return max(1, min(32, JOINT_BUDGET // total if total <= JOINT_BUDGET else 4096 // longest))
+
+
+def ig_rounds_planned(opts: dict) -> list[int]:
+    """The IG rounds the estimate counts: the first two of an adaptive run (document_progress)."""
+    from attn_desktop.core.explain.document_progress import PLANNED_ROUNDS, ig_rounds
+
+    return ig_rounds(opts["ig_steps"], opts["ig_start_steps"], opts["ig_max_steps"])[:PLANNED_ROUNDS]
+
+
+def loo_rows(index: list[np.ndarray]) -> int:
+    """Leave-one-out's window forwards: one per (window, document token it holds)."""
+    return sum(len(set(idx[idx >= 0].tolist())) for idx in index)
+
+
 def leave_one_out(loaded, target: DocumentTarget, count: int, replacement, batch_size: int = 32, cancel=None,
                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """f(x) - f(x with document token i replaced (or deleted) in every window that holds it)."""
     import torch
 
     per_window: list[dict[int, Any]] = []  # window -> {document token: that window's output without it}
-    jobs = sum(len(set(idx[idx >= 0].tolist())) for idx in target.index)
+    jobs = loo_rows(target.index)
     done = 0
     for k, idx in enumerate(target.index):
         base = target.windows[k]
@@ -558,24 +596,21 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
     methods = expand_methods(methods)
     opts = check_options(options)
     run, skipped = wanted(methods)
-    report = progress or (lambda f, m: None)
+    from attn_desktop.core.explain.document_progress import STEP_NAMES, DocumentProgress
+    from attn_desktop.core.explain.document_progress import plan as plan_work
+
     steps = ["target", "attention"] + [m for m in METHODS if m in run] + ["verdict"]
-    total = sum(STEP_WEIGHT[s] for s in steps)
-    state = {"done": 0.0, "step": "target"}
+    bar = DocumentProgress(progress or (lambda f, m: None))
     timings: dict[str, float] = {}
 
     def begin(name, message):
         _check(cancel)
-        state["step"] = name
-        report(state["done"] / total, message)
+        bar.at(name, 0.0, message)
         return time.perf_counter()
 
     def end(name, t0):
         timings[name] = round(time.perf_counter() - t0, 6)
-        state["done"] += STEP_WEIGHT[name]
-
-    def sub(done, count, message):
-        report((state["done"] + STEP_WEIGHT[state["step"]] * done / max(count, 1)) / total, message)
+        bar.at(name, 1.0, f"{STEP_NAMES[name]} done")
 
     info = analysis.manifest["windows"]
     spans, _ = windowing.document_tokens(loaded, analysis.text)
@@ -587,6 +622,9 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
     index = [index_array[k, :n] for k, n in enumerate(sizes)]
     windows_ids = [list(e["input_ids"]) for e in info["windows"]]
 
+    ig_planned = sum(ig_rounds_planned(opts))
+    bar.set_plan(plan_work(run, len(windows_ids), ig_planned, ig_forwards_per_step(windows_ids, ig_batch(windows_ids)),
+                           loo_rows(index)), steps)
     t0 = begin("target", "resolving the document target")
     target = resolve(loaded, windows_ids, index, spec)
     covered = np.zeros(count, dtype=bool)
@@ -610,6 +648,11 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         },
     }
     end("target", t0)
+    if set(run) - {"agreement"}:
+        bar.estimate(", ".join(m for m in run if m != "agreement") + f" over {len(windows_ids)} windows "
+                     f"(about {bar.total - bar.done_units:.0f} window forwards at {bar.pace():.2g} s each"
+                     + (", more if Integrated Gradients needs more steps" if opts["ig_steps"] == "auto"
+                        and "ig" in run else "") + ")")
 
     t0 = begin("attention", "attention and rollout of every window")
     vectors, read = attention_vectors(analysis.arrays, info, index, count, target.kind, opts["alpha"],
@@ -634,14 +677,18 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         end(name, t0)
         if "saliency" in run and "grad_input" in run:
             timings["grad_input"] = 0.0
-            state["done"] += STEP_WEIGHT["grad_input"]
+
+    def ig_progress(fraction, done, known, message):
+        bar.extra = max(0.0, known - bar.units["ig"])  # rounds beyond the plan count in the time left
+        bar.at("ig", fraction, message, units_done=done)
+
     if "ig" in run:
         t0 = begin("ig", "Integrated Gradients over the document")
         vec, record = integrated_gradients(
             loaded, target, count, baseline=opts["baseline"], steps=opts["ig_steps"],
             start_steps=opts["ig_start_steps"], max_steps=opts["ig_max_steps"], tolerance=opts["ig_tolerance"],
             method=opts["ig_method"], cancel=cancel,
-            progress=lambda d, t: sub(d, t, f"Integrated Gradients {d}/{t} steps"))
+            progress=ig_progress)
         vectors["integrated_gradients"] = vec
         section["methods"]["integrated_gradients"] = record
         end("ig", t0)
@@ -650,7 +697,8 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         replacement = choose_replacement(loaded, opts["replacement"])
         batch = max(1, min(opts["batch_size"], 8192 // max(max(sizes), 1)))
         vectors["loo"] = leave_one_out(loaded, target, count, replacement, batch, cancel,
-                                       progress=lambda d, t: sub(d, t, f"leave-one-out {d}/{t}"))
+                                       progress=lambda d, t: bar.at("loo", d / max(t, 1),
+                                                                    f"leave-one-out {d}/{t}", units_done=d))
         section["methods"]["loo"] = {**replacement.to_json(), "batch_size": batch,
                                      "definition": "f(x) - f(x with the token replaced in every window that "
                                                    "holds it)"}
@@ -669,7 +717,7 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         analysis.arrays[ARRAY_PREFIX + name] = np.ascontiguousarray(vec, dtype=np.float32)
     analysis.arrays[INDEX_ARRAY] = index_array
     analysis.manifest["explain"] = _clean(section)
-    report(1.0, "document explanation done")
+    bar.at("verdict", 1.0, "document explanation done")
     return windowing.window_view(analysis, windowing.shown_window(analysis))
 
 
