@@ -227,8 +227,12 @@ class ValidatePanel(QWidget):
         self.cancel_button.setEnabled(True)
         self.run_button.setText("Run again")
 
-    def _on_progress(self, _gen, fraction: float, message: str) -> None:
-        self.progress.setValue(int(fraction * 1000))
+    def _on_progress(self, gen, fraction: float, message: str) -> None:
+        value = int(fraction * 1000)
+        if gen == getattr(self, "_progress_gen", None):  # a run's bar never goes back
+            value = max(value, self.progress.value())
+        self._progress_gen = gen
+        self.progress.setValue(value)
         self.progress.setFormat("%p%")
         self.step.setText(message)
 
