@@ -158,15 +158,20 @@ def random_units(rng, n: int) -> words.Units:
     return words.Units(starts, n, tuple(f"u{k}" for k in range(len(starts))))
 
 
-@pytest.mark.parametrize("block", [2, 7, words.ROW_BLOCK])
-def test_unit_matrix_of_mapped_float16_in_blocks(tmp_path, monkeypatch, block):
+@pytest.mark.parametrize("block, side", [(2, "words"), (7, "words"), (words.ROW_BLOCK, "words"),
+                                         (5, "piece rows"), (5, "piece columns")])
+def test_unit_matrix_of_mapped_float16_in_blocks(tmp_path, monkeypatch, block, side):
     """Every row of a memory-mapped float16 matrix (how long captures are stored), rows and
-    columns grouped differently, read in blocks of whole query words (block 2: words longer than
-    a block): equal to a float64 sum over each word pair's pieces."""
+    columns grouped differently (or one axis by pieces), read in blocks of whole query words
+    (block 2: words longer than a block): equal to a float64 sum over each word pair's pieces."""
     monkeypatch.setattr(words, "ROW_BLOCK", block)
     rng = np.random.default_rng(block)
     n_q, n_k = 300, 260
     qu, ku = random_units(rng, n_q), random_units(rng, n_k)
+    if side == "piece rows":
+        qu = words.Units(np.arange(n_q), n_q, tuple(map(str, range(n_q))))
+    elif side == "piece columns":
+        ku = words.Units(np.arange(n_k), n_k, tuple(map(str, range(n_k))))
     values = rng.random((n_q, n_k)) ** 4
     values /= values.sum(axis=1, keepdims=True)
     mapped = np.lib.format.open_memmap(tmp_path / "att.npy", mode="w+", dtype=np.float16, shape=(n_q, n_k))

@@ -186,7 +186,7 @@ def unit_matrix(matrix: np.ndarray, row_queries: np.ndarray, row_units: Units,
     """Word-level matrix: rows = mean over a query unit's pieces, columns = sum over a key unit's
     pieces. Returns ([U_rows', U_cols] float32, the query unit of each row)."""
     row_queries = np.asarray(row_queries, dtype=np.int64)
-    if (not row_units.identity and not col_units.identity and matrix.shape[0] == row_units.n_tokens
+    if (not (row_units.identity and col_units.identity) and matrix.shape[0] == row_units.n_tokens
             and np.array_equal(row_queries, np.arange(row_units.n_tokens))):
         return _every_row(matrix, row_units, col_units), np.arange(len(row_units))
     rows, which = mean_rows(matrix, row_queries, row_units)
