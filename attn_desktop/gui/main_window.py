@@ -246,6 +246,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         self.flow_runner.cancelled.connect(self._on_flow_cancelled)
         self.propagation.filed.connect(self._on_propagation_filed)
         self.propagation.status_changed.connect(self._on_propagation_status)
+        self.propagation.stopped.connect(self.messages.info)
         self.selection_bar.flow_all_requested.connect(self.compute_flow_all)
 
         self.session_runner.succeeded.connect(self._on_session_done)
@@ -457,6 +458,8 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
             self.analyzer.cancel()
             self.debounce.stop()
         self.propagation.cancel()
+        if self.validate_panel.runner.busy:
+            self.validate_panel.cancel()  # Esc stops a validation like its Cancel button
 
     # -- rollout and attention flow (core.propagate.propagation, in workers) --------------------------------
     def compute_flow(self) -> int | None:

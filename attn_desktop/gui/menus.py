@@ -51,7 +51,7 @@ def build_menus(w) -> None:
 
     analysis = bar.addMenu("A&nalysis")
     action(w, analysis, "Analyse &now", w.request_analysis, "Ctrl+Return")
-    action(w, analysis, "&Cancel analysis, rollout or flow", w.cancel_analysis, "Esc")
+    action(w, analysis, "&Cancel analysis, validation, rollout or flow", w.cancel_analysis, "Esc")
     action(w, analysis, "Compute attention &flow for the focus token", w.compute_flow, "Ctrl+Shift+F")
     w.act_flow_all = action(w, analysis, "Compute attention flow for &all tokens", w.compute_flow_all,
                             "Ctrl+Alt+F")

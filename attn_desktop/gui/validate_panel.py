@@ -31,6 +31,7 @@ from .document_shade import DocumentShade
 from .document_validate import document_arrays, document_lines, same_window, shown_window_of
 from .importance import IMPORTANCE_KEYS, explain_section, method_measure, target_phrase
 from .measures import prepare
+from .run_identity import same_document
 from .validate_plots import AgreementView, FaithfulnessView, InterventionTable, fmt, plain_label
 from .validate_target import TargetChooser
 from .workers import LatestOnly
@@ -97,6 +98,7 @@ class ValidatePanel(QWidget):
         self.document_shade = DocumentShade(window)  # a windowed document's values outside the window shown
         self.shown = None  # the analysis whose results are on screen
         self.last = None  # the last analysis holding results (carried over to a re-analysis of the same input)
+        self.run_for = None  # the analysis on screen when the running validation started
 
         self.chooser = TargetChooser()
         self.run_button = QPushButton("Run validation")
@@ -211,6 +213,7 @@ class ValidatePanel(QWidget):
             return prepared
 
         self.status.setText("")
+        self.run_for = w.state.analysis
         return self.runner.request(work)
 
     def _refuse(self, message: str) -> None:
@@ -221,11 +224,19 @@ class ValidatePanel(QWidget):
     def cancel(self) -> None:
         self.runner.cancel()
 
+    def drop_run(self, why: str) -> None:
+        """The running validation is for a document no longer shown: stop it, drop its result."""
+        if self.runner.busy:
+            self.runner.invalidate()
+            self.status.setText(why)
+        self.run_for = None
+
     def _on_started(self, _gen) -> None:
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
         self.cancel_button.setEnabled(True)
-        self.run_button.setText("Run again")
+        self.run_button.setText("Running…")
+        self.run_button.setEnabled(False)
 
     def _on_progress(self, gen, fraction: float, message: str) -> None:
         value = int(fraction * 1000)
@@ -240,6 +251,7 @@ class ValidatePanel(QWidget):
         self.step.setText("")
         self.cancel_button.setEnabled(False)
         self.run_button.setText("Run validation")
+        self.run_button.setEnabled(self.window.loaded is not None)
 
     def _on_failed(self, _gen, message: str) -> None:
         self.progress.setFormat("failed")
@@ -262,7 +274,13 @@ class ValidatePanel(QWidget):
         self.progress.setFormat(f"done in {prepared.seconds:.1f} s")
         if input_text(result) != w.document.text() or not explain_section(result):
             return  # an edit always invalidates first; this is the belt to those braces
-        current = w.state.analysis
+        current, started_for = w.state.analysis, self.run_for
+        self.run_for = None
+        if started_for is not None and not same_document(current, started_for):
+            self.status.setText("The validation was for another analysis than the one shown; its results were dropped.")
+            return  # opening a session or re-analysing cancels first; this is the belt to those braces
+        if current is not None and started_for is not None:
+            result = same_window(result, shown_window_of(current))  # the window on screen now, not at the start
         self.last = results_only(result)
         if current is not None and same_input(current, result):
             file_results(current, result)
@@ -277,6 +295,7 @@ class ValidatePanel(QWidget):
     # -- what invalidates results ------------------------------------------------------------
     def _on_edit(self) -> None:
         self.runner.invalidate()
+        self.run_for = None
         self.refresh()
 
     def _on_model(self, loaded) -> None:
@@ -286,6 +305,8 @@ class ValidatePanel(QWidget):
 
     def _on_analysis(self) -> None:
         an = self.window.state.analysis
+        if self.run_for is not None and not same_document(an, self.run_for):
+            self.drop_run("Validation stopped: another analysis or session is shown now; run it again for this one.")
         if an is not None and explain_section(an):
             self.last = results_only(an)  # e.g. a session: its results carry over like a run's
         elif an is not None and self.last is not None and same_input(self.last, an):
@@ -309,7 +330,7 @@ class ValidatePanel(QWidget):
         an = self.current()
         stale = an is None and self.shown is not None
         self.shown = an
-        self.run_button.setEnabled(self.window.loaded is not None)
+        self.run_button.setEnabled(self.window.loaded is not None and not self.runner.busy)
         if an is not None:
             try:
                 self._show(an, explain_section(an))
