@@ -51,7 +51,7 @@ def test_document_run_progress_is_monotone_with_a_share_per_forward(loaded_model
     ig = [f for f, m in seen if m.startswith("Integrated Gradients")]
     index = an.arrays["window_document_index"]
     rows = sum(len({int(i) for i in index[k] if i >= 0}) for k in range(index.shape[0]))
-    ig_units = 2 * windows + (2 + 4) * 3 * windows  # f(x), f(b), the two planned rounds (one graph)
+    ig_units = 2 * windows + (2 + 4) * 2 * windows  # f(x), f(b), the two planned rounds (one graph)
     units = windows + 0.05 * windows + ig_units + rows + 0.001 * windows
     assert max(loo) - max(ig) == pytest.approx(0.7 * rows / units, rel=1e-6)  # the document: 0.3..1.0
 

@@ -1,8 +1,8 @@
 """Progress and time estimate of a document-level explanation (core.explain.document).
 
 Work is counted in window forwards (one row through one window): the target is one per window, a
-gradient pass about three (forward and backward), Integrated Gradients three (four when the windows
-do not fit one graph) per step and window, leave-one-out one per (window, document token it holds).
+gradient pass about three (forward and backward), Integrated Gradients two (batched rows; three when
+the windows do not fit one graph) per step and window, leave-one-out one per (window, document token it holds).
 The bar gives each step a share proportional to its planned forwards and never goes back: adaptive
 Integrated Gradients rounds get fixed shares of IG's part (the first two rounds, the ones planned,
 90% in proportion to their steps; later rounds split the last 10% in proportion to theirs). The time
@@ -101,7 +101,7 @@ class DocumentProgress:
             value = 1.0
         self.shown = value
         left = self.seconds_left()
-        if left is not None and name != "target" and value < 1.0:
+        if left is not None and name != "target" and self.total + self.extra - self.done_units >= 0.5:
             from attn_desktop.core.propagate.flow_cost import duration
 
             message = f"{message} · about {duration(left)} left"
