@@ -37,6 +37,7 @@ from .measures import (
     work_copy,
 )
 from .state import ViewState
+from .window_results import WindowStores, window_of
 from .workers import LatestOnly
 
 
@@ -109,6 +110,7 @@ class FlowJob:
 class Propagation(QObject):
     filed = Signal(object, str, tuple)  # analysis, "rollout" or "flow", parameters: new data
     status_changed = Signal()  # a job started or stopped: the "computing…" notes change
+    stopped = Signal(str)  # a flow job for another window gave way to a new one: what was kept
     _flow_row = Signal(object, object)  # (FlowJob, FlowRows), emitted in the worker thread
 
     def __init__(self, state: ViewState, parent: QObject | None = None,
@@ -122,6 +124,7 @@ class Propagation(QObject):
         self.flow_job: FlowJob | None = None
         self._rollout_key: tuple | None = None  # (analysis id, params) of the newest request
         self.problems: dict[tuple, str] = {}  # (analysis id, kind, params) -> why it is missing
+        self.windows = WindowStores()  # each window's rollout and flow while its document is shown
         self._flow_row.connect(self._on_flow_row)  # queued: the receiver lives in the GUI thread
         self.rollout_runner.succeeded.connect(self._on_rollout)
         self.rollout_runner.failed.connect(self._on_rollout_failed)
@@ -140,13 +143,40 @@ class Propagation(QObject):
         self.flow_runner.cancel()
 
     def forget(self, analysis) -> None:
-        """A new analysis is shown: stop work for any other."""
+        """A new analysis is shown: stop work for any other (a flow job for another window of the
+        same document goes on in the background, filing its rows for its own window)."""
+        self.windows.remember(analysis)
         if self._rollout_key is not None and self._rollout_key[0] != id(analysis):
             self.rollout_runner.cancel()
             self._rollout_key = None
-        if self.flow_job is not None and self.flow_job.analysis is not analysis:
+        job = self.flow_job
+        if job is not None and job.analysis is not analysis and not self._same_document(job.analysis, analysis):
             self.flow_runner.cancel()
         self.problems = {k: v for k, v in self.problems.items() if k[0] == id(analysis)}
+
+    @staticmethod
+    def _same_document(a, b) -> bool:
+        wa, wb = window_of(a), window_of(b)
+        return wa is not None and wb is not None and wa[0] is wb[0]
+
+    def restore_window(self, analysis) -> None:
+        """A window of the document shown is about to be shown again: give it the rows kept for
+        it, and the flow job still running for it (its rows land in this view)."""
+        kept = self.windows.restore(analysis, self.state.sel)
+        job = self.flow_job
+        if kept is not None and job is not None and self.flow_runner.busy and store(job.analysis) is kept:
+            job.analysis = analysis
+
+    def _say_stopped(self, job: FlowJob) -> None:
+        """A running flow job for another window of the document gives way to a new request."""
+        where = window_of(job.analysis)
+        if where is None or not self.flow_runner.busy:
+            return
+        have = store(job.analysis)["flow"].get(job.params)
+        done, n = (0 if have is None else len(have.rows)), len(job.analysis.tokens)
+        self.stopped.emit(f"Attention flow for window {where[1] + 1} stopped at {done} of {n} rows to compute "
+                          f"this window's; the finished rows are kept for window {where[1] + 1} "
+                          "(Ctrl+Alt+F there computes the rest).")
 
     # -- rollout --------------------------------------------------------------------------------
     def request_rollout(self) -> int | None:
@@ -220,6 +250,8 @@ class Propagation(QObject):
                 self.problems[(id(an), "flow", params, r)] = cost.refusal
             self.status_changed.emit()
             return None
+        if self.flow_job is not None and self.flow_job.analysis is not an:
+            self._say_stopped(self.flow_job)
         job = FlowJob(an, params, todo, priority)
         copy = work_copy(an)
         seed_flow(copy, have)

@@ -212,6 +212,7 @@ class WindowsStrip(QWidget):
         prepared.source, prepared.seconds = old.source, old.seconds
         self.window.cache.clear()
         fields = {} if focus is None else {"focus": focus}
+        self.window.propagation.restore_window(prepared.analysis)  # the rows already computed for window k
         self.window.state.set_prepared(prepared, **fields)
         if self.pinned:
             self._reveal(an.manifest["windows"]["windows"][k])
