@@ -11,6 +11,7 @@ from ..core.tokens import count_unknown, model_pieces
 from .document import analysed_chars
 from .state import default_focus, focus_rule
 from .units import axis_units, group_label, query_group
+from .window_numbers import document_place
 
 TRUNCATE_SETTING = "Analysis ▸ Truncate texts longer than the model accepts"
 
@@ -128,7 +129,11 @@ class ShowsTruth:
         if not 0 <= sel.focus < len(queries):
             self.status_focus.setText("")
             return
-        who = f"focus {group_label(an, sel, query_group(an, sel))}"  # the word and its token numbers, as the highlight
+        group = query_group(an, sel)
+        who = f"focus {group_label(an, sel, group)}"  # the word and its token numbers, as the highlight
+        where = document_place(an, group)  # a window of a document: its number there, as the strip counts
+        if where:
+            who = f"{who} {where}"
         rule = focus_rule(an, sel.set_name)
         default = sel.focus == default_focus(an, sel.set_name)
         self.status_focus.setText(f"{who}, the default" if default else who)
