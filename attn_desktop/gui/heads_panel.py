@@ -40,6 +40,7 @@ from . import colormaps
 from .document import input_text
 from .measures import prepare
 from .plain import plain_labels, plain_tip
+from .run_identity import same_document
 from .validate_panel import same_input
 from .validate_target import TargetChooser
 from .workers import LatestOnly
@@ -257,6 +258,7 @@ class HeadsPanel(QWidget):
         super().__init__(window)
         self.window = window
         self.runner = LatestOnly("Head importance", self)
+        self.run_for = None  # the analysis on screen when the running heads analysis started
         self.pruner = LatestOnly("Pruning", self)
         self.saver = LatestOnly("Saving the pruned model", self)
         self.shown = None
@@ -469,6 +471,7 @@ class HeadsPanel(QWidget):
             return prepared
 
         self.status.setText("")
+        self.run_for = w.state.analysis  # its result is dropped if another analysis is shown by then
         return self.runner.request(work)
 
     def _refuse(self, message: str) -> None:
@@ -483,8 +486,14 @@ class HeadsPanel(QWidget):
         self.progress.setFormat(f"done in {prepared.seconds:.1f} s")
         if input_text(result) != w.document.text() or not heads_section(result):
             return
+        current, started_for = w.state.analysis, self.run_for
+        self.run_for = None
+        if started_for is not None and not (current is started_for or (same_document(current, started_for)
+                                                                        and same_input(current, result))):
+            self.status.setText("The heads analysis was for another analysis than the one shown; "
+                                "its results were dropped.")
+            return
         self.last = result
-        current = w.state.analysis
         if current is not None and same_input(current, result):
             file_heads(current, result)
             self.refresh()
@@ -505,6 +514,7 @@ class HeadsPanel(QWidget):
     # -- what invalidates results ---------------------------------------------------------------
     def _on_edit(self) -> None:
         self.runner.invalidate()
+        self.run_for = None
         self.refresh()
 
     def _on_model(self, loaded) -> None:
@@ -519,6 +529,13 @@ class HeadsPanel(QWidget):
 
     def _on_analysis(self) -> None:
         an = self.window.state.analysis
+        started_for = self.run_for
+        if started_for is not None and not same_document(an, started_for):
+            self.run_for = None
+            if self.runner.busy:
+                self.runner.invalidate()  # a session or another analysis is shown: its result would be stale
+                self.status.setText("Heads analysis stopped: another analysis or session is shown now; "
+                                    "run it again for this one.")
         if (an is not None and not heads_section(an) and self.last is not None and self.last is not an
                 and same_input(self.last, an)):
             file_heads(an, self.last)

@@ -460,6 +460,8 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         self.propagation.cancel()
         if self.validate_panel.runner.busy:
             self.validate_panel.cancel()  # Esc stops a validation like its Cancel button
+        if self.heads_panel.runner.busy:
+            self.heads_panel.runner.cancel()
 
     # -- rollout and attention flow (core.propagate.propagation, in workers) --------------------------------
     def compute_flow(self) -> int | None:

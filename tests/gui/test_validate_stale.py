@@ -117,3 +117,39 @@ def test_escape_cancels_a_running_validation(window, load, qtbot, tiny_model_pat
     qtbot.waitUntil(lambda: not panel.runner.busy, timeout=TIMEOUT)
     assert "explain" not in before.manifest and panel.shown is None
     assert panel.progress.format() == "cancelled"
+
+
+def test_opening_a_session_while_the_heads_analysis_runs_drops_it(window, load, analyse, qtbot, tiny_model_paths,
+                                                                   tmp_path, monkeypatch):
+    from attn_desktop.gui import heads_panel as hp
+
+    w = window
+    load(w, tiny_model_paths["bert-cls"])
+    first = analyse(w, "The bank approved the loan after the river flooded.", type_it=False).analysis
+    path = tmp_path / "plain.attn"
+    with qtbot.waitSignal(w.session_saved, timeout=TIMEOUT):
+        w.save_session(str(path))
+    gate, reached = threading.Event(), threading.Event()
+    real = hp.prepare
+
+    def held(analysis, cancel):
+        reached.set()
+        gate.wait(120)
+        return real(analysis, cancel)
+
+    monkeypatch.setattr(hp, "prepare", held)
+    panel = w.heads_panel
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: reached.is_set() or not panel.runner.busy, timeout=TIMEOUT)
+    assert reached.is_set(), panel.status.text()
+    try:
+        with qtbot.waitSignal(w.analysis_shown, timeout=TIMEOUT):
+            w.open_session(str(path))
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: not panel.runner.busy, timeout=TIMEOUT)
+    qtbot.wait(50)
+    an = w.state.analysis
+    assert an is not first and "heads" not in an.manifest and "heads" not in first.manifest
+    assert w.status_time.text() == "session plain.attn" and panel.shown is None
+    assert panel.status.text().startswith("Heads analysis stopped: another analysis or session is shown")
