@@ -25,7 +25,8 @@ class WindowStores:
         """Keep `analysis`'s rollout and flow for its window (its store itself: rows filed into it
         later are kept too)."""
         where = window_of(analysis)
-        if where is None:
+        if where is None:  # one text shown: the document's windows (and its attention stack) go
+            self._stack, self._stores = None, {}
             return
         stack, k = where
         if stack is not self._stack:
