@@ -286,3 +286,21 @@ def test_schema_1_reader_drops_a_view_it_never_had(tmp_path):
     an = load_session(session(tmp_path / "s.attn", version=1, view={"layer": 1}))
     assert an.manifest["schema_version"] == 1 and "view" not in an.manifest
     refused(session(tmp_path / "t.attn", version=2, view={"layer": [[[1]]]}), "'view'")
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+@pytest.mark.parametrize("bad,match", [(np.nan, "NaN or infinite"), (1.5, "outside \\[0, 1\\]"),
+                                       (-0.25, "outside \\[0, 1\\]")])
+def test_values_of_a_mapped_member_are_checked_in_the_checksum_pass(tmp_path, monkeypatch, chunk, bad, match):
+    """Members mapped from the file (as 256 MB ones are) have their values checked buffer by buffer
+    while the checksum is computed, including a value cut by a buffer's end."""
+    from attn_desktop.core.store import archive
+
+    monkeypatch.setattr(archive, "MAP_FROM", 1)
+    monkeypatch.setattr(archive, "_READ_CHUNK", chunk)
+    good = load_session(session(tmp_path / "good.attn"))
+    assert isinstance(good.arrays["attentions"], np.memmap)
+    for where in ([0, 0, 0, 0], [1, 2, 3, 4], [-1, -1, -1, -1]):
+        values = attention()
+        values[tuple(where)] = bad
+        refused(session(tmp_path / "s.attn", {"attentions": values}), match)

@@ -165,10 +165,11 @@ class SessionArchive:
                              f"match its {self.members[member].file_size} bytes")
         return header
 
-    def _mapped_npy(self, array: str, header: NpyHeader) -> np.ndarray | None:
+    def _mapped_npy(self, array: str, header: NpyHeader, check=None) -> np.ndarray | None:
         """A large stored (uncompressed) member in native C order, mapped read-only from the file
-        instead of read (its CRC checked first, reading the file into a reused buffer); None for
-        anything else. The mapping lives as long as the array, whatever happens to the file's name."""
+        instead of read (its CRC checked first, reading the file into a reused buffer, and `check`
+        given the values of each buffer in the same pass); None for anything else. The mapping
+        lives as long as the array, whatever happens to the file's name."""
         info = self.members[f"{array}.npy"]
         if (info.compress_type != zipfile.ZIP_STORED or header.nbytes < MAP_FROM or header.fortran_order
                 or header.dtype.byteorder not in ("=", "|", _NATIVE)):
@@ -181,25 +182,51 @@ class SessionArchive:
         if start + info.compress_size > os.fstat(self._fh.fileno()).st_size or header.offset + header.nbytes > info.file_size:
             raise self._fail(f"array {quote(array)} claims more bytes than the file holds")
         raw = np.memmap(self._fh, dtype=np.uint8, mode="r", offset=start, shape=(info.file_size,))
-        if self._crc_read(start, info.file_size) != info.CRC:
+        itemsize = header.dtype.itemsize
+        in_pass = check is not None and header.offset % itemsize == 0
+        values = (header.offset, header.offset + header.nbytes, header.dtype) if in_pass else None
+        crc, refused = self._crc_read(start, info.file_size, check if in_pass else None, values)
+        if crc != info.CRC:  # damage is named as such, even when it also made a value impossible
             raise self._fail(f"array {quote(array)} is damaged (its checksum does not match)")
-        return raw[header.offset:header.offset + header.nbytes].view(header.dtype).reshape(header.shape)
+        if refused is not None:
+            raise refused
+        mapped = raw[header.offset:header.offset + header.nbytes].view(header.dtype).reshape(header.shape)
+        if check is not None and not in_pass:
+            check(mapped)
+        return mapped
 
-    def _crc_read(self, start: int, size: int) -> int:
+    def _crc_read(self, start: int, size: int, check=None, values=None) -> tuple[int, UserError | None]:
         """CRC-32 of `size` bytes from `start`, read into one reused buffer (no mapping: touching a
-        mapping's pages one fault at a time took longer than the checksum, 1.7 s for 5.6 GB)."""
+        mapping's pages one fault at a time took longer than the checksum, 1.7 s for 5.6 GB).
+        `check(part)`, when given, sees the values (bytes `values[0]` to `values[1]` of dtype
+        `values[2]`) of each buffer as they pass, so they are read once for both; its first refusal
+        is returned with the checksum, which is computed to the end."""
         buf = memoryview(bytearray(min(size, _READ_CHUNK)))
         crc, done, fd = 0, 0, self._fh.fileno()
+        carry, refused = b"", None  # carry: the bytes of a value cut by the buffer's end
         while done < size:
             got = os.preadv(fd, [buf[:min(len(buf), size - done)]], start + done)
             if got <= 0:
                 raise self._fail("the file ends before its members do")
             crc = crc32(buf[:got], crc)
+            if check is not None:
+                lo, hi = max(done, values[0]), min(done + got, values[1])
+                if lo < hi:
+                    part = carry + bytes(buf[lo - done:hi - done]) if carry else buf[lo - done:hi - done]
+                    whole = len(part) - len(part) % values[2].itemsize
+                    carry = bytes(part[whole:])
+                    if whole and refused is None:
+                        try:
+                            check(np.frombuffer(part, dtype=values[2], count=whole // values[2].itemsize))
+                        except UserError as exc:
+                            refused = exc
             done += got
-        return crc
+        return crc, refused
 
-    def read_npy(self, array: str, header: NpyHeader) -> np.ndarray:
-        mapped = self._mapped_npy(array, header)
+    def read_npy(self, array: str, header: NpyHeader, check=None) -> np.ndarray:
+        """The member's values; `check(values)` (raising to refuse) sees all of them, a part at a time
+        for a mapped member, in the pass that computes its checksum."""
+        mapped = self._mapped_npy(array, header, check)
         if mapped is not None:
             return mapped
         raw = np.empty(header.nbytes, dtype=np.uint8)
@@ -220,6 +247,8 @@ class SessionArchive:
             values = values.reshape(header.shape)
         if header.dtype.byteorder not in ("=", "|") and header.dtype.byteorder != _NATIVE:
             values = values.astype(header.dtype.newbyteorder("="))
+        if check is not None:
+            check(values)
         return values
 
 

@@ -151,7 +151,9 @@ class _InMemory:
         a = self._arrays[name]
         return _Header(tuple(a.shape), a.dtype)
 
-    def read_npy(self, name: str, header) -> np.ndarray:
+    def read_npy(self, name: str, header, check=None) -> np.ndarray:
+        if check is not None:
+            check(self._arrays[name])
         return self._arrays[name]
 
 
@@ -189,9 +191,8 @@ def _validated(label: str, manifest: dict, source, view: bool) -> Analysis:
     headers = _headers(label, manifest, source, dims)
     arrays = {}
     for name, header in headers.items():
-        values = source.read_npy(name, header)
-        schema.check_array_values(label, name, values, dims)
-        arrays[name] = values
+        arrays[name] = source.read_npy(
+            name, header, check=lambda part, name=name: schema.check_array_values(label, name, part, dims))
     schema.check_together(label, arrays, manifest, dims, encoder_decoder)
     return Analysis(
         text=text, tokens=[_token(t) for t in tokens], arrays=arrays, manifest=manifest,
