@@ -262,6 +262,8 @@ class Propagation(QObject):
         emit_row = self._flow_row.emit
         n = len(an.tokens)
         compute = self.compute["flow"]
+        where = window_of(an)
+        said = (lambda m: f"window {where[1] + 1}: {m}") if where is not None else (lambda m: m)  # shown elsewhere too
 
         def work(progress, cancel):
             started = time.perf_counter()
@@ -274,14 +276,14 @@ class Propagation(QObject):
                     if cancel():
                         raise Cancelled()
                     # counted as the title counts: rows of all n tokens that exist
-                    progress(len(have_rows) / n, flow_progress(len(have_rows), n, started, job.done, left,
-                                                               cost.row_seconds))
+                    progress(len(have_rows) / n, said(flow_progress(len(have_rows), n, started, job.done, left,
+                                                                    cost.row_seconds)))
                     compute.add_flow(copy, [row], alpha, fusion, cancel=cancel)
                     job.done += 1
                     emit_row(job, flow_rows_of(copy))
                     progress((len(have_rows) + 1) / n,
-                             flow_progress(len(have_rows) + 1, n, started, job.done, left - 1,
-                                           cost.row_seconds))
+                             said(flow_progress(len(have_rows) + 1, n, started, job.done, left - 1,
+                                                cost.row_seconds)))
             finally:
                 job.close()
 

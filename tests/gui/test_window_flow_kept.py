@@ -11,9 +11,9 @@ import numpy as np
 from PySide6.QtCore import Qt
 
 from attn_desktop.core import windows as core_windows
+from attn_desktop.core.analysis import Analysis
 from attn_desktop.core.propagate import propagation
 from attn_desktop.core.propagate.compute_process import ComputeProcess
-from attn_desktop.core.analysis import Analysis
 from attn_desktop.gui.measures import MEASURES, store
 
 TIMEOUT = 120_000
@@ -67,11 +67,14 @@ def test_flow_rows_are_kept_for_their_window(window, load, qtbot, tiny_model_pat
         return real(compute, analysis, rows, *args, **kw)
 
     monkeypatch.setattr(ComputeProcess, "add_flow", counted)
+    messages = []
+    w.flow_runner.progressed.connect(lambda _g, _f, m: messages.append(m))
     try:
         qtbot.mouseClick(w.selection_bar.flow_all_button, Qt.LeftButton)
         qtbot.waitUntil(blocked.is_set, timeout=TIMEOUT)
         qtbot.waitUntil(lambda: len(flow_rows(second, w.state.sel)) == 4, timeout=TIMEOUT)  # the focus's + 3
         done = flow_rows(second, w.state.sel)
+        assert messages and all(m.startswith("window 2: attention flow: ") for m in messages)  # says whose rows
         show_window(w, qtbot, 2)
         third = w.state.analysis
         assert "Attention flow for window 2 stopped at 4 of" in w.messages.text.text()
