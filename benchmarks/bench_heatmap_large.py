@@ -5,7 +5,7 @@ stores it (core.model.mapped), read once beforehand so it sits in the page cache
 is set_matrix with another layer/head slice, then Qt's pending repaint (paints are counted, so every
 switch really reached the screen). Measured in the same run:
 
-- overview: the whole matrix max-pooled to the view's pixels (core.pooling);
+- overview: the whole matrix max-pooled to the view's pixels (core.views.pooling);
 - zoomed: the view on about 60 x 60 cells, drawn at full cell resolution;
 - pan: one arrow-key step while zoomed in halfway (redraws when leaving the part drawn);
 - the head mean as float32 (what an aggregate over heads hands the heatmap), overview;
@@ -19,7 +19,7 @@ visible when a pixel within 1 pixel of where it lies has the colour map's top co
 Then the same attention in the real main window (a synthetic 4096-token analysis, words of 1 to 4
 pieces, WORD_PIECES): a layer/head switch through the selection, by pieces and by words, which adds
 what the window does around the heatmap (the matrix by words, the focus row, the editor's colours);
-by words also with the previous core.words.unit_matrix (whole matrix to float32, then reduceat).
+by words also with the previous core.views.words.unit_matrix (whole matrix to float32, then reduceat).
 
 Budget: a layer/head switch <= 100 ms at n=4096 with the data in the page cache.
 """
@@ -102,7 +102,7 @@ def naive_render(heatmap: Heatmap) -> None:
 
 
 def window_switches(att: np.ndarray, app: QApplication, switches: int) -> list[tuple[str, list[float]]]:
-    from attn_desktop.core import words as core_words
+    from attn_desktop.core.views import words as core_words
     from attn_desktop.core.analysis import Analysis, Token
     from attn_desktop.gui.main_window import MainWindow
     from attn_desktop.gui.measures import prepare
@@ -155,9 +155,9 @@ def window_switches(att: np.ndarray, app: QApplication, switches: int) -> list[t
 
 
 def previous_unit_matrix(matrix, row_queries, row_units, col_units):
-    """core.words.unit_matrix before blocks of gathered columns (for the ratio): the whole matrix
+    """core.views.words.unit_matrix before blocks of gathered columns (for the ratio): the whole matrix
     converted to float32, columns by np.add.reduceat, then the rows of each word."""
-    from attn_desktop.core import words as core_words
+    from attn_desktop.core.views import words as core_words
 
     cols = np.add.reduceat(core_words.as_float32(matrix), col_units.starts, axis=1)
     starts, sizes = row_units.starts, row_units.sizes

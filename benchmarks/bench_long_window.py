@@ -115,7 +115,7 @@ def reopen_child(path: str) -> None:  # also: python bench_long_window.py --reop
     args = wait(app, w.analysis_shown, lambda: w.open_session(path))
     seconds = time.perf_counter() - t0
     att = args[0].analysis.arrays["attentions"]
-    from attn_desktop.core.mapped_arrays import is_mapped
+    from attn_desktop.core.views.mapped_arrays import is_mapped
 
     totals, data = timed_switches(app, w, [{"layer": k} for k in range(LAYERS)], passes=2)
     print(json.dumps({"seconds": seconds, "read_s": args[0].seconds, "peak_mb": peak_mb(os.getpid()),
@@ -156,7 +156,7 @@ def main() -> None:
         wait(app, w.propagation.filed, lambda: w.state.update(measure="rollout"))
         step("rollout shown", time.perf_counter() - t0)
         an = prepared.analysis
-        from attn_desktop.core.mapped_arrays import is_mapped
+        from attn_desktop.core.views.mapped_arrays import is_mapped
 
         kinds = {k: ("mapped float16" if is_mapped(v) else str(v.dtype)) for k, v in an.arrays.items()
                  if v.nbytes > 16 << 20}

@@ -1,7 +1,7 @@
 """Cost of showing words instead of word pieces, on the GUI thread, in one run.
 
 What the window does per heatmap refresh in words mode that it does not do by pieces: aggregate
-the shown [n, n] matrix into [words, words] (core.words.unit_matrix), and the editor's focus row
+the shown [n, n] matrix into [words, words] (core.views.words.unit_matrix), and the editor's focus row
 into words. Printed as ratios to what every refresh costs anyway: quantising the piece matrix
 for the image (colormaps.quantise, float16 as stored), at 512 and 2048 tokens of text with long
 words. The word matrix is cached with the view, so it is paid once per layer, head and measure.
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from attn_desktop.core import words
+from attn_desktop.core.views import words
 from attn_desktop.core.analysis import Token
 from attn_desktop.gui import colormaps
 

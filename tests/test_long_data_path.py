@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pytest
 
-from attn_desktop.core.mapped_arrays import file_region, is_mapped, layer_aggregate, resident_copy
+from attn_desktop.core.views.mapped_arrays import file_region, is_mapped, layer_aggregate, resident_copy
 from attn_desktop.core.model import mapped
 from attn_desktop.core.pipeline import analyze
 from attn_desktop.core.propagate.heads import aggregate_heads, head_diagnostics

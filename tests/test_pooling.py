@@ -1,4 +1,4 @@
-"""core.pooling: block extremes against a plain loop over blocks, on float16 (memory-mapped, with
+"""core.views.pooling: block extremes against a plain loop over blocks, on float16 (memory-mapped, with
 and without negative values) and float32, ragged edges, a divisor per column; and the view plan."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attn_desktop.core import pooling
+from attn_desktop.core.views import pooling
 
 
 def loop_blocks(values, region, reduce, divisor=None) -> np.ndarray:

@@ -292,7 +292,7 @@ def test_heads_section_shows_head_importance_with_no_effect_heads(analysis_of):
 
 
 def test_report_by_words(analysis_of):
-    from attn_desktop.core import words as core_words
+    from attn_desktop.core.views import words as core_words
 
     an = analysis_of("Indemnification clauses protect parties.")
     units = core_words.group_words(an.text, an.tokens)
@@ -428,7 +428,7 @@ def test_importance_vector_shades_the_text_both_ways_without_a_focus(analysis_of
 
 
 def test_cli_report_is_by_words_unless_asked_for_pieces(analysis_of, tmp_path, capsys):
-    from attn_desktop.core import words as core_words
+    from attn_desktop.core.views import words as core_words
     from attn_desktop.core.store.session import save_session
 
     an = analysis_of("Indemnification clauses protect parties.")

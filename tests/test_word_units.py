@@ -1,4 +1,4 @@
-"""Words from word pieces (core.words) on the demo model's real tokenizer, checked against the
+"""Words from word pieces (core.views.words) on the demo model's real tokenizer, checked against the
 tokenizer's own word ids and against explicit loops."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attn_desktop.core import words
+from attn_desktop.core.views import words
 from attn_desktop.core.analysis import Token
 from attn_desktop.core.pipeline import analyze
 

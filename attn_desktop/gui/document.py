@@ -7,7 +7,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from ..core.words import tokens_in_span
+from ..core.views.words import tokens_in_span
 from . import colormaps
 from .contrast import make_secondary
 from .document_shade import document_levels

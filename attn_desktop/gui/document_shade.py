@@ -14,7 +14,7 @@ from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import QWidget
 
 from ..core import windows as core_windows
-from ..core import words
+from ..core.views import words
 from ..core.explain.document import ARRAY_PREFIX, INDEX_ARRAY, document_token_list, is_document
 from . import colormaps
 from .editor import TokenColors

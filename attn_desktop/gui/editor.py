@@ -97,7 +97,7 @@ class TokenEditor(QPlainTextEdit):
         self._starts = np.zeros(0, dtype=np.int64)
         self.focus: int | None = None
         self.hover: int | None = None
-        self.units = None  # core.words.Units when the highlight is by words, else None (pieces)
+        self.units = None  # core.views.words.Units when the highlight is by words, else None (pieces)
         self.marked: list[int] = []  # tokens of the focus word or of the selection: framed
         self.value_name = "weight"
         self._char_token = np.full(0, -1, dtype=np.int32)
@@ -175,7 +175,7 @@ class TokenEditor(QPlainTextEdit):
         self.viewport().update()
 
     def set_units(self, units, marked) -> None:
-        """Words (core.words.Units over this editor's tokens) or None for pieces; `marked`: the
+        """Words (core.views.words.Units over this editor's tokens) or None for pieces; `marked`: the
         tokens framed as the focus (a whole word, or every word of a selection)."""
         self.units = units if units is not None and units.n_tokens == len(self.tokens) else None
         self.marked = [int(t) for t in marked if 0 <= t < len(self.tokens)]

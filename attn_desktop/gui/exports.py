@@ -245,7 +245,7 @@ class Exports(QObject):
         the view (the focus word's, or the selection's: gui.units) when it runs over the input,
         and every importance vector the analysis holds (summed over each word's pieces)."""
         from ..core.report.context import VECTOR_NAMES
-        from ..core.words import sum_columns
+        from ..core.views.words import sum_columns
         from .measures import MEASURES
         from .units import focus_row, token_units
 

@@ -3,7 +3,7 @@
 saying what the scale means, a tooltip for the cell under the mouse, and click-to-focus.
 
 A matrix larger than the view's pixels (thousands of tokens) is drawn as an overview in which each
-pixel is the largest value of a block of cells (core.pooling), so isolated peaks stay visible;
+pixel is the largest value of a block of cells (core.views.pooling), so isolated peaks stay visible;
 zooming (wheel, drag, +/-, arrows, Fit, Zoom to focus) redraws the visible part with smaller
 blocks, down to every cell. The colours always use the levels of the whole matrix."""
 
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import pooling
+from ..core.views import pooling
 from . import colormaps
 from .plain import plain_tip
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.mapped_arrays import is_mapped, layer_aggregate, resident_copy
+from ..core.views.mapped_arrays import is_mapped, layer_aggregate, resident_copy
 from ..core.propagate.heads import HeadDiagnostics, aggregate_heads, aggregate_row, head_diagnostics
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ class Selection:
     scale: str = "linear"
     alpha: float = 0.5  # rollout and flow: residual weight of the attention, Â = rownorm(αA + (1−α)I)
     start_layer: int = 0  # rollout of a self-attention model: first layer multiplied in
-    words: bool = True  # rows and columns are words (core.words), not word pieces
+    words: bool = True  # rows and columns are words (core.views.words), not word pieces
     picked: tuple[int, ...] = ()  # query tokens selected together (their words in word mode); () = the focus
 
 

@@ -1,6 +1,6 @@
 """What the views show as rows and columns: words (the default) or word pieces, and the query
 selection (the focus word, or several words picked in the editor). Qt-free; the arithmetic is
-core.words (a word as a query: the mean of its pieces' rows; as a key: the sum of its pieces'
+core.views.words (a word as a query: the mean of its pieces' rows; as a key: the sum of its pieces'
 columns; a selection: the mean of all its pieces' rows)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core import words as core_words
-from ..core.words import Units
+from ..core.views import words as core_words
+from ..core.views.words import Units
 
 
 def token_units(analysis, tokens, by_words: bool) -> Units:

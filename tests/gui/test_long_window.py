@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QRectF
 
-from attn_desktop.core.mapped_arrays import file_region, is_mapped
+from attn_desktop.core.views.mapped_arrays import file_region, is_mapped
 from attn_desktop.gui.measures import MEASURES
 
 TIMEOUT = 300_000

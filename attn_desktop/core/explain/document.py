@@ -133,8 +133,8 @@ def document_token_list(analysis) -> list:
 
 
 def by_words(analysis, vectors: dict[str, np.ndarray]) -> tuple[list[str], dict[str, np.ndarray]]:
-    """(word labels, each vector summed over its word's pieces) for the document's words (core.words)."""
-    from attn_desktop.core import words
+    """(word labels, each vector summed over its word's pieces) for the document's words (core.views.words)."""
+    from attn_desktop.core.views import words
 
     units = words.group_words(analysis.text, document_token_list(analysis))
     return list(units.labels), {k: words.sum_columns(np.asarray(v, np.float64), units) for k, v in vectors.items()}

@@ -244,7 +244,7 @@ def capture(loaded, ids: list[int], folder: str | Path, *, head_chunk: int = DEF
 
 
 def _head(att, layer: int, head: int) -> np.ndarray:
-    from attn_desktop.core.mapped_arrays import resident_copy
+    from attn_desktop.core.views.mapped_arrays import resident_copy
 
     return resident_copy(att[layer, head])  # a mapping's pages are handed back after the copy
 

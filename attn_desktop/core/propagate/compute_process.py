@@ -66,7 +66,7 @@ class _Raw:
 
 @dataclasses.dataclass(frozen=True)
 class _Region:
-    """Stands in a message for an array mapped from a file (core.mapped_arrays.file_region): the
+    """Stands in a message for an array mapped from a file (core.views.mapped_arrays.file_region): the
     other side maps the same bytes read-only instead of receiving a copy."""
 
     path: str
@@ -95,7 +95,7 @@ class _OutFile:
 
 def _strip(value, arrays: list[np.ndarray]):
     if isinstance(value, np.memmap):
-        from attn_desktop.core.mapped_arrays import file_region
+        from attn_desktop.core.views.mapped_arrays import file_region
 
         region = file_region(value)
         if region is not None:

@@ -42,7 +42,7 @@ class ReportOptions:
     focus: tuple[int, ...] | None = None  # query tokens whose row is shown; None: the default
     colormap: str = "viridis"
     scale: str = "linear"
-    words: bool = False  # rows, columns and the text by words (core.words), not word pieces
+    words: bool = False  # rows, columns and the text by words (core.views.words), not word pieces
     redaction: Redaction = field(default_factory=Redaction)
     session_path: str | None = None  # the session file the analysis is saved in (hashed)
     document_name: str | None = None
@@ -91,9 +91,9 @@ class ReportContext:
     def key_labels(self) -> list[str]:
         return self.view.axis_labels(self._axis(2))
 
-    # -- words (core.words): units of the token axes ----------------------------------------------
+    # -- words (core.views.words): units of the token axes ----------------------------------------------
     def units(self, axis: str):
-        from attn_desktop.core import words
+        from attn_desktop.core.views import words
 
         tokens = self.analysis.tokens if axis == "tokens" else (self.analysis.decoder_tokens or [])
         if not self.options.words:
@@ -121,7 +121,7 @@ class ReportContext:
         """What a heatmap shows of a [rows, keys] matrix of the current set: (values, row labels,
         column labels, focus row or None); by words when the view is by words (rows: the mean of a
         word's pieces, columns: the sum, Clark et al. 2019, as the window shows them)."""
-        from attn_desktop.core import words
+        from attn_desktop.core.views import words
 
         qa, ka = self._axis(1), self._axis(2)
         rows = np.arange(matrix.shape[0]) if row_queries is None else np.asarray(row_queries, np.int64)
