@@ -102,8 +102,8 @@ def naive_render(heatmap: Heatmap) -> None:
 
 
 def window_switches(att: np.ndarray, app: QApplication, switches: int) -> list[tuple[str, list[float]]]:
-    from attn_desktop.core.views import words as core_words
     from attn_desktop.core.analysis import Analysis, Token
+    from attn_desktop.core.views import words as core_words
     from attn_desktop.gui.main_window import MainWindow
     from attn_desktop.gui.measures import prepare
 

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from attn_desktop.core.views import words
 from attn_desktop.core.analysis import Token
+from attn_desktop.core.views import words
 from attn_desktop.gui import colormaps
 
 WORDS = ("the indemnification obligations notwithstanding unforeseeable circumstances shall "

@@ -13,10 +13,15 @@ import re
 import numpy as np
 import pytest
 
-from attn_desktop.core.views.mapped_arrays import file_region, is_mapped, layer_aggregate, resident_copy
 from attn_desktop.core.model import mapped
 from attn_desktop.core.pipeline import analyze
 from attn_desktop.core.propagate.heads import aggregate_heads, head_diagnostics
+from attn_desktop.core.views.mapped_arrays import (
+    file_region,
+    is_mapped,
+    layer_aggregate,
+    resident_copy,
+)
 
 TEXT = "The tenant shall pay the rent on the first day of each month; late payment incurs a fee."
 

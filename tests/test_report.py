@@ -428,8 +428,8 @@ def test_importance_vector_shades_the_text_both_ways_without_a_focus(analysis_of
 
 
 def test_cli_report_is_by_words_unless_asked_for_pieces(analysis_of, tmp_path, capsys):
-    from attn_desktop.core.views import words as core_words
     from attn_desktop.core.store.session import save_session
+    from attn_desktop.core.views import words as core_words
 
     an = analysis_of("Indemnification clauses protect parties.")
     units = core_words.group_words(an.text, an.tokens)

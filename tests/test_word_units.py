@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attn_desktop.core.views import words
 from attn_desktop.core.analysis import Token
 from attn_desktop.core.pipeline import analyze
+from attn_desktop.core.views import words
 
 # no apostrophe or hyphen: here the tokenizer's own pre-tokenizer words are exactly ours
 TEXT = ("The Tenant shall indemnify the Landlord against unforeseeable liabilities, "

@@ -9,17 +9,15 @@ multiplied into the page, so the text stays as it was. The layer never takes the
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette
-from PySide6.QtWidgets import QWidget
 
 from ..core import windows as core_windows
-from ..core.views import words
 from ..core.explain.document import ARRAY_PREFIX, INDEX_ARRAY, document_token_list, is_document
+from ..core.views import words
 from . import colormaps
 from .editor import TokenColors
 from .importance import ImportanceMeasure
-from .marks import Spans, range_rects
+from .marks import EditorOverlay, Spans, range_rects
 from .measures import MEASURES
 from .signed_colors import SignedTokenColors
 
@@ -92,37 +90,20 @@ def outside_colours(analysis, sel, base: QColor, text: QColor) -> list[tuple[int
     return out
 
 
-class DocumentShade(QWidget):
-    """A transparent layer over the editor's viewport (as gui.marks.EditorMarks) that shades the
-    document outside the window shown when a document-level importance measure is on screen."""
+class DocumentShade(EditorOverlay):
+    """A layer over the editor's viewport that shades the document outside the window shown when a
+    document-level importance measure is on screen."""
 
     def __init__(self, window) -> None:
         editor = window.document.editor
-        super().__init__(editor.viewport())
+        super().__init__(editor)
         self.window = window
-        self.editor = editor
-        self.setAttribute(Qt.WA_TransparentForMouseEvents)
-        self.setAttribute(Qt.WA_NoSystemBackground)
         self.spans = Spans()
         self.colours: dict[tuple[int, int], QColor] = {}
-        editor.viewport().installEventFilter(self)
-        editor.updateRequest.connect(self._follow)
         editor.textChanged.connect(self.clear)
         window.state.analysis_changed.connect(self.refresh)
         window.state.changed.connect(lambda _fields: self.refresh())
-        self.setGeometry(editor.viewport().rect())
-        self.raise_()
-        self.show()
-
-    def _follow(self, _rect=None, _dy: int = 0) -> None:
-        if self.geometry() != self.editor.viewport().rect():
-            self.setGeometry(self.editor.viewport().rect())
-        self.update()
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Resize and watched is self.editor.viewport():
-            self.setGeometry(self.editor.viewport().rect())
-        return False
+        self.start()
 
     def clear(self) -> None:
         if len(self.spans):

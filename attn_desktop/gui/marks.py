@@ -53,19 +53,20 @@ def range_rects(block, origin: QPointF, start: int, end: int) -> list[QRectF]:
     return rects
 
 
-class EditorMarks(QWidget):
+class EditorOverlay(QWidget):
+    """A transparent layer over the editor's whole viewport that never takes the mouse; subclasses
+    paint. Call `start()` once their own state is set."""
+
     def __init__(self, editor: QPlainTextEdit) -> None:
         super().__init__(editor.viewport())
         self.editor = editor
         self.setAttribute(Qt.WA_TransparentForMouseEvents)
         self.setAttribute(Qt.WA_NoSystemBackground)
-        self.unknown = Spans()
-        self.cut: int | None = None  # characters from here on were not analysed
-        self.matches = Spans()
-        self.current: int | None = None  # index into matches.spans
-        editor.viewport().installEventFilter(self)
-        editor.updateRequest.connect(self._follow)
-        self.setGeometry(editor.viewport().rect())
+
+    def start(self) -> None:
+        self.editor.viewport().installEventFilter(self)
+        self.editor.updateRequest.connect(self._follow)
+        self.setGeometry(self.editor.viewport().rect())
         self.raise_()
         self.show()
 
@@ -79,6 +80,16 @@ class EditorMarks(QWidget):
         if event.type() == QEvent.Resize and watched is self.editor.viewport():
             self.setGeometry(self.editor.viewport().rect())
         return False
+
+
+class EditorMarks(EditorOverlay):
+    def __init__(self, editor: QPlainTextEdit) -> None:
+        super().__init__(editor)
+        self.unknown = Spans()
+        self.cut: int | None = None  # characters from here on were not analysed
+        self.matches = Spans()
+        self.current: int | None = None  # index into matches.spans
+        self.start()
 
     # -- what to mark ---------------------------------------------------------------------
     def set_analysis_marks(self, unknown_spans, cut: int | None) -> None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.views.mapped_arrays import is_mapped, layer_aggregate, resident_copy
 from ..core.propagate.heads import HeadDiagnostics, aggregate_heads, aggregate_row, head_diagnostics
+from ..core.views.mapped_arrays import is_mapped, layer_aggregate, resident_copy
 
 if TYPE_CHECKING:
     from ..core.analysis import Analysis

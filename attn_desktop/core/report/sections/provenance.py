@@ -38,7 +38,7 @@ def array_sha256(a: np.ndarray) -> str:
 
 
 def render(ctx) -> Section:
-    m, an, opts, view = ctx.manifest, ctx.analysis, ctx.options, ctx.view
+    m, opts, view = ctx.manifest, ctx.options, ctx.view
     model = m.get("model") or {}
     withheld = "withheld (redacted report)"
     parts = []
