@@ -401,7 +401,7 @@ class _Lines:
         self.stream.flush()
 
     def done(self) -> None:
-        pass
+        """Lines already said stay: nothing to wipe."""
 
 
 def terminal_progress(stream, lines: bool = False):

@@ -43,6 +43,7 @@ TOKEN_RULE = ("a document token's value is the sum of its values over every wind
 ATTENTION_RULE = ("per window, the last layer's attention (mean over heads) or final rollout of the row the "
                   "output reads; a document token's value is the mean over the windows that hold it. "
                   "Attention does not cross windows.")
+DELTA_FLOOR = 1e-7  # an IG completeness gap this small is converged whatever the tolerance
 JOINT_BUDGET = 4096  # rows x tokens of all windows held in one autograd graph (as per-text IG's batches)
 ARRAY_PREFIX = "document_"
 INDEX_ARRAY = "window_document_index"
@@ -435,7 +436,7 @@ def integrated_gradients(loaded, target: DocumentTarget, count: int, *, baseline
         tried.append({"steps": int(k_steps), "delta": delta})
         if best is None or abs(delta) < abs(best[1]):
             best = (vector, delta, k_steps)
-        converged = abs(delta) <= tolerance * gap or abs(delta) < 1e-7
+        converged = abs(delta) <= tolerance * gap or abs(delta) < DELTA_FLOOR
         if not adaptive or converged or k_steps >= max_steps:
             break
         k_steps = min(2 * k_steps, max_steps)
@@ -447,7 +448,7 @@ def integrated_gradients(loaded, target: DocumentTarget, count: int, *, baseline
         "baseline_rule": "every window's document tokens replaced, its special tokens kept",
         "layer": target.definition.get("embedding_layer"), "method": method, "adaptive": adaptive,
         "tolerance": tolerance if adaptive else None, "max_steps": max_steps if adaptive else None,
-        "tried": tried, "converged": abs(delta) <= tolerance * gap or abs(delta) < 1e-7,
+        "tried": tried, "converged": abs(delta) <= tolerance * gap or abs(delta) < DELTA_FLOOR,
         "internal_batch_size": batch, "path": "one path for the whole document: the same alpha in every window",
         "implementation": "captum's quadrature (step sizes and alphas); gradients of the document target "
                           + ("in one graph over every window" if target.joint(batch) else

@@ -5,6 +5,7 @@ of ending the model process half-way."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from attn_desktop.core.errors import UserError
@@ -24,13 +25,10 @@ def needed_bytes(loaded, n: int, n_decoder: int = 0) -> int:
 
 def available_bytes() -> int | None:
     """MemAvailable of /proc/meminfo (Linux), else free physical pages; None when unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
