@@ -168,6 +168,8 @@ def test_cli_windows_summary_session_and_report(tiny_model_paths, loaded_models,
     page = report.read_text(encoding="utf-8")
     assert "<section id='windows'><h2>Windows</h2>" in page
     assert "Attention does not cross windows" in page and f"window 1 of {count}" in page
+    section = page.split("<section id='windows'>")[1].split("</section>")[0]
+    assert section.lower().count("attention does not cross windows") == 1  # the rule, said once
     for bad, why in ((["--windows", "x"], "SIZE or SIZE:STRIDE"), (["--windows", "--truncate"], "not both"),
                      (["--windows", "--methods", "rollout"], "not computed with --windows")):
         target = tmp_path / "bad.attn"

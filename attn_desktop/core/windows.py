@@ -279,11 +279,12 @@ def place(analysis: Analysis, k: int | None = None) -> str:
             f"{entry['token_end']} of {info['document_tokens']}")
 
 
-def summary(analysis: Analysis) -> str:
-    """One line for the command line and the status: the windows, and that attention stays in each."""
+def summary(analysis: Analysis, rule: bool = True) -> str:
+    """One line for the command line and the status: the windows, and (`rule`) that attention stays
+    in each (left out where RULE is said beside it)."""
     info = analysis.manifest["windows"]
     return (f"{len(info['windows'])} windows of at most {info['size']} tokens, stride {info['stride']}, "
-            f"over {info['document_tokens']} document tokens; attention does not cross windows")
+            f"over {info['document_tokens']} document tokens" + ("; attention does not cross windows" if rule else ""))
 
 
 # -- the session's check of manifest['windows'] (core.store.schema calls it) ---------------------

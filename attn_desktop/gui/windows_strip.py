@@ -161,7 +161,7 @@ class WindowsStrip(QWidget):
         self.map.set_windows([(e["token_start"], e["token_end"]) for e in info["windows"]],
                              int(info["document_tokens"]), shown)
         self.label.setText(f"{core_windows.place(an)} · attention does not cross windows")
-        self.label.setToolTip(core_windows.summary(an) + ". " + core_windows.RULE
+        self.label.setToolTip(core_windows.summary(an, rule=False) + ". " + core_windows.RULE
                               + " Click a token in the text to show the window in which it sits most "
                               "centrally; click the map to pick another window.")
         self.prev.setEnabled(shown > 0)

@@ -53,6 +53,7 @@ def test_click_in_a_later_window_shows_it(window, load, qtbot, tiny_model_paths)
     strip = window.windows_strip
     assert strip.isVisible() and strip.label.text().startswith(f"window 1 of {count}, tokens 1-")
     assert "attention does not cross windows" in strip.label.text()
+    assert strip.label.toolTip().lower().count("attention does not cross windows") == 1
     assert "attention does not cross windows" in window.status_tokens.text()
     assert "window 1 of" in window.heatmap.title.text()
 

@@ -26,7 +26,7 @@ def render(ctx):
         rows.append([str(k + 1), f"{e['token_start'] + 1}–{e['token_end']}", str(e["tokens"]),
                      f"{e['char_start']}–{e['char_end']}", mark])
     parts = [how_to_read(HOWTO), note(info.get("rule") or windows.RULE, "warn"),
-             f"<p>{esc(windows.summary(an))}. This report shows {esc(windows.place(an))}.</p>",
+             f"<p>{esc(windows.summary(an, rule=False))}. This report shows {esc(windows.place(an))}.</p>",
              table(["Window", "Document tokens", "Model positions", "Characters", ""], rows, cls="narrow",
                    caption=esc(f"Windows of at most {info['size']} positions, starting about {info['stride']} "
                                f"tokens apart, cut at {info.get('cuts', 'token boundaries')}."))]
