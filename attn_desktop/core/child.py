@@ -57,6 +57,32 @@ def child_channel(in_fd: int, out_fd: int) -> Duplex:
     return Duplex(Connection(in_fd, writable=False), Connection(out_fd, readable=False))
 
 
+def start_child(argv: list[str], folder_prefix: str) -> tuple[Duplex, int, str, Callable[..., None]]:
+    """The child's start: ignore Ctrl+C (it is for the window), make its own folder (named after its
+    pid), removed at exit, on SIGTERM and when the watchdog finds the parent gone.
+    Returns (message channel, cancel fd, folder, gone) where gone() removes the folder and exits."""
+    import atexit
+    import shutil
+    import signal
+    import tempfile
+
+    in_fd, out_fd, cancel_fd, lifeline_fd, parent = (int(a) for a in argv[:5])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    folder = tempfile.mkdtemp(prefix=f"{folder_prefix}{os.getpid()}-")
+
+    def remove_folder() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def gone(*_signal) -> None:
+        remove_folder()
+        os._exit(0)
+
+    atexit.register(remove_folder)
+    signal.signal(signal.SIGTERM, gone)
+    start_watchdog(lifeline_fd, parent, gone)
+    return child_channel(in_fd, out_fd), cancel_fd, folder, gone
+
+
 class ChildProcess:
     """The parent's side: a fresh interpreter (`python -m MODULE in out cancel lifeline parent`),
     never a fork of the Qt process, with its message pipes, cancel pipe and lifeline."""

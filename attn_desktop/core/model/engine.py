@@ -31,7 +31,6 @@ import os
 import re
 import select
 import shutil
-import signal
 import stat
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from attn_desktop.core.child import ChildProcess, child_channel, start_watchdog
+from attn_desktop.core.child import ChildProcess, start_child
 from attn_desktop.core.errors import Cancelled, UserError
 
 Progress = Callable[[float, str], None] | None
@@ -368,22 +367,8 @@ def _serve(conn: Connection, cancel_fd: int, folder: str, gone: Callable[[], Non
 
 
 def _child_main(argv: list[str]) -> None:
-    in_fd, out_fd, cancel_fd, lifeline_fd, parent = (int(a) for a in argv[:5])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the window
     clean_stale_folders()
-    folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
-
-    def remove_folder() -> None:
-        shutil.rmtree(folder, ignore_errors=True)
-
-    def gone(*_signal) -> None:
-        remove_folder()
-        os._exit(0)
-
-    atexit.register(remove_folder)
-    signal.signal(signal.SIGTERM, gone)
-    start_watchdog(lifeline_fd, parent, gone)
-    conn = child_channel(in_fd, out_fd)
+    conn, cancel_fd, folder, gone = start_child(argv, FOLDER_PREFIX)
     try:
         conn.send(("ready", folder))
     except OSError:

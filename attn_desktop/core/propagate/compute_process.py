@@ -31,7 +31,6 @@ import fcntl
 import itertools
 import os
 import select
-import signal
 import sys
 import threading
 import weakref
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from attn_desktop.core.analysis import ATTENTION_SETS, Analysis
-from attn_desktop.core.child import ChildProcess, Duplex, child_channel, start_watchdog
+from attn_desktop.core.child import ChildProcess, Duplex, start_child
 from attn_desktop.core.errors import Cancelled, UserError
 
 Progress = Callable[[int, int], object] | None
@@ -321,26 +320,8 @@ def _serve(conn: Duplex, cancel_fd: int, gone: Callable[[], None], folder: str |
 
 
 def _child_main(argv: list[str]) -> None:
-    in_fd, out_fd, cancel_fd, lifeline_fd, parent = (int(a) for a in argv[:5])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the window
-
-    import atexit
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
-
-    def remove_folder() -> None:
-        shutil.rmtree(folder, ignore_errors=True)
-
-    def gone(*_signal) -> None:
-        remove_folder()
-        os._exit(0)
-
-    atexit.register(remove_folder)
-    signal.signal(signal.SIGTERM, gone)
-    start_watchdog(lifeline_fd, parent, gone)
-    _serve(child_channel(in_fd, out_fd), cancel_fd, gone, folder)
+    conn, cancel_fd, folder, gone = start_child(argv, FOLDER_PREFIX)
+    _serve(conn, cancel_fd, gone, folder)
 
 
 # -- the parent --------------------------------------------------------------------------------
