@@ -28,6 +28,7 @@ from ..core.explain.labels import label_files, parse_labels, read_labels
 DEFAULT_TEMPERATURE = 0.05
 OWN_FILE = "__own__"
 LABEL_SET_KEY = "validate/label_set"
+CHOOSE_LABELS = "choose a label set or type labels"
 
 
 def _settings():
@@ -83,6 +84,7 @@ class TargetChooser(QWidget):
         form.addRow("Target", self.mode)
         self.label_set = QComboBox()
         self.label_set.setToolTip("A shipped label set, or your own file (one label per line, # comments)")
+        self.label_set.setPlaceholderText(CHOOSE_LABELS)  # shown until a set is chosen: none fits every text
         self.open_labels = QToolButton()
         self.open_labels.setText("Open…")
         self.open_labels.setToolTip("Read labels from your own text file")
@@ -94,7 +96,8 @@ class TargetChooser(QWidget):
         self.label_set_row.setLayout(row)
         form.addRow("Label set", self.label_set_row)
         self.labels_edit = QPlainTextEdit()
-        self.labels_edit.setPlaceholderText("one label per line, e.g.\nlimitation of liability\nconfidentiality")
+        self.labels_edit.setPlaceholderText("choose a label set above, or type labels, one per line, e.g.\n"
+                                            "limitation of liability\nconfidentiality")
         self.labels_edit.setToolTip("The labels, one per line; edit them freely")
         self.labels_edit.setTabChangesFocus(True)
         self.labels_edit.setMinimumHeight(48)
@@ -187,12 +190,15 @@ class TargetChooser(QWidget):
             for path in files:
                 self.label_set.addItem(path.stem.replace("_", " "), str(path))
             self.label_set.addItem("your own labels", OWN_FILE)
-        if files:
-            remembered = str(_settings().value(LABEL_SET_KEY, "") or "")
-            names = [str(p) for p in files]
-            pick = names.index(remembered) if remembered in names else 0
+        remembered = str(_settings().value(LABEL_SET_KEY, "") or "")
+        names = [str(p) for p in files]
+        if remembered in names:  # the user's last choice; with none yet, no set is guessed for them
+            pick = names.index(remembered)
             self.label_set.setCurrentIndex(pick)
             self._load_labels(files[pick])
+        else:
+            self.label_set.setCurrentIndex(-1)
+            self._refill_target_labels()  # "the predicted label", offered before any label is typed
 
     def _on_label_set(self) -> None:
         data = self.label_set.currentData()
@@ -251,8 +257,10 @@ class TargetChooser(QWidget):
 
     def _edited_away_from_file(self) -> bool:
         data = self.label_set.currentData()
+        if data is None:  # no set chosen yet: typed labels are the user's own
+            return bool(self.labels())
         try:
-            return data is not None and read_labels(data) != self.labels()
+            return read_labels(data) != self.labels()
         except (OSError, UserError):
             return True
 
@@ -275,6 +283,8 @@ class TargetChooser(QWidget):
                 if not reference:
                     return None, "type a reference text to compare the text with"
                 return {"kind": "reference", "reference": reference}, None
+            if not self.labels():
+                return None, CHOOSE_LABELS
             try:
                 labels = parse_labels(self.labels_edit.toPlainText(), "the label list")
             except UserError as exc:
