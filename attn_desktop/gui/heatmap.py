@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSizePolicy,
+    QStackedWidget,
     QToolButton,
     QToolTip,
     QVBoxLayout,
@@ -32,6 +33,7 @@ from .plain import plain_tip
 
 LABEL_CHARS = 28  # labels longer than this are elided on the axes (the tooltip has them all)
 UNLAID_PIXELS = 1024.0  # the view's size in pixels assumed before it is laid out
+EMPTY_TEXT = "Analyse a text to see attention"
 
 
 def elide(text: str, n: int = LABEL_CHARS) -> str:
@@ -366,7 +368,20 @@ class Heatmap(QWidget):
         layout.setSpacing(2)
         layout.addWidget(self.title)
         layout.addLayout(zoom_row)
-        layout.addWidget(self.graphics, 1)
+        # with nothing to show yet, a line saying so in place of an empty plot and a made-up colour scale
+        self.placeholder = QLabel(EMPTY_TEXT)
+        self.placeholder.setTextFormat(Qt.PlainText)
+        self.placeholder.setAlignment(Qt.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setAutoFillBackground(True)
+        self.placeholder.setBackgroundRole(QPalette.Base)  # the plot's own background
+        self.placeholder.setForegroundRole(QPalette.PlaceholderText)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.graphics)
+        self.stack.addWidget(self.placeholder)
+        self.stack.setCurrentWidget(self.placeholder)
+        self.bar.hide()
+        layout.addWidget(self.stack, 1)
 
         scene = self.graphics.scene()
         scene.sigMouseMoved.connect(self._on_move)
@@ -417,8 +432,13 @@ class Heatmap(QWidget):
         self.title.setText(title)
         self._place_focus()
 
-    def clear(self, message: str = "") -> None:
+    def clear(self, message: str = "", placeholder: str = "") -> None:
+        """No matrix: `message` in the title; `placeholder` (if any) in place of the plot. The
+        colour bar hides: it has no levels without values."""
         self.values = None
+        self.bar.hide()
+        self.placeholder.setText(placeholder)
+        self.stack.setCurrentWidget(self.placeholder if placeholder else self.graphics)
         self.expected = None
         self.region = None
         self._levels_of = ()
@@ -540,6 +560,8 @@ class Heatmap(QWidget):
             rect = self._rect(self.region)
         self.image.setImage(data, autoLevels=False, levels=(0, 255), lut=self._lut())
         self.image.setRect(rect)
+        self.stack.setCurrentWidget(self.graphics)
+        self.bar.show()
         self._say_zoom()
         lo, hi = self.levels
         self.bar_axis.value_scale = self.scale

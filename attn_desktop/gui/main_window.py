@@ -30,7 +30,7 @@ from .devices import opengl_available
 from .document import DocumentPanel, input_text
 from .files import FileActions
 from .find_bar import FindBar
-from .heatmap import Heatmap
+from .heatmap import EMPTY_TEXT, Heatmap
 from .heatmap_link import key_token, reveal_token
 from .keep_work import KeepWork, carried_focus
 from .measures import MEASURES, MatrixCache, prepare, saved_params, store
@@ -630,7 +630,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         self.heatmap.set_style(*MEASURES[sel.measure].style(sel))
         self.model_view.grid.set_colormap(sel.colormap)
         if an is None:
-            self.heatmap.clear("no analysis yet")
+            self.heatmap.clear(placeholder=EMPTY_TEXT)
             return
         if self.is_stale():
             self.show_stale()  # never a result for an older text beside the new one
