@@ -460,7 +460,7 @@ class FlowMeasure(Measure):
         if analysis is not None:
             n = len(analysis.tokens)
             done = 0 if rows is None else len(rows.rows)
-            text += f" · {done} of {n} rows" if done < n else " · all rows"
+            text += f" · {done} of {n} token rows" if done < n else " · all token rows"  # words view too: flow is per token
         text += f" · {fusion_label(sel.head)} · {alpha_label(sel.alpha)}"
         if rows is not None and len(rows.rows):
             text += f" · {short_exactness(rows.entry)}"

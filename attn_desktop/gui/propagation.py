@@ -59,7 +59,7 @@ def flow_progress(have: int, n: int, started: float, done: int, left: int,
     """The progress line of a flow job: the rows that exist out of n (as the title counts them),
     and, for long runs, the time left at the pace of the rows this job finished; before two
     have, the estimate `row_seconds` per row (core.propagate.flow_cost), labelled as one."""
-    text = f"attention flow: {have} of {n} rows"
+    text = f"attention flow: {have} of {n} token rows"
     if done >= 2 and left > 0:
         estimate = (time.perf_counter() - started) / done * left
         if estimate >= ESTIMATE_AFTER_S:
@@ -174,7 +174,7 @@ class Propagation(QObject):
             return
         have = store(job.analysis)["flow"].get(job.params)
         done, n = (0 if have is None else len(have.rows)), len(job.analysis.tokens)
-        self.stopped.emit(f"Attention flow for window {where[1] + 1} stopped at {done} of {n} rows to compute "
+        self.stopped.emit(f"Attention flow for window {where[1] + 1} stopped at {done} of {n} token rows to compute "
                           f"this window's; the finished rows are kept for window {where[1] + 1} "
                           "(Ctrl+Alt+F there computes the rest).")
 

@@ -48,5 +48,5 @@ def test_flow_for_all_tokens_says_its_estimate_or_is_refused(window, load, analy
     with qtbot.waitSignal(window.flow_runner.idle, timeout=TIMEOUT):
         qtbot.mouseClick(window.selection_bar.flow_all_button, Qt.LeftButton)
     assert sorted({r for c in calls for r in c}) == list(range(n))
-    assert re.fullmatch(rf"attention flow: 1 of {n} rows · about \d+ min left \(estimated\)", messages[0])
+    assert re.fullmatch(rf"attention flow: 1 of {n} token rows · about \d+ min left \(estimated\)", messages[0])
     assert not any("estimated" in m for m in messages if m.startswith(f"attention flow: {n - 1} of"))

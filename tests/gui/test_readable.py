@@ -231,19 +231,19 @@ def test_flow_title_says_exact_and_progress_agrees(demo, analyse, qtbot, monkeyp
     def on_progress(_gen, _fraction, message):
         seen.append((message, window.analysis_progress.width(),
                      window.analysis_progress.fontMetrics().horizontalAdvance(message + " 100%")))
-        count = message.split(": ", 1)[1].split(" rows")[0]  # "k of n"
+        count = message.split(": ", 1)[1].split(" token rows")[0]  # "k of n"
         k = int(count.split(" of ")[0])
         shown = heatmap.title.text()
         # the same rows, the same total as the title shows at that moment
-        assert (f"· {count} rows" in shown) or (k == n and "· all rows" in shown), (message, shown)
+        assert (f"· {count} token rows" in shown) or (k == n and "· all token rows" in shown), (message, shown)
 
     window.flow_runner.progressed.connect(on_progress)
     with qtbot.waitSignal(window.flow_runner.idle, timeout=TIMEOUT):
         window.compute_flow_all()
-    assert len(seen) >= n - 1 and all(f" of {n} rows" in m for m, _, _ in seen)
+    assert len(seen) >= n - 1 and all(f" of {n} token rows" in m for m, _, _ in seen)
     assert any("min left" in m for m, _, _ in seen)
     assert all(width >= advance for _, width, advance in seen)  # never cut
-    assert heatmap.title.text().startswith("Attention flow · all rows")
+    assert heatmap.title.text().startswith("Attention flow · all token rows")
 
 
 def test_time_left_wording():

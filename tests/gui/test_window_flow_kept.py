@@ -94,4 +94,4 @@ def test_flow_rows_are_kept_for_their_window(window, load, qtbot, tiny_model_pat
     propagation.add_flow(reference, kept, 0.5, "mean")
     ref = reference.arrays["flow"][np.argsort(reference.arrays["flow_rows"])]
     np.testing.assert_allclose(store(back)["flow"][MEASURES["flow"].params(w.state.sel)].flow, ref, atol=1e-6)
-    assert w.heatmap.values.shape[0] == len(kept) and f"{len(kept)} of {len(back.tokens)} rows" in w.heatmap.title.text()
+    assert w.heatmap.values.shape[0] == len(kept) and f"{len(kept)} of {len(back.tokens)} token rows" in w.heatmap.title.text()

@@ -232,7 +232,7 @@ def test_flow_rows_progress_cancel_and_session(window, load, analyse, tiny_model
     qtbot.waitUntil(lambda: not window.flow_runner.busy)
     # counted as the title counts them: rows that exist, of every token's
     shown = list(dict.fromkeys(m for m in messages if m.endswith("rows")))
-    assert shown == [f"attention flow: {k} of {n} rows" for k in (1, 2, 3, 4)]
+    assert shown == [f"attention flow: {k} of {n} token rows" for k in (1, 2, 3, 4)]
     assert an.arrays["flow_rows"].tolist() == done
     np.testing.assert_allclose(heatmap.values, ref_flow[done], atol=1e-6)
     assert "flow cancelled" in doc.note.text() and "Ctrl+Shift+F" in doc.note.text()
@@ -259,10 +259,10 @@ def test_flow_rows_progress_cancel_and_session(window, load, analyse, tiny_model
     with qtbot.waitSignal(window.flow_runner.idle, timeout=TIMEOUT):
         window.act_flow_all.trigger()
     shown = list(dict.fromkeys(m for m in messages if m.endswith("rows")))
-    assert shown == [f"attention flow: {k} of {n} rows" for k in range(len(done), n + 1)]
+    assert shown == [f"attention flow: {k} of {n} token rows" for k in range(len(done), n + 1)]
     assert heatmap.row_labels == [t.text for t in an.tokens]
     np.testing.assert_allclose(heatmap.values, ref_flow, atol=1e-6)
-    assert heatmap.title.text().startswith("Attention flow · all rows · heads fused by mean · α=0.5 · exact")
+    assert heatmap.title.text().startswith("Attention flow · all token rows · heads fused by mean · α=0.5 · exact")
     assert not bar.flow_all_button.isEnabled()  # nothing left to compute
 
 
@@ -367,5 +367,5 @@ def test_the_window_process_never_computes_flow_or_rollout_itself(window, load, 
     with qtbot.waitSignal(window.flow_runner.idle, timeout=TIMEOUT):
         window.act_flow_all.trigger()
     np.testing.assert_array_equal(window.heatmap.values, reference.arrays["flow"])
-    assert window.heatmap.title.text().startswith("Attention flow · all rows · heads fused by max · α=0.5 · exact")
+    assert window.heatmap.title.text().startswith("Attention flow · all token rows · heads fused by max · α=0.5 · exact")
     assert window.propagation.compute["flow"].pid not in (None, os.getpid())

@@ -46,7 +46,7 @@ def render_flow(ctx):
     n = len(ctx.query_labels())
     exact = "exact (certified within 1e-6)" if entry.get("exact") else "approximate"
     bound = entry.get("max_abs_error_bound")
-    title = (f"Attention flow · {len(rows)} of {n} rows · heads fused by "
+    title = (f"Attention flow · {len(rows)} of {n} token rows · heads fused by "
              f"{entry.get('head_fusion', '?')} · α={entry.get('alpha', '?')} · {exact}")
     values, row_labels, cols, focus_row = ctx.shown(flow, rows)
     if not len(values):
