@@ -31,7 +31,7 @@ def _analyze_parser() -> argparse.ArgumentParser:
     p.add_argument("--truncate", action="store_true", help="cut text longer than the model's maximum")
     p.add_argument("--windows", nargs="?", const="", metavar="SIZE[:STRIDE]",
                    help="analyse a text longer than the model accepts in overlapping windows of SIZE tokens "
-                   "(default: the model's maximum) starting about STRIDE tokens apart (default: half a window), "
+                   "(default, and at most: the model's maximum) starting about STRIDE tokens apart (default: half a window), "
                    "cut at sentence or clause ends where possible; attention does not cross windows")
     p.add_argument("--on-disk", action="store_true",
                    help="for texts of thousands of tokens: write the attention a head at a time to float16 files "
@@ -157,6 +157,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         explain["mapped"] = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         loaded = load_model(args.model, device=args.device)
+        if "windows" in explain:
+            explain["windows"] = fit_window_size(explain["windows"], loaded.max_positions)
         ticker = terminal_progress(sys.stderr, lines=args.windows is not None and bool(set(methods) - {"attention"}))
         try:
             analysis = analyze(
@@ -186,6 +188,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if heads_summary(analysis):
         print(heads_summary(analysis))
     return 0
+
+
+def fit_window_size(spec: dict, limit: int | None) -> dict:
+    """--windows SIZE above the model's maximum is clamped to it, as the window's dialog does, with
+    one line on stderr saying so."""
+    size = spec.get("size")
+    if limit is None or size is None or size <= limit:
+        return spec
+    print(f"window size {size} is more than the model's {limit} positions: using {limit}", file=sys.stderr)
+    return {**spec, "size": int(limit)}
 
 
 def add_rollout_on_disk(analysis, methods: list[str], args: argparse.Namespace, folder: str) -> None:
