@@ -1,9 +1,10 @@
 """`analyze --windows SIZE` with SIZE above the model's maximum does what the window's dialog does:
 it uses the model's maximum, and says so in one line on stderr. Sizes that fit pass unchanged."""
 
+from test_windows import _document
+
 from attn_desktop.cli import main
 from attn_desktop.core.store.session import load_session
-from test_windows import _document
 
 
 def test_window_size_above_the_model_is_clamped_with_a_note(tiny_model_paths, loaded_models, tmp_path, capsys):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 from PySide6.QtCore import Qt
-
 from test_words import TEXT, piece_point, words_by_loops
 
 TIMEOUT = 60_000
