@@ -172,6 +172,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             add_rollout_on_disk(analysis, methods, args, explain["mapped"])
         else:
             add_methods(analysis, methods, args)
+        from attn_desktop.core.store import source_name
+
+        source_name.stamp(analysis.manifest, None if args.text is not None or args.stdin
+                          else source_name.of_path(args.text_file))
         save_session(analysis, out)
     finally:
         if args.on_disk:
@@ -179,8 +183,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
             shutil.rmtree(explain["mapped"], ignore_errors=True)  # the session holds the arrays now
     if report is not None:
-        name = None if args.text is not None or args.stdin else Path(args.text_file).name
-        write_analysis_report(analysis, args, out, document_name=name)
+        from attn_desktop.core.store.source_name import document_name
+
+        write_analysis_report(analysis, args, out, document_name=document_name(analysis.manifest))
     print(summary_line(loaded, analysis, time.perf_counter() - started, out)
           + (f", report -> {report}" if report is not None else ""))
     if verdict_headline(analysis):

@@ -129,7 +129,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     parse_redact(args.redact)
     session = Path(args.session).expanduser()
     analysis = load_session(session)
-    options = options_from_args(args, analysis, session, document_name=None)
+    from attn_desktop.core.store.source_name import document_name
+
+    # the text file the analysis was made from; a session made from typed text is named by itself
+    options = options_from_args(args, analysis, session, document_name=document_name(analysis.manifest, session.name))
     write_report(analysis, out, options)
     print(f"report of {session.name} -> {out}" + (f" (redacted: {args.redact.split(':')[0]})" if args.redact else ""))
     return 0

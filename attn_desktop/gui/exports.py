@@ -74,7 +74,7 @@ class Exports(QObject):
         fields = core_exports.caption_fields(
             measure=measure, layer=None if measure == "flow" else sel.layer, head=sel.head,
             alpha=sel.alpha if propagated else None, fusion=propagated, model=model,
-            document=getattr(w, "_document_name", None))
+            document=w.document_title())
         if getattr(sel, "words", False):
             fields["rows and columns"] = "words"
         if what:
@@ -336,7 +336,7 @@ class Exports(QObject):
                              focus=focus, colormap=sel.colormap, scale=sel.scale,
                              words=bool(getattr(sel, "words", False)),
                              redaction=parse_redact(redact), session_path=session_path,
-                             document_name=getattr(self.w, "_document_name", None))
+                             document_name=self.w.document_title())
 
     def choose_report(self) -> None:
         if self.w.state.analysis is None:
@@ -396,6 +396,7 @@ class Exports(QObject):
         snapshot = work_copy(an)
         if hasattr(self.w, "view_settings"):
             snapshot.manifest["view"] = self.w.view_settings()
+        self.w.stamp_source(snapshot)
 
         def work(progress, cancel):
             from ..core.report import write_report

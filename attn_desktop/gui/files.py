@@ -14,6 +14,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog
 
 from ..core.quoting import quote
+from ..core.store import source_name
 from . import settings as app_settings
 from .document import input_text
 from .measures import prepare, work_copy
@@ -27,6 +28,17 @@ log = logging.getLogger(__name__)
 
 class FileActions:
     """Mixed into MainWindow; uses its document, state, messages and runners."""
+
+    _source_name: str | None = None  # the text file the document came from (saved in sessions)
+
+    def document_title(self) -> str | None:
+        """What reports and captions call the document: the text file's name when known, else
+        the session's (or nothing)."""
+        return self._source_name or getattr(self, "_document_name", None)
+
+    def stamp_source(self, analysis) -> None:
+        """Record the text file's name in an analysis about to be saved (a copy)."""
+        source_name.stamp(analysis.manifest, self._source_name)
 
     # -- files ----------------------------------------------------------------------------------
     def open_paths(self, paths: list[str]) -> None:
@@ -72,6 +84,7 @@ class FileActions:
 
     def _on_text_read(self, _gen, result) -> None:
         path, text, remember = result
+        self._source_name = source_name.of_path(path) if remember else None  # a sample is not the user's file
         if not remember:
             self.document.set_text(text)
             self._on_text_edited()
@@ -119,6 +132,7 @@ class FileActions:
         if not self._switch_to_session(result):
             return
         app_settings.add_recent(result.source, self.settings)
+        self._source_name = source_name.document_name(result.analysis.manifest)  # checked on reading
         self.set_document_name(Path(result.source).name)
         self.mark_saved()
         self._say_session_model(Path(result.source).name, result.analysis.manifest.get("model") or {})
@@ -183,6 +197,7 @@ class FileActions:
         # a copy made here: rollout and flow results may be filed into the analysis meanwhile
         snapshot = work_copy(analysis)
         snapshot.manifest["view"] = self.view_settings()  # reopening shows the session as it was
+        self.stamp_source(snapshot)
 
         def work(progress, cancel):
             from ..core.store.session import save_session

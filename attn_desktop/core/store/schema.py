@@ -237,6 +237,15 @@ def _check_heads(label: str, section, dims: Dims) -> None:
 SECTION_CHECKS["heads"] = _check_heads
 
 
+def _check_source_name(label: str, value, dims: Dims) -> None:
+    from attn_desktop.core.store.source_name import check
+
+    check(label, value, dims)
+
+
+SECTION_CHECKS["source_name"] = _check_source_name  # the text file's name (optional)
+
+
 # -- the view the window showed (schema 2) --------------------------------------------------------
 VIEW_MAX_KEYS = 64
 VIEW_MAX_LIST = 100_000
