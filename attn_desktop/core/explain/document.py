@@ -599,6 +599,7 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
     opts = check_options(options)
     run, skipped = wanted(methods)
     from attn_desktop.core.explain.document_progress import STEP_NAMES, DocumentProgress
+    from attn_desktop.core.explain.document_progress import measure as measure_pace
     from attn_desktop.core.explain.document_progress import plan as plan_work
 
     steps = ["target", "attention"] + [m for m in METHODS if m in run] + ["verdict"]
@@ -626,7 +627,9 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
 
     ig_planned = sum(ig_rounds_planned(opts))
     bar.set_plan(plan_work(run, len(windows_ids), ig_planned, ig_forwards_per_step(windows_ids, ig_batch(windows_ids)),
-                           loo_rows(index)), steps)
+                           loo_rows(index), saliency_joint=sum(map(len, windows_ids)) <= JOINT_BUDGET,
+                           lengths=list(map(len, windows_ids)), loo_rows_per_window=[loo_rows([i]) for i in index]),
+                 steps)
     t0 = begin("target", "resolving the document target")
     target = resolve(loaded, windows_ids, index, spec)
     covered = np.zeros(count, dtype=bool)
@@ -650,11 +653,10 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         },
     }
     end("target", t0)
+    bar.calibrate(measure_pace(loaded, target, gradients=bool({"saliency", "grad_input", "ig"} & set(run))))
     if set(run) - {"agreement"}:
-        bar.estimate(", ".join(m for m in run if m != "agreement") + f" over {len(windows_ids)} windows "
-                     f"(about {bar.total - bar.done_units:.0f} window forwards at {bar.pace():.2g} s each"
-                     + (", more if Integrated Gradients needs more steps" if opts["ig_steps"] == "auto"
-                        and "ig" in run else "") + ")")
+        bar.estimate(", ".join(m for m in run if m != "agreement"), len(windows_ids),
+                     more_if_ig=opts["ig_steps"] == "auto" and "ig" in run)
 
     t0 = begin("attention", "attention and rollout of every window")
     vectors, read = attention_vectors(analysis.arrays, info, index, count, target.kind, opts["alpha"],

@@ -2,23 +2,43 @@
 
 Work is counted in window forwards (one row through one window): the target is one per window, a
 gradient pass about three (forward and backward), Integrated Gradients two (batched rows; three when
-the windows do not fit one graph) per step and window, leave-one-out one per (window, document token it holds).
-The bar gives each step a share proportional to its planned forwards and never goes back: adaptive
-Integrated Gradients rounds get fixed shares of IG's part (the first two rounds, the ones planned,
-90% in proportion to their steps; later rounds split the last 10% in proportion to theirs). The time
-left is measured pace (seconds per forward so far) x forwards left, including rounds added on the way."""
+the windows do not fit one graph) per step and window plus f(input) and f(baseline), leave-one-out
+one per (window, document token it holds). A forward is not a unit of time: a row with gradients
+costs about twice one without, and the steps' units are of different kinds. So every part of the run
+(the target, gradients, IG's f(input) and f(baseline), IG's steps, leave-one-out, ...) has its own
+pace, seconds per forward:
+
+- predicted, before the part has run, from a calibration measured on the run's own model and
+  windows after the target (`measure`: one row of the longest window through the model without and
+  with gradients, the least of three tries) and the part's cost in such rows (`Plan.predicted`);
+- then measured from the part's own work: observed seconds over observed forwards, each observation
+  forgotten exponentially as later work is observed (MEMORY_SECONDS), the prediction counting as
+  PRIOR_SECONDS of observation, so one short unit does not swing the estimate and a change of the
+  machine's load is followed within about half a minute.
+
+The time left is the sum over parts of pace x forwards left (IG rounds beyond the plan included),
+said only once the calibration is measured. The bar moves by time: each report advances it by the
+work done since the last one (forwards x pace) over that work plus the time left, so its remaining
+share always matches the estimate, a step's share is its predicted time, and it never goes back.
+Adaptive Integrated Gradients rounds get fixed shares of IG's fraction (round_shares), which the
+run's callers use to say where IG is."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 ESTIMATE_PREFIX = "estimated about "  # the one message that says the estimate before the methods run
 PLANNED_ROUNDS = 2
 PLANNED_SHARE = 0.9
+PRIOR_SECONDS = 2.0  # a predicted pace weighs as much as this many seconds of observed work
+MEMORY_SECONDS = 30.0  # an observation's weight falls by e for every such span of later observed work
 STEP_NAMES = {"target": "the document target", "attention": "attention", "saliency": "gradients",
               "grad_input": "gradients", "ig": "Integrated Gradients", "loo": "leave-one-out",
               "agreement": "agreement", "verdict": "verdict"}
+IG_ENDS = "ig:ends"  # IG's f(input) and f(baseline): forwards without gradients, before its steps
 
 
 def ig_rounds(steps, start_steps: int, max_steps: int) -> list[int]:
@@ -32,7 +52,7 @@ def ig_rounds(steps, start_steps: int, max_steps: int) -> list[int]:
 
 
 def round_shares(rounds: list[int]) -> list[tuple[float, float]]:
-    """(start, end) of each round within IG's share of the bar, increasing and ending at most at 1."""
+    """(start, end) of each round within IG's fraction, increasing and ending at most at 1."""
     planned, later = rounds[:PLANNED_ROUNDS], rounds[PLANNED_ROUNDS:]
     head = PLANNED_SHARE if later else 1.0
     out, at = [], 0.0
@@ -44,8 +64,91 @@ def round_shares(rounds: list[int]) -> list[tuple[float, float]]:
     return out
 
 
-def plan(run: list[str], windows: int, ig_steps_planned: int, ig_per_step: float, loo_rows: int) -> dict:
-    """Planned window forwards of each step of the run."""
+@dataclass(frozen=True)
+class Calibration:
+    """Seconds of one row of the longest window through the model: without gradients, and forward
+    with backward (None when the run computes no gradients); `spent`: seconds the measurement took."""
+
+    forward: float
+    gradient: float | None = None
+    spent: float = 0.0
+
+
+def measure(loaded, target, gradients: bool, tries: int = 3) -> Calibration:
+    """Times one row of the run's longest window through `target`'s model (core.explain.document's
+    DocumentTarget): without gradients and, with `gradients`, with the gradient of its output with
+    respect to the input embeddings; the least of `tries` each (the first warms up, the least is
+    the one least disturbed by other processes)."""
+    import torch
+
+    started = time.perf_counter()
+    k = max(range(len(target.windows)), key=lambda w: len(target.windows[w]))
+    ids = target.ids(k, 1, loaded.device)
+    cuda = str(loaded.device).startswith("cuda")
+
+    def timed(work) -> float:
+        t0 = time.perf_counter()
+        work()
+        if cuda:
+            torch.cuda.synchronize(loaded.device)
+        return time.perf_counter() - t0
+
+    def forward():
+        with torch.no_grad():
+            target.output(loaded, k, ids)
+
+    def gradient():
+        with torch.enable_grad():
+            e = target.embed(loaded, k).detach().requires_grad_(True)
+            torch.autograd.grad(target.output(loaded, k, ids, e).sum(), e)
+
+    fwd = min(timed(forward) for _ in range(tries))
+    grad = min(timed(gradient) for _ in range(tries)) if gradients else None
+    return Calibration(max(fwd, 1e-9), None if grad is None else max(grad, 1e-9), time.perf_counter() - started)
+
+
+@dataclass
+class Plan:
+    """Window forwards planned for each step (`units`), and how each step's forwards split into
+    parts of one kind (`parts`: IG's f(input) and f(baseline) first, then its steps). `window_scale`:
+    the mean window's tokens over the longest's; `loo_scale`: the same for leave-one-out's rows."""
+
+    units: dict[str, float]
+    parts: dict[str, list[tuple[str, float]]]
+    windows: int
+    ig_per_step: float
+    saliency_joint: bool = True
+    window_scale: float = 1.0
+    loo_scale: float = 1.0
+
+    def predicted(self, cal: Calibration) -> dict[str, float]:
+        """Seconds per forward of each part from the calibration: a row of the longest window costs
+        cal.forward without gradients and cal.gradient with them, a row of another window in
+        proportion to its tokens (rows in a batch are taken to cost as much as one alone, which
+        holds on a CPU; a part's own measurement corrects what does not hold)."""
+        w, fwd = self.windows, cal.forward * self.window_scale
+        paces = {part: fwd for parts in self.parts.values() for part, _ in parts}
+        paces["loo"] = cal.forward * self.loo_scale
+        gradients = self.units.get("saliency") or self.units.get("grad_input") or self.units.get("ig")
+        if not gradients:
+            return paces
+        if cal.gradient is None:
+            raise ValueError("the run computes gradients: measure the calibration with gradients=True")
+        grad = cal.gradient * self.window_scale
+        if self.units.get("saliency") or self.units.get("grad_input"):
+            name = "saliency" if self.units.get("saliency") else "grad_input"
+            paces[name] = w * (grad + (0.0 if self.saliency_joint else fwd)) / self.units[name]
+        if self.units.get("ig"):
+            joint = self.ig_per_step <= 2.0 * w
+            paces["ig"] = w * (grad + (0.0 if joint else fwd)) / self.ig_per_step  # one IG step per window
+        return paces
+
+
+def plan(run: list[str], windows: int, ig_steps_planned: int, ig_per_step: float, loo_rows: int, *,
+         saliency_joint: bool = True, lengths: list[int] | None = None,
+         loo_rows_per_window: list[int] | None = None) -> Plan:
+    """Planned window forwards of each step of the run (and of each part of IG); `lengths`: each
+    window's tokens, `loo_rows_per_window`: leave-one-out's rows in each (both for the predicted paces)."""
     units = {"target": float(windows), "attention": 0.05 * windows, "saliency": 0.0, "grad_input": 0.0,
              "ig": 0.0, "loo": 0.0, "agreement": 0.01 * windows, "verdict": 0.001 * windows}
     if "saliency" in run or "grad_input" in run:
@@ -54,63 +157,199 @@ def plan(run: list[str], windows: int, ig_steps_planned: int, ig_per_step: float
         units["ig"] = 2.0 * windows + ig_steps_planned * ig_per_step
     if "loo" in run:
         units["loo"] = float(loo_rows)
-    return units
+    parts = {name: [(name, n)] for name, n in units.items()}
+    parts["ig"] = [(IG_ENDS, 2.0 * windows if units["ig"] else 0.0), ("ig", max(0.0, units["ig"] - 2.0 * windows))]
+    window_scale = loo_scale = 1.0
+    if lengths:
+        longest = max(lengths)
+        window_scale = sum(lengths) / (len(lengths) * longest)
+        if loo_rows_per_window and sum(loo_rows_per_window):
+            loo_scale = (sum(r * n for r, n in zip(loo_rows_per_window, lengths, strict=True))
+                         / (sum(loo_rows_per_window) * longest))
+    return Plan(units, parts, windows, float(ig_per_step), saliency_joint, window_scale, loo_scale)
+
+
+@dataclass
+class Pace:
+    """Seconds per forward of one part: observed seconds over observed forwards, both forgotten by
+    exp(-seconds observed since / MEMORY_SECONDS); a prediction is an observation of PRIOR_SECONDS."""
+
+    seconds: float = 0.0
+    units: float = 0.0
+    observed: float = 0.0  # seconds of real work seen
+
+    def predict(self, pace: float) -> None:
+        """The prior, replaced by a later prediction while nothing has been observed."""
+        if self.observed <= 0.0:
+            self.seconds, self.units = PRIOR_SECONDS, PRIOR_SECONDS / pace
+
+    def observe(self, seconds: float, units: float) -> None:
+        keep = math.exp(-seconds / MEMORY_SECONDS)
+        self.seconds = self.seconds * keep + seconds
+        self.units = self.units * keep + units
+        self.observed += seconds
+
+    @property
+    def value(self) -> float | None:
+        return self.seconds / self.units if self.units > 0 else None
+
+
+@dataclass
+class _Step:
+    done: float = 0.0  # forwards done
+    extra: float = 0.0  # forwards added on the way (IG rounds beyond the plan)
+    counted: bool = False  # the step reported its own forwards (units_done)
+    finished: bool = False
+    paces: dict[str, Pace] = field(default_factory=dict)
 
 
 class DocumentProgress:
-    """report(fraction, message) of the whole run from each step's fraction done; adds the time left."""
+    """report(fraction, message) of the whole run from each step's progress; adds the time left."""
 
     def __init__(self, report: Callable[[float, str], None], clock=time.perf_counter) -> None:
         self.report, self.clock = report, clock
-        self.units: dict[str, float] = {}
+        self.plan: Plan | None = None
         self.order: list[str] = []
-        self.extra = 0.0  # forwards added on the way (IG rounds beyond the plan)
-        self.done_units = 0.0
+        self.steps: dict[str, _Step] = {}
+        self.calibration: Calibration | None = None
         self.shown = 0.0
         self.started = clock()
+        self.last = self.started
         self.step: str | None = None
 
-    def set_plan(self, units: dict[str, float], order: list[str]) -> None:
-        self.units, self.order = units, order
+    # -- the plan ------------------------------------------------------------------------------
+    def set_plan(self, plan_: Plan, order: list[str]) -> None:
+        self.plan, self.order = plan_, order
+        self.steps = {name: _Step(paces={part: Pace() for part, _ in plan_.parts[name]}) for name in order}
+        for step in self.steps.values():  # before the calibration the bar moves by forwards
+            for pace in step.paces.values():
+                pace.predict(1.0)
+
+    def calibrate(self, cal: Calibration) -> None:
+        """Predicted paces of every part from `cal` (parts already observed keep their own)."""
+        self.calibration = cal
+        predicted = self.plan.predicted(cal)
+        for step in self.steps.values():
+            for part, pace in step.paces.items():
+                pace.predict(predicted[part])
+
+    @property
+    def units(self) -> dict[str, float]:
+        return self.plan.units
+
+    @property
+    def extra(self) -> float:
+        return sum(s.extra for s in self.steps.values())
+
+    @extra.setter
+    def extra(self, value: float) -> None:
+        """Forwards beyond the plan, all Integrated Gradients' (the only step that adds any)."""
+        self.steps["ig"].extra = max(0.0, value)
 
     @property
     def total(self) -> float:
-        return sum(self.units[s] for s in self.order) or 1.0
+        """Window forwards planned (rounds beyond the plan not included)."""
+        return sum(self.plan.units[s] for s in self.order) or 1.0
 
-    def _base(self, name: str) -> float:
-        return sum(self.units[s] for s in self.order[:self.order.index(name)])
+    @property
+    def done_units(self) -> float:
+        return sum(self.plan.units[n] + s.extra if s.finished else s.done for n, s in self.steps.items())
 
-    def pace(self) -> float | None:
-        """Seconds per window forward so far (None before any forward is done)."""
-        if self.done_units <= 0:
-            return None
-        return (self.clock() - self.started) / self.done_units
+    # -- the arithmetic ------------------------------------------------------------------------
+    def _pieces(self, name: str, start: float, end: float) -> list[tuple[str, float]]:
+        """(part, forwards) of step `name`'s forwards from `start` to `end` (beyond the plan: its last part)."""
+        out, at = [], 0.0
+        parts = self.plan.parts[name]
+        for i, (part, n) in enumerate(parts):
+            hi = at + n if i < len(parts) - 1 else math.inf
+            piece = min(end, hi) - max(start, at)
+            if piece > 0:
+                out.append((part, piece))
+            at += n
+        return out
+
+    def _seconds(self, name: str, start: float, end: float) -> float:
+        step = self.steps[name]
+        return sum(piece * (step.paces[part].value or 0.0) for part, piece in self._pieces(name, start, end))
 
     def seconds_left(self) -> float | None:
-        pace = self.pace()
-        return None if pace is None else pace * max(0.0, self.total + self.extra - self.done_units)
+        """Sum over steps of pace x forwards left; None before the calibration."""
+        if self.calibration is None:
+            return None
+        return self._left()
 
-    def at(self, name: str, fraction: float, message: str, *, units_done: float | None = None) -> None:
-        """Step `name` is `fraction` (0..1) of its share through; `units_done`: forwards done in it."""
-        self.step = name
-        fraction = max(0.0, min(1.0, fraction))
-        base = self._base(name)
-        self.done_units = base + (units_done if units_done is not None else fraction * self.units[name])
-        value = max(self.shown, (base + fraction * self.units[name]) / self.total)
-        if name == self.order[-1] and fraction >= 1.0:
-            value = 1.0
-        self.shown = value
-        left = self.seconds_left()
-        if left is not None and name != "target" and self.total + self.extra - self.done_units >= 0.5:
-            from attn_desktop.core.propagate.flow_cost import duration
-
-            message = f"{message} · about {duration(left)} left"
-        self.report(value, message)
-
-    def estimate(self, detail: str) -> float:
-        """Says the estimate (pace of the target's forwards x the forwards planned) once; returns it."""
-        left = self.seconds_left() or 0.0
-        from attn_desktop.core.propagate.flow_cost import duration
-
-        self.report(self.shown, f"{ESTIMATE_PREFIX}{duration(left)} more: {detail}")
+    def _left(self) -> float:
+        left = 0.0
+        for name, step in self.steps.items():
+            if not step.finished:
+                left += self._seconds(name, step.done, self.plan.units[name] + step.extra)
         return left
+
+    def _observe(self, name: str, start: float, end: float, seconds: float) -> None:
+        """Spreads `seconds` over the parts of step `name`'s forwards start..end by their predicted cost."""
+        step = self.steps[name]
+        pieces = self._pieces(name, start, end)
+        weights = [piece * (step.paces[part].value or 1.0) for part, piece in pieces]
+        total = sum(weights)
+        for (part, piece), weight in zip(pieces, weights, strict=True):
+            step.paces[part].observe(seconds * weight / total if total > 0 else 0.0, piece)
+
+    # -- the reports ---------------------------------------------------------------------------
+    def at(self, name: str, fraction: float, message: str, *, units_done: float | None = None) -> None:
+        """Step `name` is `fraction` (0..1) through; `units_done`: window forwards done in it."""
+        now = self.clock()
+        seconds, self.last = now - self.last, now
+        step = self.steps[name]
+        fraction = max(0.0, min(1.0, fraction))
+        before = step.done
+        done = max(before, float(units_done) if units_done is not None else fraction * self.plan.units[name])
+        # the time since the step's last report was spent on its forwards since (the step's end
+        # after its own counted forwards adds none: work skipped when IG converged early)
+        if name == self.step and done > before and not (step.counted and units_done is None):
+            self._observe(name, before, done, seconds)
+        work = self._seconds(name, before, done)
+        step.done = done
+        step.counted = step.counted or units_done is not None
+        step.finished = step.finished or fraction >= 1.0
+        self.step = name
+        left = self._left()
+        if name == self.order[-1] and step.finished:
+            value = 1.0
+        elif work + left > 0:
+            value = self.shown + (1.0 - self.shown) * work / (work + left)
+        else:
+            value = self.shown
+        self.shown = max(self.shown, min(1.0, value))
+        said = self.seconds_left()
+        if said is not None and name != "target" and not (name == self.order[-1] and step.finished):
+            message = f"{message} · {roughly(said)} left"
+        self.report(self.shown, message)
+
+    def estimate(self, methods: str, windows: int, more_if_ig: bool = False) -> float:
+        """Says the estimate (the calibration's paces x the forwards planned) once; returns it."""
+        left = self.seconds_left() or 0.0
+        cal = self.calibration
+        measured = f"a window's forward measured at {cal.forward:.2g} s" + (
+            f", with its gradient {cal.gradient:.2g} s" if cal.gradient is not None else "")
+        more = ", more if Integrated Gradients needs more steps" if more_if_ig else ""
+        self.report(self.shown, f"{ESTIMATE_PREFIX}{rough_duration(left)} more: {methods} over {windows} "
+                                f"windows ({measured}{more})")
+        return left
+
+
+def rough_duration(seconds: float) -> str:
+    """A duration without more precision than an estimate has: whole seconds under 10 s, then to 5 s, to the minute under 90 min, then hours and 10 minutes."""
+    if seconds < 10:
+        return f"{max(1.0, seconds):.0f} s"
+    if seconds < 90:
+        return f"{5 * round(seconds / 5):.0f} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    hours, rest = divmod(10 * round(minutes / 10), 60)
+    return f"{hours:.0f} h" + (f" {rest:.0f} min" if rest else "") if hours < 48 else f"{hours / 24:.0f} days"
+
+
+def roughly(seconds: float) -> str:
+    """'about 40 s', 'about 9 min', or 'under 10 s'."""
+    return "under 10 s" if seconds < 10 else f"about {rough_duration(seconds)}"
