@@ -1,7 +1,7 @@
 """Rollout and attention flow in a child process, so that the window's own process never runs them.
 
-scipy's maximum_flow holds Python's global lock for the whole of each solve, and so do stretches
-of numpy; run in a thread of the window's process they stop its event loop meanwhile (over 100 ms
+Flow's pricing of cuts between solves holds Python's global lock, and so do stretches of numpy;
+run in a thread of the window's process they stop its event loop meanwhile (over 100 ms
 per gap with attention flow, benchmarks/bench_gui_responsiveness.py). A compute process takes
 that work: a fresh interpreter (`python -m attn_desktop.core.propagate.compute_process`), started
 on first use and kept, as the model process (core.model.engine) is; not a fork of the Qt

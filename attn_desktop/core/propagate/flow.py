@@ -5,21 +5,19 @@ The graph has ``(L+1)·n`` nodes; node ``a`` of layer ``l`` has an arc to node `
 output token ``i`` to input token ``j`` is the maximum flow from ``(L, i)`` to ``(0, j)``;
 each output row is then normalised to sum to 1, as in the paper's code.
 
-Exactness. ``scipy.sparse.csgraph.maximum_flow`` takes int32 capacities, so every solve
-works on capacities scaled by ``S`` and rounded *down*. Each value carries a certificate:
+Exactness. Every solve (:func:`maxflow.max_flow`, Dinic's algorithm compiled by numba) works
+on int64 capacities: the real ones scaled by ``S = 2^50 / (largest arc or out-capacity)`` and
+rounded *down*. Each value carries a certificate:
 
-- ``lower``: the value of a flow built from the solves. Rounding down keeps every solve
-  within the real capacities, so the flow is feasible and ``lower ≤ true``;
+- ``lower``: the value of a flow of the solves. Rounding down keeps it within the real
+  capacities, so the flow is feasible and ``lower ≤ true``;
 - ``upper``: the real (float64) capacity of an s–t cut of the full graph, so ``true ≤ upper``.
 
 The reported value is ``upper`` with ``error_bound = upper − lower``; a sink is finished when
-``error_bound ≤ tol`` (default 5e-7, under the 1e-6 promised for exact results). While the
-gap is larger, the next solve runs on the *residual* graph of the flow so far, with
-capacities clipped at the gap ``g`` (an arc of capacity ≥ g cannot be the reason a cut is
-below g, so clipping keeps the remaining maximum flow) and scaled by ``S = (2^30 − 1)/g``:
-its rounding loss is at most (arcs in its minimum cut)·g/2^30, so the gap shrinks
-geometrically. Scaled capacities stay below 2^30, so an arc plus its reverse never overflows
-int32 and no flow value exceeds 2^30.
+``error_bound ≤ tol`` (default 5e-7, under the 1e-6 promised for exact results). Rounding
+costs a cut at most one unit, 1/S ≈ 1e-15, per arc, so the gap is the candidate graph's
+shortfall, not rounding. Scaled capacities stay below 2^50, so sums over the 2^13 arcs of a
+node stay far below 2^63.
 
 Speed. Most arcs never matter. The first solve of a sink runs on candidate arcs only: the
 whole first and last layer, row i and column j of every middle layer (with dense attention
@@ -27,7 +25,7 @@ the flow leaves token i and reaches token j through many small arcs) and the lar
 every row and column. Its flow is feasible in the full graph. When it stops short of the
 cheap upper bound ``min(source out-capacity, sink in-capacity)``, the minimum cut of the
 candidate graph is priced in the full graph, the largest full-graph arcs that cross it join
-the candidates (for all later sinks too) and the next solve continues from the flow so far.
+the candidates (for all later sinks too) and the next solve starts from the flow so far.
 The part of the first-solve graph that does not depend on the sink is built once per row.
 Nodes the source cannot reach are left out, so causal models get smaller graphs. With
 ``workers > 1`` rows and sinks are spread over spawned worker processes (spawned, not forked:
@@ -41,15 +39,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
 from ..errors import Cancelled
 from .flow_pool import FlowPool
+from .maxflow import first_solves, max_flow
 
 EXACT_TOL = 1e-6  # a result is labelled exact when every flow is certified within this
 DEFAULT_TOL = 5e-7
-_CAP_LIMIT = 2**30 - 1
+_CAP_LIMIT = 2.0**50
 _SEED_ARCS = 8  # largest arcs per row and per column of each middle layer to start with
 _GROWTH = 32.0  # arcs added to a cut: enough to lift it this many times over the shortfall
 _MAX_ROUNDS = 100
@@ -68,7 +65,7 @@ class FlowResult:
     ``error_bound``: float64 [len(rows), n], certified bound on ``|raw − true maximum flow|``.
     ``max_abs_error_bound``: largest ``error_bound``; ``max_abs_error_bound_normalised``
     bounds the error of ``flow`` likewise. ``exact``: every raw value certified within 1e-6.
-    ``seconds``: wall time. ``solves``: calls of scipy's maximum_flow.
+    ``seconds``: wall time. ``solves``: calls of :func:`maxflow.max_flow`.
     """
 
     flow: np.ndarray
@@ -92,10 +89,9 @@ class _Network:
         self.dense = bool((self.hat > 0).all())
         # 0/1 matrices for reachability products; not needed when every arc exists
         self.support = None if self.dense else (self.hat > 0).astype(np.float32)
-        # First solves are not clipped: scale so that every arc, and the source's total
-        # out-capacity (which bounds any flow), stays below 2^30.
+        # Every arc, and the source's total out-capacity (which bounds any flow), ≤ 2^50.
         biggest = max(1.0, float(self.hat.max()), float(self.hat[-1].sum(axis=1).max()))
-        self.first_scale = _CAP_LIMIT / biggest
+        self.scale = _CAP_LIMIT / biggest
         seed = _SEED_ARCS if seed_arcs is None else seed_arcs
         self.candidates = {k: _largest_arcs(self.hat[k], seed) for k in range(1, self.layers - 1)}
         self.version = 0  # bumped whenever candidates grow
@@ -134,30 +130,6 @@ def _largest_arcs(matrix: np.ndarray, count: int) -> np.ndarray:
         np.put_along_axis(mask, np.argpartition(-matrix, count, axis=1)[:, :count], True, 1)
         np.put_along_axis(mask, np.argpartition(-matrix, count, axis=0)[:count, :], True, 0)
     return mask & (matrix > 0)
-
-
-def _flow_on_arcs(graph: sparse.csr_matrix, flow) -> np.ndarray:
-    """The flow scipy's maximum_flow left on each arc of ``graph`` (sorted CSR), as float64."""
-    flow = sparse.csr_matrix(flow)
-    flow.sort_indices()
-    size = graph.shape[0]
-    keys = np.repeat(np.arange(size, dtype=np.int64), np.diff(flow.indptr)) * size + flow.indices
-    wanted = np.repeat(np.arange(size, dtype=np.int64), np.diff(graph.indptr)) * size + graph.indices
-    at = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
-    found = keys.size > 0
-    values = np.where(found & (keys[at] == wanted), flow.data[at], 0) if found else np.zeros(wanted.size)
-    return np.maximum(values.astype(np.float64), 0.0)
-
-
-def _csr(heads: np.ndarray, tails: np.ndarray, caps: np.ndarray, size: int) -> sparse.csr_matrix:
-    """CSR graph from arcs already sorted by (head, tail)."""
-    indptr = np.zeros(size + 1, np.int32)
-    np.cumsum(np.bincount(heads, minlength=size), out=indptr[1:])
-    graph = sparse.csr_matrix(
-        (caps.astype(np.int32), tails.astype(np.int32), indptr), shape=(size, size)
-    )
-    graph.has_sorted_indices = True
-    return graph
 
 
 class _Row:
@@ -224,73 +196,35 @@ class _Row:
             return
         self._reversed_version = self._version
         order = np.argsort(self.tails * self.size + self.heads, kind="stable")
-        self.r_indices = self.heads[order].astype(np.int32)
+        self.r_indices = self.heads[order]
         self.r_caps = self.caps[order]
         counts = np.bincount(self.tails, minlength=self.size)
-        self.r_counts = counts.astype(np.int32)
+        self.r_counts = counts
         self.r_start = np.zeros(self.size + 1, np.intp)
         np.cumsum(counts, out=self.r_start[1:])
+        self.r_caps_int = np.floor(self.r_caps * self.net.scale).astype(np.int64)
 
-    def first_solves(self, j: int, upper: float, tol: float) -> tuple[float, int]:
-        """(certified lower bound on the flow to input j, solves) from the first-solve graph
-        with every arc reversed, solved from the sink to the source. Reversed, the arcs that
-        depend on j (column j of every middle layer, the arcs into the sink) are whole CSR
-        segments of a few nodes, so the graph is a concatenation of stored pieces; its flow,
-        reversed, is a feasible flow of the real graph. When the solve stops short of
-        ``upper`` by no more than its own rounding can lose (long texts: every one of the n
-        arcs into the sink loses up to 1/scale), one more solve on its residual graph, clipped
-        and scaled to the gap as in _SinkSolve, takes the rest."""
-        graph, real = self._reversed_graph(j)
-        scale = self.net.first_scale
-        result = maximum_flow(graph, self.sink, 0, method="dinic")
-        lower = float(result.flow_value) / scale
-        gap = upper - lower
-        if gap <= tol or gap > 2.0 * (max(self.sink_arcs, self.p.size) + 1) / scale:
-            return lower, 1
-        flow = _flow_on_arcs(graph, result.flow) / scale
-        heads = np.repeat(np.arange(self.size, dtype=np.int32), np.diff(graph.indptr))
-        used = flow > 0
-        rescale = _CAP_LIMIT / gap
-        caps = np.floor(np.concatenate([np.minimum(real - flow, gap), np.minimum(flow[used], gap)]) * rescale)
-        residual = sparse.csr_matrix(
-            (caps.astype(np.int32), (np.concatenate([heads, graph.indices[used]]),
-                                     np.concatenate([graph.indices, heads[used]]))),
-            shape=graph.shape,
-        )
-        return lower + float(maximum_flow(residual, self.sink, 0, method="dinic").flow_value) / rescale, 2
-
-    def _reversed_graph(self, j: int) -> tuple[sparse.csr_matrix, np.ndarray]:
-        """The reversed first-solve graph to input j (int32 capacities scaled by the network's
-        first scale and rounded down) and its arcs' real capacities."""
+    def first_solves(self, sinks: np.ndarray) -> np.ndarray:
+        """Certified lower bounds on the flows to the inputs ``sinks`` (the first solve of
+        each, on the reversed first-solve graph, in compiled code)."""
         self._refresh_reversed()
-        net, top = self.net, self.net.layers - 1
-        counts = self.r_counts.copy()
-        indices, real, pos = [], [], 0
-        for k in range(top, 0, -1):  # arcs into layer k−1 = (k−1, c), node numbers increasing
-            if k == 1:
-                node, col = self.sink, j
-            else:
-                col = self.local[k - 1][j]
-                if col < 0:
-                    continue
-                node = self.offset[k - 1] + col
-            column = (self.cap[k] if k > 1 else self.bottom)[:, col]
-            heads = np.flatnonzero(column)
-            indices += [self.r_indices[pos : self.r_start[node]], (heads + self.offset[k]).astype(np.int32)]
-            real += [self.r_caps[pos : self.r_start[node]], column[heads]]
-            pos = self.r_start[node + 1]
-            counts[node] = heads.size
-        indices.append(self.r_indices[pos:])
-        real.append(self.r_caps[pos:])
-        real = np.concatenate(real)
-        indptr = np.zeros(self.size + 1, np.int32)
-        np.cumsum(counts, out=indptr[1:])
-        graph = sparse.csr_matrix(
-            (np.floor(real * net.first_scale).astype(np.int32), np.concatenate(indices), indptr),
-            shape=(self.size, self.size),
+        top = self.net.layers - 1
+        if not hasattr(self, "_layout"):
+            idx = [self.idx[k] for k in range(1, top + 1)]
+            local = np.full((top + 1, self.net.n), -1, np.int64)
+            for k in range(1, top):
+                local[k] = self.local[k]
+            self._layout = (
+                np.concatenate(idx).astype(np.int64),
+                np.concatenate([[0, 0], np.cumsum([len(x) for x in idx])]).astype(np.int64),
+                np.array([0] + [self.offset[k] for k in range(1, top + 1)], np.int64),
+                local,
+            )
+        values = first_solves(
+            self.net.hat, self.net.scale, self.r_indices, self.r_caps_int, self.r_start,
+            *self._layout, self.sink, np.asarray(sinks, np.int64),
         )
-        graph.has_sorted_indices = True
-        return graph, real
+        return values / self.net.scale
 
     def candidates(self, k: int, j: int) -> np.ndarray:
         """Candidate arcs of middle layer k (local block) for a solve to input j."""
@@ -326,7 +260,8 @@ class _Row:
 
 class _SinkSolve:
     """The maximum flow from output node i to input node j, with its certificate. The
-    candidate arcs and the flow on each are kept as arrays sorted by (head, tail)."""
+    candidate arcs and the flow on each (int64, in units of 1/scale) are kept as arrays
+    sorted by (head, tail)."""
 
     def __init__(self, row: _Row, j: int):
         self.row, self.j = row, j
@@ -336,53 +271,22 @@ class _SinkSolve:
         self.q = row.net.hat[0][row.idx[1], j]
         self.upper = min(row.p[self.co[top]].sum(), self.q.sum())
         self.heads, self.tails, self.caps = row.arcs_to(j, self.q)
-        self.flows = np.zeros(self.caps.size)
+        self.flows = np.zeros(self.caps.size, np.int64)
 
     def run(self, tol: float) -> tuple[float, float, int]:
+        row, scale = self.row, self.row.net.scale
         upper, lower, rounds = self.upper, 0.0, 0
         while upper - lower > tol and upper > 0 and rounds < _MAX_ROUNDS:
             rounds += 1
-            # The first solve has no flow to clip against: it uses the network's fixed scale.
-            gap = upper - lower if rounds > 1 else np.inf
-            scale = _CAP_LIMIT / gap if rounds > 1 else self.row.net.first_scale
-            graph = self._graph(gap, scale)
-            result = maximum_flow(graph, 0, self.row.sink, method="dinic")
-            lower += float(result.flow_value) / scale
+            indptr = np.zeros(row.size + 1, np.int64)
+            np.cumsum(np.bincount(self.heads, minlength=row.size), out=indptr[1:])
+            caps = np.floor(self.caps * scale).astype(np.int64)
+            value, side = max_flow(indptr, self.tails, caps, self.flows, 0, row.sink, False)
+            lower = float(value) / scale
             if upper - lower <= tol:
                 break
-            self._add_flow(result.flow, scale)
-            upper = min(upper, self._price_cut_and_grow(self._cut_side(graph, result.flow), upper))
+            upper = min(upper, self._price_cut_and_grow(side, upper))
         return upper, max(upper - lower, 0.0), rounds
-
-    def _graph(self, gap: float, scale: float) -> sparse.csr_matrix:
-        """Residual graph of the flow so far, capacities clipped at ``gap``, scaled, floored."""
-        forward = np.floor(np.minimum(self.caps - self.flows, gap) * scale)
-        if not self.flows.any():
-            return _csr(self.heads, self.tails, forward, self.row.size)
-        used = self.flows > 0
-        heads = np.concatenate([self.heads, self.tails[used]])
-        tails = np.concatenate([self.tails, self.heads[used]])
-        caps = np.concatenate([forward, np.floor(np.minimum(self.flows[used], gap) * scale)])
-        keep = np.flatnonzero(caps > 0)
-        order = keep[np.argsort(heads[keep] * self.row.size + tails[keep], kind="stable")]
-        return _csr(heads[order], tails[order], caps[order], self.row.size)
-
-    def _add_flow(self, flow: sparse.spmatrix, scale: float) -> None:
-        """Add a solve's flow (the net flow on each forward node pair) to the flow so far."""
-        coo = sparse.coo_matrix(flow)
-        forward = (coo.row < coo.col) & (coo.data != 0)
-        keys = coo.row[forward].astype(np.int64) * self.row.size + coo.col[forward]
-        arcs = np.searchsorted(self.heads * self.row.size + self.tails, keys)
-        np.add.at(self.flows, arcs, coo.data[forward] / scale)
-
-    def _cut_side(self, graph: sparse.csr_matrix, flow: sparse.spmatrix) -> np.ndarray:
-        """Nodes reachable from the source in the residual graph of the last solve."""
-        residual = sparse.csr_matrix(graph - flow)
-        residual.data = (residual.data > 0).astype(np.int8)
-        residual.eliminate_zeros()
-        side = np.zeros(self.row.size, bool)
-        side[breadth_first_order(residual, 0, directed=True, return_predecessors=False)] = True
-        return side
 
     def _price_cut_and_grow(self, side: np.ndarray, upper: float) -> float:
         """Capacity in the full graph of the cut ``side`` plus the nodes that cannot reach
@@ -424,7 +328,7 @@ class _SinkSolve:
         self.heads = np.insert(self.heads, at, heads)
         self.tails = np.insert(self.tails, at, tails)
         self.caps = np.insert(self.caps, at, caps)
-        self.flows = np.insert(self.flows, at, 0.0)
+        self.flows = np.insert(self.flows, at, 0)
 
 
 def _row_for(net: _Network, i: int, kept: _Row | None) -> _Row | None:
@@ -448,23 +352,22 @@ def _row_flows(
         # Disjoint two-arc paths: the flow is a sum of bottlenecks, in closed form.
         return np.minimum(hat[1][i][:, None], hat[0][:, sinks]).sum(axis=0), np.zeros(sinks.size), 0
     row = _Row(net, i) if row is None else row
-    values, bounds, solves = np.zeros(sinks.size), np.zeros(sinks.size), 0
-    for pos, j in enumerate(sinks):
+    values, bounds = np.zeros(sinks.size), np.zeros(sinks.size)
+    if cancel is not None and cancel():
+        raise Cancelled("attention flow cancelled")
+    # The cheap cut min(all arcs out of the source, all arcs into the sink) is almost always
+    # the minimum: one solve on the reversed first-solve graph certifies it.
+    upper = np.minimum(row.p_total, row.q_total[sinks])
+    solves = 0
+    for pos in np.flatnonzero(row.reach[0][sinks] & (upper > 0)):
+        low = row.first_solves(sinks[pos : pos + 1])[0]
+        solves += 1
+        if upper[pos] - low <= tol:
+            values[pos], bounds[pos] = upper[pos], max(upper[pos] - low, 0.0)
+            continue
         if cancel is not None and cancel():
             raise Cancelled("attention flow cancelled")
-        if not row.reach[0][j]:
-            continue
-        # The cheap cut min(all arcs out of the source, all arcs into the sink) is almost
-        # always the minimum: one solve on the reversed first-solve graph certifies it.
-        upper = min(row.p_total, float(row.q_total[j]))
-        if upper == 0:
-            continue
-        lower, calls = row.first_solves(int(j), upper, tol)
-        solves += calls
-        if upper - lower <= tol:
-            values[pos], bounds[pos] = upper, max(upper - lower, 0.0)
-            continue
-        values[pos], bounds[pos], calls = _SinkSolve(row, int(j)).run(tol)
+        values[pos], bounds[pos], calls = _SinkSolve(row, int(sinks[pos])).run(tol)
         solves += calls
     return values, bounds, solves
 

@@ -1,8 +1,8 @@
 """Worker processes for attention flow that are kept between calls.
 
 Flow is computed one input token (sink) at a time, and a row's sinks are independent, so a
-row's sinks are split into chunks that run in several processes at once (scipy's max flow holds
-Python's lock: threads would not overlap). Starting a worker costs far more than one row, so a
+row's sinks are split into chunks that run in several processes at once (the pricing of cuts
+between solves holds Python's lock: threads would not overlap). Starting a worker costs far more than one row, so a
 `FlowPool` keeps its workers: they are spawned on first use (fresh interpreters, not forks:
 safe from threaded code) and keep the layered network of the last matrices they were sent, so
 "flow for every row", computed a row per call, pays for the start and for the network once.

@@ -1,0 +1,184 @@
+"""Dinic's maximum flow on int64 capacities, compiled by numba.
+
+The graph is CSR: arc ``e`` runs from its row to ``indices[e]`` with capacity ``caps[e]``.
+Residual arcs are not stored: an arc with room is walked forwards, an arc carrying flow is
+walked backwards from its head (through the arcs grouped by head, built once per call), so a
+solve never doubles the graph and can start from any feasible flow. Integer capacities make
+every solve exact: the returned value is the value of the returned flow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_UNBOUNDED = np.int64(2**62)  # above any capacity: callers keep capacities below 2^62
+
+
+@njit(cache=True, nogil=True)
+def max_flow(indptr, indices, caps, flow, source, sink, stop_at_cheap_bound):
+    """Raise ``flow`` (int64 per arc; feasible: 0 ≤ flow ≤ caps, conserved away from the
+    source and sink; zeros to start from nothing) in place to a maximum flow from ``source``
+    to ``sink``. Returns the value and, per node, whether the source reaches it in the last
+    residual graph searched: the source side of a minimum cut. With ``stop_at_cheap_bound``
+    it stops as soon as the value reaches min(capacity out of the source, capacity into the
+    sink), the cut that then proves it maximal, without searching the residual graph again."""
+    size = indptr.size - 1
+    arcs = indices.size
+    tail_of = np.empty(arcs, np.int64)
+    for u in range(size):
+        for e in range(indptr[u], indptr[u + 1]):
+            tail_of[e] = u
+    in_ptr = np.zeros(size + 1, np.int64)
+    for e in range(arcs):
+        in_ptr[indices[e] + 1] += 1
+    for v in range(size):
+        in_ptr[v + 1] += in_ptr[v]
+    in_arcs = np.empty(arcs, np.int64)
+    fill = in_ptr[:-1].copy()
+    for e in range(arcs):
+        v = indices[e]
+        in_arcs[fill[v]] = e
+        fill[v] += 1
+    level = np.empty(size, np.int64)
+    queue = np.empty(size, np.int64)
+    cursor = np.empty(size, np.int64)
+    path_node = np.empty(size + 1, np.int64)
+    path_arc = np.empty(size + 1, np.int64)  # e ≥ 0: arc e forwards; −e−1: arc e backwards
+    value, out_cap, in_cap = 0, 0, 0
+    for e in range(indptr[source], indptr[source + 1]):
+        value += flow[e]
+        out_cap += caps[e]
+    for k in range(in_ptr[source], in_ptr[source + 1]):
+        value -= flow[in_arcs[k]]
+    for k in range(in_ptr[sink], in_ptr[sink + 1]):
+        in_cap += caps[in_arcs[k]]
+    enough = min(out_cap, in_cap) if stop_at_cheap_bound else -1
+    while value != enough:
+        level[:] = -1
+        level[source] = 0
+        queue[0] = source
+        head, tail = 0, 1
+        while head < tail:
+            u = queue[head]
+            head += 1
+            for e in range(indptr[u], indptr[u + 1]):
+                v = indices[e]
+                if level[v] < 0 and caps[e] > flow[e]:
+                    level[v] = level[u] + 1
+                    queue[tail] = v
+                    tail += 1
+            for k in range(in_ptr[u], in_ptr[u + 1]):
+                e = in_arcs[k]
+                v = tail_of[e]
+                if level[v] < 0 and flow[e] > 0:
+                    level[v] = level[u] + 1
+                    queue[tail] = v
+                    tail += 1
+        if level[sink] < 0:
+            break
+        cursor[:] = 0
+        depth = 0
+        path_node[0] = source
+        while True:
+            u = path_node[depth]
+            if u == sink:
+                best = _UNBOUNDED
+                for d in range(depth):
+                    a = path_arc[d]
+                    room = caps[a] - flow[a] if a >= 0 else flow[-a - 1]
+                    if room < best:
+                        best = room
+                back_to = -1
+                for d in range(depth):
+                    a = path_arc[d]
+                    if a >= 0:
+                        flow[a] += best
+                        room = caps[a] - flow[a]
+                    else:
+                        flow[-a - 1] -= best
+                        room = flow[-a - 1]
+                    if room == 0 and back_to < 0:
+                        back_to = d
+                value += best
+                if value == enough:
+                    break
+                depth = back_to
+                continue
+            out_degree = indptr[u + 1] - indptr[u]
+            degree = out_degree + in_ptr[u + 1] - in_ptr[u]
+            found = False
+            v = -1
+            while cursor[u] < degree:
+                k = cursor[u]
+                if k < out_degree:
+                    e = indptr[u] + k
+                    v = indices[e]
+                    if level[v] == level[u] + 1 and caps[e] > flow[e]:
+                        path_arc[depth] = e
+                        found = True
+                        break
+                else:
+                    e = in_arcs[in_ptr[u] + k - out_degree]
+                    v = tail_of[e]
+                    if level[v] == level[u] + 1 and flow[e] > 0:
+                        path_arc[depth] = -e - 1
+                        found = True
+                        break
+                cursor[u] += 1
+            if found:
+                depth += 1
+                path_node[depth] = v
+            else:
+                level[u] = -1  # a dead end for the rest of this phase
+                if depth == 0:
+                    break
+                depth -= 1
+                cursor[path_node[depth]] += 1
+    return value, level >= 0
+
+
+@njit(cache=True, nogil=True)
+def first_solves(hat, scale, r_indices, r_caps, r_start, idx, idx_start, offset, local, sink_node, sinks):
+    """The first solve of each input of ``sinks`` for one output row, on the reversed
+    candidate graph (see ``flow._Row``), stopped at the cheap bound (which then proves it
+    maximal). The sink-independent arcs are the CSR segments ``r_start`` of ``r_indices`` /
+    ``r_caps``; for input j, the node of token j in each layer k−1 (the source ``sink_node``
+    for k = 1) has instead its arcs of ``hat[k−1][:, j]`` to the reachable nodes
+    ``idx[idx_start[k]:idx_start[k+1]]`` of layer k, numbered from ``offset[k]``; capacities
+    are ``floor(real · scale)``. Returns each value."""
+    size = r_start.size - 1
+    top = offset.size - 1
+    values = np.zeros(sinks.size, np.int64)
+    room = r_indices.size + idx_start[top + 1]
+    indices = np.empty(room, np.int64)
+    caps = np.empty(room, np.int64)
+    indptr = np.zeros(size + 1, np.int64)
+    layer_of = np.full(size, -1, np.int64)  # k when the node is token j's node of layer k−1
+    for pos in range(sinks.size):
+        j = sinks[pos]
+        for k in range(1, top + 1):
+            if k == 1:
+                layer_of[sink_node] = 1
+            elif local[k - 1, j] >= 0:
+                layer_of[offset[k - 1] + local[k - 1, j]] = k
+        arcs = 0
+        for u in range(size):
+            k = layer_of[u]
+            if k < 0:
+                for e in range(r_start[u], r_start[u + 1]):
+                    indices[arcs] = r_indices[e]
+                    caps[arcs] = r_caps[e]
+                    arcs += 1
+            else:
+                layer_of[u] = -1
+                for r in range(idx_start[k + 1] - idx_start[k]):
+                    c = np.int64(np.floor(hat[k - 1, idx[idx_start[k] + r], j] * scale))
+                    if c > 0:
+                        indices[arcs] = offset[k] + r
+                        caps[arcs] = c
+                        arcs += 1
+            indptr[u + 1] = arcs
+        flow = np.zeros(arcs, np.int64)
+        values[pos], _ = max_flow(indptr, indices[:arcs], caps[:arcs], flow, sink_node, 0, True)
+    return values
