@@ -138,7 +138,7 @@ def target_1(att: np.ndarray, label: str, sample: int) -> None:
         f"extrapolated to {n * n} pairs: {reference:.0f} s"
     )
     print(
-        f"  attention_flow (1 process): {ours:.2f} s, {result.solves} scipy solves, "
+        f"  attention_flow (1 process): {ours:.2f} s, {result.solves} solves, "
         f"max certified error {result.max_abs_error_bound:.1e}, "
         f"max |diff| to networkx on the sampled pairs {diff:.1e}"
     )

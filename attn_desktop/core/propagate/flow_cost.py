@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# (tokens, seconds per (row, input) pair with one process at 12 layers)
-PAIR_SECONDS_12_LAYERS = ((64, 0.5e-3), (256, 2.2e-3), (512, 4.8e-3), (1024, 15e-3), (2048, 90e-3),
-                          (4096, 330e-3))
+# (tokens, seconds per (row, input) pair with one process at 12 layers), compiled max-flow kernel
+PAIR_SECONDS_12_LAYERS = ((64, 0.45e-3), (256, 1.3e-3), (512, 2.3e-3), (1024, 8.1e-3), (2048, 25e-3),
+                          (4096, 68e-3))
 MEMORY_LIMIT_BYTES = int(1.5 * 2**30)  # one process's flow network may use this much
 LONG_JOB_SECONDS = 8 * 3600.0  # jobs estimated longer than this are not started
 SAY_ESTIMATE_AFTER_S = 10.0  # jobs estimated longer than this say so before they start
