@@ -11,7 +11,9 @@ proportional to its planned forwards), so both are compared on the same work: th
 ratio over the run, the largest step of the ratio from one message to the next, and the largest gap
 between the bar and the share of time spent. Torch runs one thread (on this shared 2-core machine two
 threads spin against other processes).
-Usage: .venv/bin/python benchmarks/bench_document_estimate.py [WINDOW_SIZE] [REPEATS] [--quiet]"""
+Usage: .venv/bin/python benchmarks/bench_document_estimate.py [WINDOW_SIZE] [REPEATS] [--threads N] [--quiet]
+(--threads 2: as the window's model process and the command line run, where a row in a batch costs
+about half of one alone)."""
 
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def summary(rows: list[dict], total: float, key: str, bar_key: str, name: str) -
           f"bar vs time spent: largest gap {gap:.2f}")
 
 
-def main(size: int = 128, repeats: int = 3, quiet: bool = False) -> None:
+def main(size: int = 128, repeats: int = 3, quiet: bool = False, threads: int = 1) -> None:
     import torch
     from bench_document_explain import SAMPLE
 
@@ -84,7 +86,7 @@ def main(size: int = 128, repeats: int = 3, quiet: bool = False) -> None:
     from attn_desktop.core.model.loading import load_model
     from attn_desktop.core.pipeline import analyze
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     loaded = load_model("demo")
     text = " ".join([SAMPLE] * repeats)
     seen: list[tuple[float, float, str]] = []
@@ -103,7 +105,7 @@ def main(size: int = 128, repeats: int = 3, quiet: bool = False) -> None:
     said = next(m for _, _, m in seen if m.startswith(dp.ESTIMATE_PREFIX))
     first = next(r for r in rows if r["step"] != "target")
     print(f"demo model, {doc['windows']} windows of at most {size}, {doc['document_tokens']} document tokens, "
-          f"IG rounds {steps}; the explanation took {total:.1f} s")
+          f"IG rounds {steps}, {threads} torch thread(s); the explanation took {total:.1f} s")
     print(f"estimate before the methods: {said}")
     print(f"  estimated {seconds(said):.1f} s, took {total - first['t']:.1f} s: ratio "
           f"{seconds(said) / (total - first['t']):.2f} (former estimator: "
@@ -127,5 +129,7 @@ def main(size: int = 128, repeats: int = 3, quiet: bool = False) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    args = [a for a in sys.argv[1:] if a != "--quiet"]
-    main(*(int(a) for a in args[:2]), quiet="--quiet" in sys.argv)
+    argv = sys.argv[1:]
+    threads = int(argv[argv.index("--threads") + 1]) if "--threads" in argv else 1
+    args = [a for i, a in enumerate(argv) if not a.startswith("--") and (i == 0 or argv[i - 1] != "--threads")]
+    main(*(int(a) for a in args[:2]), quiet="--quiet" in argv, threads=threads)

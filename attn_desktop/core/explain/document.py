@@ -653,7 +653,9 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         },
     }
     end("target", t0)
-    bar.calibrate(measure_pace(loaded, target, gradients=bool({"saliency", "grad_input", "ig"} & set(run))))
+    loo_batch = max(1, min(opts["batch_size"], 8192 // max(max(sizes), 1)))
+    bar.calibrate(measure_pace(loaded, target, batch_rows=loo_batch if "loo" in run else 1, gradient_rows=(
+        ig_batch(windows_ids) if "ig" in run else 1 if {"saliency", "grad_input"} & set(run) else 0)))
     if set(run) - {"agreement"}:
         bar.estimate(", ".join(m for m in run if m != "agreement"), len(windows_ids),
                      more_if_ig=opts["ig_steps"] == "auto" and "ig" in run)
@@ -699,7 +701,7 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
     if "loo" in run:
         t0 = begin("loo", "leave-one-out over the document")
         replacement = choose_replacement(loaded, opts["replacement"])
-        batch = max(1, min(opts["batch_size"], 8192 // max(max(sizes), 1)))
+        batch = loo_batch
         vectors["loo"] = leave_one_out(loaded, target, count, replacement, batch, cancel,
                                        progress=lambda d, t: bar.at("loo", d / max(t, 1),
                                                                     f"leave-one-out {d}/{t}", units_done=d))

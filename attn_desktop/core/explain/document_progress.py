@@ -9,8 +9,9 @@ costs about twice one without, and the steps' units are of different kinds. So e
 pace, seconds per forward:
 
 - predicted, before the part has run, from a calibration measured on the run's own model and
-  windows after the target (`measure`: one row of the longest window through the model without and
-  with gradients, the least of three tries) and the part's cost in such rows (`Plan.predicted`);
+  windows after the target (`measure`: the longest window through the model, one row alone and a
+  few rows in a batch without gradients, a few rows with gradients) and the part's cost in such
+  rows (`Plan.predicted`);
 - then measured from the part's own work: observed seconds over observed forwards, each observation
   forgotten exponentially as later work is observed (MEMORY_SECONDS), the prediction counting as
   PRIOR_SECONDS of observation, so one short unit does not swing the estimate and a change of the
@@ -28,17 +29,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ESTIMATE_PREFIX = "estimated about "  # the one message that says the estimate before the methods run
 PLANNED_ROUNDS = 2
 PLANNED_SHARE = 0.9
+PROBE_ROWS = 8  # the most rows the calibration times at once (a row in a batch of 8 costs as in 32)
 PRIOR_SECONDS = 2.0  # a predicted pace weighs as much as this many seconds of observed work
 MEMORY_SECONDS = 30.0  # an observation's weight falls by e for every such span of later observed work
 STEP_NAMES = {"target": "the document target", "attention": "attention", "saliency": "gradients",
               "grad_input": "gradients", "ig": "Integrated Gradients", "loo": "leave-one-out",
               "agreement": "agreement", "verdict": "verdict"}
 IG_ENDS = "ig:ends"  # IG's f(input) and f(baseline): forwards without gradients, before its steps
+# the parts whose time is their rows' (the others' holds set-up the calibration does not see: the
+# labels' embeddings, IG's first import and baseline): only they tell how fast the machine runs now
+SPEED_PARTS = ("saliency", "grad_input", "ig", "loo")
 
 
 def ig_rounds(steps, start_steps: int, max_steps: int) -> list[int]:
@@ -66,45 +71,60 @@ def round_shares(rounds: list[int]) -> list[tuple[float, float]]:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Seconds of one row of the longest window through the model: without gradients, and forward
-    with backward (None when the run computes no gradients); `spent`: seconds the measurement took."""
+    """Seconds a row of the longest window takes through the model: alone without gradients
+    (`forward`), per row in a batch of `rows` without gradients (`batched`) and with gradients
+    (`gradient`; None when the run computes none); `spent`: seconds the measurement took."""
 
     forward: float
+    batched: float | None = None  # None: as `forward`
     gradient: float | None = None
+    rows: int = 1
     spent: float = 0.0
 
+    @property
+    def row(self) -> float:
+        return self.batched if self.batched is not None else self.forward
 
-def measure(loaded, target, gradients: bool, tries: int = 3) -> Calibration:
-    """Times one row of the run's longest window through `target`'s model (core.explain.document's
-    DocumentTarget): without gradients and, with `gradients`, with the gradient of its output with
-    respect to the input embeddings; the least of `tries` each (the first warms up, the least is
-    the one least disturbed by other processes)."""
+
+def measure(loaded, target, *, batch_rows: int, gradient_rows: int = 0, tries: int = 2) -> Calibration:
+    """Times the run's longest window through `target`'s model (core.explain.document's
+    DocumentTarget): one row without gradients (the least of `tries`, the first warms up), then
+    min(batch_rows, PROBE_ROWS) rows without gradients and, with `gradient_rows`, min(gradient_rows,
+    PROBE_ROWS) rows with the gradient of their output with respect to the input embeddings (after
+    one row to warm up), both per row. Batches matter: with two threads or on a GPU a row in a batch
+    costs half of one alone or less."""
     import torch
 
     started = time.perf_counter()
     k = max(range(len(target.windows)), key=lambda w: len(target.windows[w]))
-    ids = target.ids(k, 1, loaded.device)
     cuda = str(loaded.device).startswith("cuda")
 
-    def timed(work) -> float:
+    def timed(work, rows: int) -> float:
         t0 = time.perf_counter()
-        work()
+        work(rows)
         if cuda:
             torch.cuda.synchronize(loaded.device)
-        return time.perf_counter() - t0
+        return (time.perf_counter() - t0) / rows
 
-    def forward():
+    def forward(rows: int) -> None:
         with torch.no_grad():
-            target.output(loaded, k, ids)
+            target.output(loaded, k, target.ids(k, rows, loaded.device))
 
-    def gradient():
+    def gradient(rows: int) -> None:
         with torch.enable_grad():
-            e = target.embed(loaded, k).detach().requires_grad_(True)
-            torch.autograd.grad(target.output(loaded, k, ids, e).sum(), e)
+            e = target.embed(loaded, k, rows).detach().requires_grad_(True)
+            torch.autograd.grad(target.output(loaded, k, target.ids(k, rows, loaded.device), e).sum(), e)
 
-    fwd = min(timed(forward) for _ in range(tries))
-    grad = min(timed(gradient) for _ in range(tries)) if gradients else None
-    return Calibration(max(fwd, 1e-9), None if grad is None else max(grad, 1e-9), time.perf_counter() - started)
+    fwd = min(timed(forward, 1) for _ in range(max(1, tries)))
+    rows = max(1, min(int(batch_rows), PROBE_ROWS))
+    batched = timed(forward, rows) if rows > 1 else fwd
+    grad = None
+    if gradient_rows:
+        g_rows = max(1, min(int(gradient_rows), PROBE_ROWS))
+        warm = timed(gradient, 1)
+        grad = min(warm, timed(gradient, 1)) if g_rows == 1 else timed(gradient, g_rows)
+    return Calibration(max(fwd, 1e-9), max(batched, 1e-9), None if grad is None else max(grad, 1e-9), rows,
+                       time.perf_counter() - started)
 
 
 @dataclass
@@ -122,25 +142,26 @@ class Plan:
     loo_scale: float = 1.0
 
     def predicted(self, cal: Calibration) -> dict[str, float]:
-        """Seconds per forward of each part from the calibration: a row of the longest window costs
-        cal.forward without gradients and cal.gradient with them, a row of another window in
-        proportion to its tokens (rows in a batch are taken to cost as much as one alone, which
-        holds on a CPU; a part's own measurement corrects what does not hold)."""
-        w, fwd = self.windows, cal.forward * self.window_scale
+        """Seconds per forward of each part from the calibration, a row of another window than the
+        longest in proportion to its tokens: one row alone without gradients (the target, IG's
+        f(input) and f(baseline)) cal.forward; leave-one-out's batched rows, and the forward IG
+        adds window by window, cal.row; a row with gradients (IG's batched steps; saliency's one
+        row is taken as one of them) cal.gradient. A part's own measurement corrects what differs."""
+        w, fwd, row = self.windows, cal.forward * self.window_scale, cal.row * self.window_scale
         paces = {part: fwd for parts in self.parts.values() for part, _ in parts}
-        paces["loo"] = cal.forward * self.loo_scale
+        paces["loo"] = cal.row * self.loo_scale
         gradients = self.units.get("saliency") or self.units.get("grad_input") or self.units.get("ig")
         if not gradients:
             return paces
         if cal.gradient is None:
-            raise ValueError("the run computes gradients: measure the calibration with gradients=True")
+            raise ValueError("the run computes gradients: measure the calibration with gradient_rows")
         grad = cal.gradient * self.window_scale
         if self.units.get("saliency") or self.units.get("grad_input"):
             name = "saliency" if self.units.get("saliency") else "grad_input"
-            paces[name] = w * (grad + (0.0 if self.saliency_joint else fwd)) / self.units[name]
+            paces[name] = w * (grad + (0.0 if self.saliency_joint else row)) / self.units[name]
         if self.units.get("ig"):
             joint = self.ig_per_step <= 2.0 * w
-            paces["ig"] = w * (grad + (0.0 if joint else fwd)) / self.ig_per_step  # one IG step per window
+            paces["ig"] = w * (grad + (0.0 if joint else row)) / self.ig_per_step  # one IG step per window
         return paces
 
 
@@ -171,27 +192,22 @@ def plan(run: list[str], windows: int, ig_steps_planned: int, ig_per_step: float
 
 @dataclass
 class Pace:
-    """Seconds per forward of one part: observed seconds over observed forwards, both forgotten by
-    exp(-seconds observed since / MEMORY_SECONDS); a prediction is an observation of PRIOR_SECONDS."""
+    """Seconds per unit from observations (seconds, units), both sums forgotten by exp(-seconds
+    observed since / MEMORY_SECONDS), with a prediction weighing as `prior` seconds of observation at
+    the predicted pace (forgotten likewise)."""
 
     seconds: float = 0.0
     units: float = 0.0
-    observed: float = 0.0  # seconds of real work seen
-
-    def predict(self, pace: float) -> None:
-        """The prior, replaced by a later prediction while nothing has been observed."""
-        if self.observed <= 0.0:
-            self.seconds, self.units = PRIOR_SECONDS, PRIOR_SECONDS / pace
+    prior: float = PRIOR_SECONDS
 
     def observe(self, seconds: float, units: float) -> None:
         keep = math.exp(-seconds / MEMORY_SECONDS)
         self.seconds = self.seconds * keep + seconds
         self.units = self.units * keep + units
-        self.observed += seconds
+        self.prior *= keep
 
-    @property
-    def value(self) -> float | None:
-        return self.seconds / self.units if self.units > 0 else None
+    def value(self, predicted: float) -> float:
+        return (self.seconds + self.prior) / (self.units + self.prior / predicted)
 
 
 @dataclass
@@ -200,17 +216,22 @@ class _Step:
     extra: float = 0.0  # forwards added on the way (IG rounds beyond the plan)
     counted: bool = False  # the step reported its own forwards (units_done)
     finished: bool = False
-    paces: dict[str, Pace] = field(default_factory=dict)
 
 
 class DocumentProgress:
-    """report(fraction, message) of the whole run from each step's progress; adds the time left."""
+    """report(fraction, message) of the whole run from each step's progress; adds the time left.
+    A part that has not run yet is predicted at its calibrated pace x `speed`: how much slower than
+    predicted the parts observed so far ran (1 at first; the calibration's ratios between kinds are
+    kept, its absolute time follows the machine's load as measured since)."""
 
     def __init__(self, report: Callable[[float, str], None], clock=time.perf_counter) -> None:
         self.report, self.clock = report, clock
         self.plan: Plan | None = None
         self.order: list[str] = []
         self.steps: dict[str, _Step] = {}
+        self.paces: dict[str, Pace] = {}  # part -> its observed pace
+        self.predicted: dict[str, float] = {}  # part -> calibrated seconds per forward (1 before)
+        self.speed = Pace()  # observed seconds per predicted second
         self.calibration: Calibration | None = None
         self.shown = 0.0
         self.started = clock()
@@ -220,18 +241,15 @@ class DocumentProgress:
     # -- the plan ------------------------------------------------------------------------------
     def set_plan(self, plan_: Plan, order: list[str]) -> None:
         self.plan, self.order = plan_, order
-        self.steps = {name: _Step(paces={part: Pace() for part, _ in plan_.parts[name]}) for name in order}
-        for step in self.steps.values():  # before the calibration the bar moves by forwards
-            for pace in step.paces.values():
-                pace.predict(1.0)
+        self.steps = {name: _Step() for name in order}
+        parts = [part for name in order for part, _ in plan_.parts[name]]
+        self.paces = {part: Pace() for part in parts}
+        self.predicted = dict.fromkeys(parts, 1.0)  # before the calibration the bar moves by forwards
 
     def calibrate(self, cal: Calibration) -> None:
-        """Predicted paces of every part from `cal` (parts already observed keep their own)."""
+        """Predicted paces of every part from `cal`."""
         self.calibration = cal
-        predicted = self.plan.predicted(cal)
-        for step in self.steps.values():
-            for part, pace in step.paces.items():
-                pace.predict(predicted[part])
+        self.predicted.update(self.plan.predicted(cal))
 
     @property
     def units(self) -> dict[str, float]:
@@ -256,6 +274,10 @@ class DocumentProgress:
         return sum(self.plan.units[n] + s.extra if s.finished else s.done for n, s in self.steps.items())
 
     # -- the arithmetic ------------------------------------------------------------------------
+    def pace(self, part: str) -> float:
+        """Seconds per forward of `part`: its own observations, its prediction x speed as prior."""
+        return self.paces[part].value(self.predicted[part] * self.speed.value(1.0))
+
     def _pieces(self, name: str, start: float, end: float) -> list[tuple[str, float]]:
         """(part, forwards) of step `name`'s forwards from `start` to `end` (beyond the plan: its last part)."""
         out, at = [], 0.0
@@ -269,8 +291,7 @@ class DocumentProgress:
         return out
 
     def _seconds(self, name: str, start: float, end: float) -> float:
-        step = self.steps[name]
-        return sum(piece * (step.paces[part].value or 0.0) for part, piece in self._pieces(name, start, end))
+        return sum(piece * self.pace(part) for part, piece in self._pieces(name, start, end))
 
     def seconds_left(self) -> float | None:
         """Sum over steps of pace x forwards left; None before the calibration."""
@@ -286,13 +307,17 @@ class DocumentProgress:
         return left
 
     def _observe(self, name: str, start: float, end: float, seconds: float) -> None:
-        """Spreads `seconds` over the parts of step `name`'s forwards start..end by their predicted cost."""
-        step = self.steps[name]
+        """Spreads `seconds` over the parts of step `name`'s forwards start..end by their present
+        paces; once calibrated, a piece of a SPEED_PARTS part also tells the speed (observed over
+        predicted seconds)."""
         pieces = self._pieces(name, start, end)
-        weights = [piece * (step.paces[part].value or 1.0) for part, piece in pieces]
+        weights = [piece * self.pace(part) for part, piece in pieces]
         total = sum(weights)
         for (part, piece), weight in zip(pieces, weights, strict=True):
-            step.paces[part].observe(seconds * weight / total if total > 0 else 0.0, piece)
+            spent = seconds * weight / total if total > 0 else 0.0
+            self.paces[part].observe(spent, piece)
+            if self.calibration is not None and part in SPEED_PARTS:
+                self.speed.observe(spent, piece * self.predicted[part])
 
     # -- the reports ---------------------------------------------------------------------------
     def at(self, name: str, fraction: float, message: str, *, units_done: float | None = None) -> None:
@@ -330,7 +355,8 @@ class DocumentProgress:
         left = self.seconds_left() or 0.0
         cal = self.calibration
         measured = f"a window's forward measured at {cal.forward:.2g} s" + (
-            f", with its gradient {cal.gradient:.2g} s" if cal.gradient is not None else "")
+            f", {cal.row:.2g} s a row in a batch of {cal.rows}" if cal.rows > 1 else "") + (
+            f", {cal.gradient:.2g} s a row with gradients" if cal.gradient is not None else "")
         more = ", more if Integrated Gradients needs more steps" if more_if_ig else ""
         self.report(self.shown, f"{ESTIMATE_PREFIX}{rough_duration(left)} more: {methods} over {windows} "
                                 f"windows ({measured}{more})")
