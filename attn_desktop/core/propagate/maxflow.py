@@ -16,13 +16,16 @@ _UNBOUNDED = np.int64(2**62)  # above any capacity: callers keep capacities belo
 
 
 @njit(cache=True, nogil=True)
-def max_flow(indptr, indices, caps, flow, source, sink, stop_at_cheap_bound):
+def max_flow(indptr, indices, caps, flow, source, sink, stop_at_cheap_bound, layers):
     """Raise ``flow`` (int64 per arc; feasible: 0 ≤ flow ≤ caps, conserved away from the
     source and sink; zeros to start from nothing) in place to a maximum flow from ``source``
     to ``sink``. Returns the value and, per node, whether the source reaches it in the last
     residual graph searched: the source side of a minimum cut. With ``stop_at_cheap_bound``
     it stops as soon as the value reaches min(capacity out of the source, capacity into the
-    sink), the cut that then proves it maximal, without searching the residual graph again."""
+    sink), the cut that then proves it maximal, without searching the residual graph again.
+    ``layers``: empty, or each node's layer when every arc runs from a layer to the next
+    (source at 0): a search from no flow then takes them as its levels instead of a
+    breadth-first search of the whole graph."""
     size = indptr.size - 1
     arcs = indices.size
     tail_of = np.empty(arcs, np.int64)
@@ -60,11 +63,19 @@ def max_flow(indptr, indices, caps, flow, source, sink, stop_at_cheap_bound):
     for e in range(arcs):
         if flow[e] > 0:
             carrying[indices[e]] += 1
+    layered = layers.size == size
+    for u in range(size if layered else 0):
+        if carrying[u] > 0:
+            layered = False
     while value != enough:
         level[:] = -1
         level[source] = 0
         queue[0] = source
         head, tail = 0, 1
+        if layered:
+            layered = False
+            level[:] = layers
+            head = tail
         while head < tail:
             u = queue[head]
             head += 1
@@ -166,6 +177,11 @@ def first_solves(hat, scale, r_indices, r_caps, r_start, idx, idx_start, offset,
     caps = np.empty(room, np.int64)
     indptr = np.zeros(size + 1, np.int64)
     layer_of = np.full(size, -1, np.int64)  # k when the node is token j's node of layer k−1
+    layers = np.empty(size, np.int64)  # reversed, the input is layer 0 and the output top + 1
+    layers[0] = top + 1
+    layers[sink_node] = 0
+    for k in range(1, top + 1):
+        layers[offset[k] : offset[k] + idx_start[k + 1] - idx_start[k]] = k
     for pos in range(sinks.size):
         j = sinks[pos]
         for k in range(1, top + 1):
@@ -191,5 +207,5 @@ def first_solves(hat, scale, r_indices, r_caps, r_start, idx, idx_start, offset,
                         arcs += 1
             indptr[u + 1] = arcs
         flow = np.zeros(arcs, np.int64)
-        values[pos], _ = max_flow(indptr, indices[:arcs], caps[:arcs], flow, sink_node, 0, True)
+        values[pos], _ = max_flow(indptr, indices[:arcs], caps[:arcs], flow, sink_node, 0, True, layers)
     return values
