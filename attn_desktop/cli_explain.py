@@ -79,6 +79,7 @@ def verdict_headline(analysis) -> str | None:
     target = section.get("target") or {}
     document = section.get("document")
     if isinstance(document, dict):
-        return (f"Document target ({document.get('windows')} windows; attention does not cross windows): "
+        count = document.get("windows")
+        return (f"Document target ({count} window{'s' if count != 1 else ''}; attention does not cross windows): "
                 f"{target_phrase(target)}. {section['verdict']['headline']}")
     return f"Target: {target_phrase(target)}. {section['verdict']['headline']}"

@@ -177,6 +177,12 @@ def test_cli_windows_summary_session_and_report(tiny_model_paths, loaded_models,
         assert why in capsys.readouterr().err and not target.exists()
 
 
+def test_one_window_is_said_in_the_singular(loaded_models):
+    an = analyze(loaded_models("bert"), SENTENCES[0], windows={})
+    assert len(an.manifest["windows"]["windows"]) == 1
+    assert windows.summary(an).startswith("1 window of at most ")
+
+
 def test_only_if_long_leaves_short_texts_to_every_stage(loaded_models):
     loaded = loaded_models("gpt2")
     an = analyze(loaded, SENTENCES[0], windows={"only_if_long": True}, generate=2)

@@ -283,7 +283,8 @@ def summary(analysis: Analysis, rule: bool = True) -> str:
     """One line for the command line and the status: the windows, and (`rule`) that attention stays
     in each (left out where RULE is said beside it)."""
     info = analysis.manifest["windows"]
-    return (f"{len(info['windows'])} windows of at most {info['size']} tokens, stride {info['stride']}, "
+    count = len(info["windows"])
+    return (f"{count} window{'s' if count != 1 else ''} of at most {info['size']} tokens, stride {info['stride']}, "
             f"over {info['document_tokens']} document tokens" + ("; attention does not cross windows" if rule else ""))
 
 
