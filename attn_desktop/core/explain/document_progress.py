@@ -15,7 +15,9 @@ pace, seconds per forward:
 - then measured from the part's own work: observed seconds over observed forwards, each observation
   forgotten exponentially as later work is observed (MEMORY_SECONDS), the prediction counting as
   PRIOR_SECONDS of observation, so one short unit does not swing the estimate and a change of the
-  machine's load is followed within about half a minute.
+  machine's load is followed within about half a minute;
+- and a part not yet run: its prediction x the speed (observed over predicted seconds of the
+  SPEED_PARTS run so far), so the machine's present load is followed before the part starts.
 
 The time left is the sum over parts of pace x forwards left (IG rounds beyond the plan included),
 said only once the calibration is measured. The bar moves by time: each report advances it by the
@@ -364,7 +366,8 @@ class DocumentProgress:
 
 
 def rough_duration(seconds: float) -> str:
-    """A duration without more precision than an estimate has: whole seconds under 10 s, then to 5 s, to the minute under 90 min, then hours and 10 minutes."""
+    """A duration without more precision than an estimate has: whole seconds under 10 s, then to
+    5 s, to the minute under 90 min, then hours and tens of minutes."""
     if seconds < 10:
         return f"{max(1.0, seconds):.0f} s"
     if seconds < 90:
