@@ -30,7 +30,7 @@ MANIFEST_LIMIT = 32 << 20
 RATIO_FREE = 1 << 20  # members up to this size inflate at any ratio
 MAX_RATIO = 50
 METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
-_READ_CHUNK = 16 << 20
+_READ_CHUNK = 2 << 20  # a buffer that the checksum and the value check find still in the CPU's cache
 MAP_FROM = 256 << 20  # stored arrays from this size are mapped from the file, not read
 
 

@@ -322,7 +322,6 @@ def check_array_shape(label: str, name: str, shape: tuple[int, ...], dtype: np.d
 
 def check_array_values(label: str, name: str, values: np.ndarray, dims: Dims) -> None:
     rule = ARRAY_RULES.get(name)
-    shown = quote(name)
     kind = rule.values if rule else ("float" if values.dtype.kind == "f" else "any")
     if values.size == 0:
         return
@@ -331,19 +330,20 @@ def check_array_values(label: str, name: str, values: np.ndarray, dims: Dims) ->
             if _plainly_fine(part, kind):
                 continue
             if not np.isfinite(part).all():
-                raise fail(label, f"array {shown} holds NaN or infinite values")
+                raise fail(label, f"array {quote(name)} holds NaN or infinite values")
             if kind == "probability" and (part.min() < 0 or part.max() > 1 + PROBABILITY_SLACK):
-                raise fail(label, f"array {shown} holds weights outside [0, 1] "
+                raise fail(label, f"array {quote(name)} holds weights outside [0, 1] "
                                   f"(from {float(part.min()):.4g} to {float(part.max()):.4g})")
     elif kind == "index_n":
         if values.min() < 0 or values.max() >= dims.n:
-            raise fail(label, f"array {shown} holds token indices outside 0 to {dims.n - 1}")
+            raise fail(label, f"array {quote(name)} holds token indices outside 0 to {dims.n - 1}")
     elif kind == "index_N":  # document tokens, -1 for none
         if values.min() < -1 or values.max() >= (dims.N or 0):
-            raise fail(label, f"array {shown} holds document token indices outside -1 to {(dims.N or 0) - 1}")
+            raise fail(label, f"array {quote(name)} holds document token indices outside -1 to {(dims.N or 0) - 1}")
 
 
 _INT_OF = {2: np.int16, 4: np.int32, 8: np.int64}
+_UINT_OF = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def _plainly_fine(part: np.ndarray, kind: str) -> bool:
@@ -353,9 +353,9 @@ def _plainly_fine(part: np.ndarray, kind: str) -> bool:
     if part.dtype.kind != "f" or part.dtype.itemsize not in _INT_OF or not part.dtype.isnative:
         return False
     bits = part.view(_INT_OF[part.dtype.itemsize])
-    if kind == "probability":
+    if kind == "probability":  # sign bit clear and at most the limit: one unsigned maximum, not min and max
         limit = np.array(1 + PROBABILITY_SLACK, dtype=part.dtype).view(bits.dtype)
-        return bool(bits.min() >= 0 and bits.max() <= limit)
+        return bool(bits.view(_UINT_OF[part.dtype.itemsize]).max() <= limit)
     magnitude_mask = np.iinfo(bits.dtype).max  # every bit but the sign
     infinity = np.array(np.inf, dtype=part.dtype).view(bits.dtype)
     return bool(np.bitwise_and(bits, magnitude_mask).max() < infinity)
