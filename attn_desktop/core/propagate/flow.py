@@ -206,8 +206,9 @@ class _Row:
         self.r_caps_int = np.floor(self.r_caps * self.net.scale).astype(np.int64)
 
     def first_solves(self, sinks: np.ndarray) -> np.ndarray:
-        """Certified lower bounds on the flows to the inputs ``sinks`` (the first solve of
-        each, on the reversed first-solve graph, in compiled code)."""
+        """Certified lower bounds on the flows to the first inputs of ``sinks`` (the first
+        solve of each, on the reversed first-solve graph, in compiled code), up to and
+        including the first that falls short of its cheap bound."""
         self._refresh_reversed()
         top = self.net.layers - 1
         if not hasattr(self, "_layout"):
@@ -359,17 +360,19 @@ def _row_flows(
     # The cheap cut min(all arcs out of the source, all arcs into the sink) is almost always
     # the minimum: one solve on the reversed first-solve graph certifies it.
     upper = np.minimum(row.p_total, row.q_total[sinks])
+    pending = np.flatnonzero(row.reach[0][sinks] & (upper > 0))
     solves = 0
-    for pos in np.flatnonzero(row.reach[0][sinks] & (upper > 0)):
-        low = row.first_solves(sinks[pos : pos + 1])[0]
-        solves += 1
-        if upper[pos] - low <= tol:
-            values[pos], bounds[pos] = upper[pos], max(upper[pos] - low, 0.0)
-            continue
-        if cancel is not None and cancel():
-            raise Cancelled("attention flow cancelled")
-        values[pos], bounds[pos], calls = _SinkSolve(row, int(sinks[pos])).run(tol)
-        solves += calls
+    while pending.size:
+        lower = row.first_solves(sinks[pending])
+        done, pending = pending[: lower.size], pending[lower.size :]
+        solves += done.size
+        gap = upper[done] - lower
+        values[done], bounds[done] = upper[done], np.maximum(gap, 0.0)
+        if gap[-1] > tol:  # the last fell short: the general loop, which grows the candidates
+            if cancel is not None and cancel():
+                raise Cancelled("attention flow cancelled")
+            values[done[-1]], bounds[done[-1]], calls = _SinkSolve(row, int(sinks[done[-1]])).run(tol)
+            solves += calls
     return values, bounds, solves
 
 
