@@ -27,7 +27,7 @@ UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 
 
 def seconds(said: str) -> float:
-    """'about 2 min left' / 'estimated about 51 s more' -> seconds."""
+    """'about 2 min left' / 'estimated about 1.5 min more' -> seconds."""
     m = re.search(r"about (\d+(?:\.\d+)?) (s|min|h)\b", said)
     return float(m.group(1)) * UNITS[m.group(2)]
 
@@ -103,12 +103,12 @@ def main(size: int = 128, repeats: int = 3, quiet: bool = False, threads: int = 
     doc = an.manifest["explain"]["document"]
     steps = [t["steps"] for t in an.manifest["explain"]["methods"]["integrated_gradients"]["tried"]]
     said = next(m for _, _, m in seen if m.startswith(dp.ESTIMATE_PREFIX))
-    first = next(r for r in rows if r["step"] != "target")
+    first = next(r for r in rows if r["step"] != "target")  # the estimate's moment: no work since
     print(f"demo model, {doc['windows']} windows of at most {size}, {doc['document_tokens']} document tokens, "
           f"IG rounds {steps}, {threads} torch thread(s); the explanation took {total:.1f} s")
     print(f"estimate before the methods: {said}")
-    print(f"  estimated {seconds(said):.1f} s, took {total - first['t']:.1f} s: ratio "
-          f"{seconds(said) / (total - first['t']):.2f} (former estimator: "
+    print(f"  estimated {first['left']:.1f} s (said {seconds(said):.0f} s), took {total - first['t']:.1f} s: ratio "
+          f"{first['left'] / (total - first['t']):.2f} (former estimator: "
           f"{first['old_left'] / (total - first['t']):.2f})")
     if not quiet:
         print("   elapsed  step       bar  time   left  ratio | former: bar   left  ratio")

@@ -178,8 +178,8 @@ def test_no_time_left_before_the_calibration_and_honest_rounding():
     bar.at("attention", 0.0, "attention")
     assert said[-1].endswith("· under 10 s left")  # 10 rows x 0.5 s and a little
     assert bar.seconds_left() == pytest.approx(0.5 * (0.1 + 10 + 0.002))
-    assert [dp.rough_duration(s) for s in (0.2, 4.4, 47, 95, 545, 6000, 7 * 3600 + 1600)] == [
-        "1 s", "4 s", "45 s", "2 min", "9 min", "1 h 40 min", "7 h 30 min"]
+    assert [dp.rough_duration(s) for s in (0.2, 4.4, 47, 95, 130, 545, 6000, 7 * 3600 + 1600)] == [
+        "1 s", "4 s", "45 s", "1.5 min", "2 min", "9 min", "1 h 40 min", "7 h 30 min"]
     assert dp.roughly(12) == "about 10 s" and dp.roughly(3) == "under 10 s"
 
 

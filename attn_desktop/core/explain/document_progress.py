@@ -367,12 +367,14 @@ class DocumentProgress:
 
 def rough_duration(seconds: float) -> str:
     """A duration without more precision than an estimate has: whole seconds under 10 s, then to
-    5 s, to the minute under 90 min, then hours and tens of minutes."""
+    5 s, to half a minute under 10 min, to the minute under 90 min, then hours and tens of minutes."""
     if seconds < 10:
         return f"{max(1.0, seconds):.0f} s"
     if seconds < 90:
         return f"{5 * round(seconds / 5):.0f} s"
     minutes = seconds / 60
+    if minutes < 10:
+        return f"{round(2 * minutes) / 2:g} min"
     if minutes < 90:
         return f"{minutes:.0f} min"
     hours, rest = divmod(10 * round(minutes / 10), 60)
