@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -303,6 +304,20 @@ def synthetic_hat(layers: int, n: int, seed: int = 0) -> np.ndarray:
     return hat
 
 
+def _resident_mb(field: str = "VmRSS") -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _peak_mb() -> float:
+    return _resident_mb("VmHWM")
+
+
 def target_4(sizes) -> None:
     """Long inputs (issue 11): one row's time at n = 1024..4096, 12 layers, synthetic attention,
     one process, timed on 32 inputs spread over the row and extrapolated to the whole row."""
@@ -312,6 +327,11 @@ def target_4(sizes) -> None:
     print("[flow 4, long inputs] 12 layers, synthetic attention, 1 process, 32 inputs per row timed")
     attention_flow(synthetic_hat(4, 16), [0])  # loads the compiled kernel: not timed
     for n in sizes:
+        resident = _resident_mb()
+        try:  # resets this process's peak resident memory (Linux)
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
         hat = synthetic_hat(12, n)
         started = time.perf_counter()
         net = flow_module._Network(hat)
@@ -329,8 +349,8 @@ def target_4(sizes) -> None:
             f"one row ~{duration(seconds)} extrapolated "
             f"({solves / sinks.size:.2f} solves per input, certified error <= {bounds.max():.1e}); "
             f"all {n} rows ~{duration(seconds * n)}; flow_cost's estimate {duration(estimate.row_seconds)} "
-            f"per row, memory {network_bytes(12, n) / 2**30:.2f} GB -> "
-            + ("refused" if estimate.refusal else "offered")
+            f"per row, memory {network_bytes(12, n) / 2**30:.2f} GB (measured: peak {(_peak_mb() - resident) / 1024:.2f} GB "
+            "above the process before the matrices were made) -> " + ("refused" if estimate.refusal else "offered")
         )
         del net, row
 

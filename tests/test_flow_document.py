@@ -13,6 +13,7 @@ import pytest
 from scipy import sparse
 from scipy.sparse.csgraph import maximum_flow
 
+import attn_desktop.core.propagate.flow as flow_module
 from attn_desktop.core.analysis import Analysis
 from attn_desktop.core.errors import Cancelled, UserError
 from attn_desktop.core.propagate import flow_cost
@@ -111,6 +112,19 @@ def test_rounding_no_longer_limits_the_certificate(causal, sparse_):
     assert result.exact and result.max_abs_error_bound <= 1e-9
 
 
+def test_float32_capacities_are_used_as_they_are_and_certified():
+    # The compute process passes float32 matrices: the network keeps them (no float64 copy,
+    # half the memory at long lengths) and every sum is taken in float64.
+    hat32 = random_hat(5, 4, 30, causal=True).astype(np.float32)
+    assert flow_module._Network(hat32).hat is hat32
+    rows = [29, 4]
+    result = attention_flow(hat32, rows)
+    for pos, i in enumerate(rows):
+        expected = networkx_row(hat32.astype(np.float64), i)
+        assert np.abs(result.raw[pos] - expected).max() <= 1e-9
+    assert result.exact and result.max_abs_error_bound <= 1e-9
+
+
 def test_first_solve_alone_certifies_most_sinks_and_matches_a_scipy_loop():
     hat = random_hat(9, 5, 60, temperature=2.5)
     result = attention_flow(hat, [3])
@@ -182,8 +196,8 @@ def long_analysis(n, layers):
 
 
 def test_flow_that_cannot_fit_is_refused_before_anything_changes():
-    an = long_analysis(4096, 12)
-    an.arrays["flow"], an.arrays["flow_rows"] = np.ones((1, 4096), np.float32), np.array([0])
+    an = long_analysis(8192, 12)
+    an.arrays["flow"], an.arrays["flow_rows"] = np.ones((1, 8192), np.float32), np.array([0])
     an.manifest["methods"] = {"flow": {"alpha": 0.5, "head_fusion": "max", "rows": [0]}}
     with pytest.raises(UserError, match="memory"):
         add_flow(an, [5], 0.5, "mean")
@@ -197,7 +211,8 @@ def test_plan_figures():
     assert small.refusal is None and small.rows == 1 and small.workers == 1
     assert flow_cost.plan(6, 512, 512).seconds == pytest.approx(512 * small.seconds)
     assert flow_cost.plan(12, 2048, 1).refusal is None  # one row is always offered when it fits
-    big = flow_cost.plan(12, 4096, 1)
+    assert flow_cost.plan(12, 4096, 1).refusal is None  # float32 network: 1.1 GB
+    big = flow_cost.plan(12, 8192, 1)
     assert big.memory_bytes > flow_cost.MEMORY_LIMIT_BYTES and "GB" in big.refusal
     assert flow_cost.pair_seconds(12, 8192) > flow_cost.pair_seconds(12, 4096) > flow_cost.pair_seconds(12, 512)
     assert flow_cost.duration(5) == "5.0 s" and flow_cost.duration(3 * 3600 + 600) == "3 h 10 min"

@@ -85,13 +85,15 @@ class _Network:
     ``candidates[k]`` marks arcs of ``hat[k]`` (layer k+1 → layer k), k = 1..L−2."""
 
     def __init__(self, hat: np.ndarray, seed_arcs: int | None = None):
-        self.hat = np.ascontiguousarray(hat, dtype=np.float64)
+        # float32 capacities are kept as they are (no float64 copy: half the memory at long
+        # lengths); every sum over them is taken in float64.
+        self.hat = np.ascontiguousarray(hat, dtype=hat.dtype if hat.dtype == np.float32 else np.float64)
         self.layers, self.n = self.hat.shape[0], self.hat.shape[1]
         self.dense = bool((self.hat > 0).all())
-        # 0/1 matrices for reachability products; not needed when every arc exists
-        self.support = None if self.dense else (self.hat > 0).astype(np.float32)
+        # which arcs exist, for reachability; not needed when every arc exists
+        self.support = None if self.dense else self.hat > 0
         # Every arc, and the source's total out-capacity (which bounds any flow), ≤ 2^50.
-        biggest = max(1.0, float(self.hat.max()), float(self.hat[-1].sum(axis=1).max()))
+        biggest = max(1.0, float(self.hat.max()), float(self.hat[-1].sum(axis=1, dtype=np.float64).max()))
         self.scale = _CAP_LIMIT / biggest
         seed = _SEED_ARCS if seed_arcs is None else seed_arcs
         self.candidates = {k: _largest_arcs(self.hat[k], seed) for k in range(1, self.layers - 1)}
@@ -108,7 +110,7 @@ class _Network:
             return reach
         reach[-1] = self.hat[-1][i] > 0
         for k in range(self.layers - 1, 0, -1):
-            reach[k - 1] = reach[k].astype(np.float32) @ self.support[k - 1] > 0
+            reach[k - 1] = self.support[k - 1][reach[k]].any(axis=0)
         return reach
 
     def coreach_to(self, j: int) -> list[np.ndarray]:
@@ -118,7 +120,7 @@ class _Network:
         if self.dense:
             return co
         for k in range(1, self.layers):
-            co[k] = self.support[k - 1] @ co[k - 1].astype(np.float32) > 0
+            co[k] = self.support[k - 1][:, co[k - 1]].any(axis=1)
         return co
 
 
@@ -152,13 +154,13 @@ class _Row:
             self.offset[k - 1] = self.offset[k] + self.idx[k].size
         self.sink = self.offset[1] + self.idx[1].size
         self.size = self.sink + 1
-        self.p = net.hat[top][i, self.idx[top]]
+        self.p = net.hat[top][i, self.idx[top]].astype(np.float64)
         self.cap = {k: self.block(net.hat[k - 1], k) for k in range(top, 1, -1)}
         self._version = -1
         self._reversed_version = -1
         self.bottom = net.hat[0] if self.everywhere else net.hat[0][self.idx[1]]
         self.p_total = float(self.p.sum())
-        self.q_total = net.hat[0][self.idx[1]].sum(axis=0)
+        self.q_total = net.hat[0][self.idx[1]].sum(axis=0, dtype=np.float64)
         self.sink_arcs = self.idx[1].size  # at most this many arcs into any sink
 
     def block(self, matrix: np.ndarray, k: int) -> np.ndarray:
@@ -186,7 +188,7 @@ class _Row:
             a, b = np.nonzero(mask)
             heads.append(self.offset[k] + a)
             tails.append(self.offset[k - 1] + b)
-            caps.append(cap[a, b])
+            caps.append(cap[a, b].astype(np.float64))
         self.heads, self.tails, self.caps = (np.concatenate(x) for x in (heads, tails, caps))
         self.keys = self.heads * self.size + self.tails
 
@@ -249,7 +251,7 @@ class _Row:
             a = np.flatnonzero((cap[:, col] > 0) & ~self.cand[k][:, col])
             heads.append(self.offset[k] + a)
             tails.append(np.full(a.size, self.offset[k - 1] + col))
-            caps.append(cap[a, col])
+            caps.append(cap[a, col].astype(np.float64))
         new_heads, new_tails, new_caps = (np.concatenate(x) for x in (heads, tails, caps))
         at = np.searchsorted(self.keys, new_heads * self.size + new_tails)
         bottom = np.flatnonzero(q > 0)
@@ -270,7 +272,7 @@ class _SinkSolve:
         top = row.net.layers - 1
         co = row.net.coreach_to(j)
         self.co = {k: co[k][row.idx[k]] for k in row.idx}  # local nodes that reach j
-        self.q = row.net.hat[0][row.idx[1], j]
+        self.q = row.net.hat[0][row.idx[1], j].astype(np.float64)
         self.upper = min(row.p[self.co[top]].sum(), self.q.sum())
         self.heads, self.tails, self.caps = row.arcs_to(j, self.q)
         self.flows = np.zeros(self.caps.size, np.int64)
@@ -303,7 +305,7 @@ class _SinkSolve:
             if rows.size == 0 or cols.size == 0:
                 continue
             block = np.ix_(rows, cols)
-            crossing = cap[block]
+            crossing = cap[block].astype(np.float64)
             price += crossing.sum()
             r, c = np.nonzero((crossing > 0) & ~row.candidates(k, self.j)[block])
             missing.append((crossing[r, c], k, rows[r], cols[c]))
@@ -349,10 +351,11 @@ def _row_flows(
     hat = net.hat
     sinks = np.asarray(sinks, dtype=np.intp)
     if net.layers == 1:
-        return hat[0][i, sinks].copy(), np.zeros(sinks.size), 0
+        return hat[0][i, sinks].astype(np.float64), np.zeros(sinks.size), 0
     if net.layers == 2:
         # Disjoint two-arc paths: the flow is a sum of bottlenecks, in closed form.
-        return np.minimum(hat[1][i][:, None], hat[0][:, sinks]).sum(axis=0), np.zeros(sinks.size), 0
+        paths = np.minimum(hat[1][i][:, None], hat[0][:, sinks])
+        return paths.sum(axis=0, dtype=np.float64), np.zeros(sinks.size), 0
     row = _Row(net, i) if row is None else row
     values, bounds = np.zeros(sinks.size), np.zeros(sinks.size)
     if cancel is not None and cancel():

@@ -19,17 +19,18 @@ import math
 from dataclasses import dataclass
 
 # (tokens, seconds per (row, input) pair with one process at 12 layers), compiled max-flow kernel
-PAIR_SECONDS_12_LAYERS = ((64, 0.45e-3), (256, 1.3e-3), (512, 2.3e-3), (1024, 8.1e-3), (2048, 25e-3),
-                          (4096, 68e-3))
+PAIR_SECONDS_12_LAYERS = ((64, 0.45e-3), (256, 1.3e-3), (512, 2.3e-3), (1024, 5.5e-3), (2048, 12.8e-3),
+                          (4096, 71e-3))
 MEMORY_LIMIT_BYTES = int(1.5 * 2**30)  # one process's flow network may use this much
 LONG_JOB_SECONDS = 8 * 3600.0  # jobs estimated longer than this are not started
 SAY_ESTIMATE_AFTER_S = 10.0  # jobs estimated longer than this say so before they start
 
 
 def network_bytes(layers: int, n: int) -> int:
-    """Memory of the flow network of one process: the float64 capacities, the float32 matrices
-    they are made from, candidate masks and reachability (about 17 bytes per arc)."""
-    return 17 * layers * n * n
+    """Memory of the flow network of one process: the float32 capacities (the fused matrices
+    themselves, not a copy), candidate masks and which arcs exist (6 bytes per arc; measured
+    by benchmarks/bench_flow.py --long)."""
+    return 6 * layers * n * n
 
 
 def pair_seconds(layers: int, n: int) -> float:

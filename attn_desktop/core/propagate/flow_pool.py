@@ -101,7 +101,7 @@ class FlowPool:
         if hat is self._hat:  # the same array object: its network is in the workers already
             return
         self._hat, self._key = None, next(self._keys)
-        values = np.ascontiguousarray(hat, dtype=np.float64)
+        values = np.ascontiguousarray(hat, dtype=hat.dtype if hat.dtype == np.float32 else np.float64)
         loads = [self._executor.submit(_load, self._key, values) for _ in range(self.workers)]
         for future in loads:
             future.result()
