@@ -120,6 +120,11 @@ def main(size: int = 128, repeats: int = 3, quiet: bool = False, threads: int = 
                   f"{(r['t'] + r['left']) / total:5.2f} |  {r['old_bar']:4.0%} {old:6.1f}s {(r['t'] + old) / total:5.2f}")
     summary(rows, total, "left", "bar", "now   ")
     summary(rows, total, "old_left", "old_bar", "former")
+    whole = seen[-1][0]
+    at, f, _ = [x for x in seen if x[2].startswith("window ")][-1]
+    print(f"  the whole run ({whole:.1f} s): the windows' capture ends at {f:.1%} of the bar after {at / whole:.1%} "
+          f"of the time (former: 30% of the bar); the largest gap between the whole bar and the time spent "
+          f"{max(abs(fr - t / whole) for t, fr, _ in seen):.2f}")
     for q in (0.5, 0.66, 0.83):
         r = next(r for r in rows if r["t"] >= q * total and r["left"] is not None)
         print(f"  at {q:.0%} of the time ({r['step']}, bar {r['bar']:.0%}): said {r['left']:.1f} s left, took "

@@ -218,3 +218,33 @@ def test_measure_times_a_forward_and_a_gradient_on_a_real_model(loaded_models):
     assert cal.spent >= 2 * cal.forward + dp.PROBE_ROWS * cal.batched + 4 * cal.gradient
     alone = dp.measure(loaded, target, batch_rows=1)
     assert alone.gradient is None and alone.rows == 1 and alone.row == alone.forward
+
+
+def test_the_windows_capture_gets_the_share_of_its_forwards():
+    # 3 windows holding 20, 20 and 10 document tokens, 2 special tokens each: 56 tokens, IG's 32
+    # rows in one graph (2 forwards per step and window); IG's planned rounds 2 and 4 steps
+    share = dp.capture_share(["ig", "loo"], {"ig_start_steps": 2, "ig_max_steps": 8}, [20, 20, 10], 2)
+    explain = 3 + 0.15 + (2 * 3 + (2 + 4) * 2 * 3) + 50 + 0.003  # target, attention, IG, LOO, verdict
+    assert share == pytest.approx(3 / (3 + explain))
+    # saliency alone: one gradient pass (3 forwards) per window
+    assert dp.capture_share(["saliency"], None, [20, 20, 10], 2) == pytest.approx(3 / (3 + 3 + 0.15 + 9 + 0.003))
+    # with agreement, its (small) step counts too
+    assert dp.capture_share(["saliency", "agreement"], None, [20, 20, 10], 2) == pytest.approx(
+        3 / (3 + 3 + 0.15 + 9 + 0.03 + 0.003))
+
+
+def test_windowed_run_gives_the_windows_a_small_part_of_the_bar(loaded_models):
+    from attn_desktop.core.pipeline import analyze
+
+    loaded = loaded_models("bert")
+    text = " ".join(["The tenant shall pay the rent on the first day of each month."] * 6)
+    seen = []
+    an = analyze(loaded, text, windows={"size": 24}, methods=["ig", "loo"], target={"labels": ["rent", "animals"]},
+                 explain_options={"ig_steps": 4}, progress=lambda f, m: seen.append((f, m)))
+    held = [e["token_end"] - e["token_start"] for e in an.manifest["windows"]["windows"]]  # document tokens
+    windows = len(held)
+    last = max(f for f, m in seen if m.startswith("window "))
+    explain = windows + 0.05 * windows + (2 * windows + 4 * 2 * windows) + sum(held) + 0.001 * windows
+    assert last == pytest.approx(windows / (windows + explain), rel=1e-6)
+    values = [f for f, _ in seen]
+    assert all(b >= a for a, b in zip(values, values[1:], strict=False)) and values[-1] == 1.0

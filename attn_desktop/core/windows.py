@@ -153,9 +153,10 @@ def window_chars(text: str, spans: list[tuple[int, int]], a: int, b: int) -> tup
 
 def analyze_windows(loaded, text: str, *, size: int | None = None, stride: int | None = None,
                     only_if_long: bool = False, progress=None, cancel=None,
-                    analyze_one: Callable[..., Analysis]) -> Analysis | None:
+                    analyze_one: Callable[..., Analysis], planned=None) -> Analysis | None:
     """The windowed Analysis of `text` (showing window 0), or None when `only_if_long` and the
-    text fits the model in one piece. `analyze_one(loaded, text, cancel=...)` is the plain pipeline."""
+    text fits the model in one piece. `analyze_one(loaded, text, cancel=...)` is the plain pipeline;
+    `planned(document tokens of each window, special tokens per window)` is told the windows first."""
     report = progress or (lambda f, m: None)
     size, stride, specials = _settings(loaded, size, stride)
     spans, _pieces = document_tokens(loaded, text)
@@ -172,6 +173,8 @@ def analyze_windows(loaded, text: str, *, size: int | None = None, stride: int |
         return n - size
 
     plan = plan_windows(cut_scores(text, spans), size - specials, stride, fits=over)
+    if planned is not None:
+        planned([b - a for a, b in plan], specials)
     views: list[Analysis] = []
     for k, (a, b) in enumerate(plan):
         if cancel is not None and cancel():
@@ -371,14 +374,21 @@ def from_pipeline(loaded, text: str, options: dict, *, methods, generating: bool
     if explaining:
         document.check_request(loaded, methods, target, explain_options)
     report = progress or (lambda f, m: None)
+    share = [0.3]  # the windows' part of the bar, sized by their forwards once they are planned
+
+    def planned(held: list[int], specials: int) -> None:
+        from attn_desktop.core.explain.document_progress import capture_share
+
+        share[0] = capture_share(methods, explain_options, held, specials)
+
     windowed = analyze_windows(loaded, text, size=options.get("size"), stride=options.get("stride"),
                                only_if_long=bool(options.get("only_if_long")),
-                               progress=(lambda f, m: report(0.3 * f, m)) if explaining else progress,
-                               cancel=cancel, analyze_one=analyze_one)
+                               progress=(lambda f, m: report(share[0] * f, m)) if explaining else progress,
+                               cancel=cancel, analyze_one=analyze_one, planned=planned if explaining else None)
     if windowed is None or not explaining:
         return windowed
     t0 = time.perf_counter()
     shown = document.explain(loaded, windowed, methods, target, explain_options, cancel=cancel,
-                             progress=lambda f, m: report(0.3 + 0.7 * f, m))
+                             progress=lambda f, m: report(share[0] + (1.0 - share[0]) * f, m))
     shown.manifest["timings"] = {**shown.manifest.get("timings", {}), "explain": round(time.perf_counter() - t0, 6)}
     return shown

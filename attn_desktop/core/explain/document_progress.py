@@ -192,6 +192,22 @@ def plan(run: list[str], windows: int, ig_steps_planned: int, ig_per_step: float
     return Plan(units, parts, windows, float(ig_per_step), saliency_joint, window_scale, loo_scale)
 
 
+def capture_share(methods, options: dict | None, held: list[int], specials: int) -> float:
+    """The windows' capture's share of a windowed explanation's bar, said before either runs: their
+    forwards (one per window) over those and the explanation's planned forwards (`plan`, where a row
+    with gradients counts about two, as it costs). `held`: each window's document tokens."""
+    from attn_desktop.core.explain import document
+    from attn_desktop.core.explain.run import check_options, expand_methods
+
+    run, _ = document.wanted(expand_methods(methods))
+    opts = check_options(options)
+    windows = [range(n + specials) for n in held]  # only their lengths count
+    per_step = document.ig_forwards_per_step(windows, document.ig_batch(windows))
+    units = plan(run, len(held), sum(document.ig_rounds_planned(opts)), per_step, sum(held)).units
+    explain = sum(units[step] for step in ("target", "attention", *run, "verdict"))
+    return len(held) / (len(held) + explain)
+
+
 @dataclass
 class Pace:
     """Seconds per unit from observations (seconds, units), both sums forgotten by exp(-seconds
