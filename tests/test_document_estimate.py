@@ -39,7 +39,7 @@ def simulate(forward: float, gradient: float, loo_row: float, *, probe=(1.0, 2.5
     clock.t += overhead + W * forward  # the labels' embeddings, then one forward per window
     bar.at("target", 1.0, "the document target done")
     bar.calibrate(dp.Calibration(forward=probe[0], gradient=probe[1]))
-    bar.estimate("ig, loo", W, more_if_ig=True)
+    bar.estimate("ig, loo", W, ig_rounds=planned if ig_steps == "auto" else None)
     bar.at("attention", 0.0, "attention")
     clock.t += 0.05 * W * forward
     bar.at("attention", 1.0, "attention done")
@@ -82,6 +82,7 @@ def test_exact_calibration_gives_the_true_time_and_time_shares_of_the_bar():
     assert total == pytest.approx(target_end + after)
     said = [r for r in reports if r[2].startswith(dp.ESTIMATE_PREFIX)]
     assert len(said) == 1 and said[0][3] == pytest.approx(after)
+    assert "Integrated Gradients counted at 16 + 32 steps: less if it converges sooner" in said[0][2]
     for t, _, message, left in reports:
         if left is not None:  # every estimate from the calibration on is the truth
             assert t + left == pytest.approx(total), message

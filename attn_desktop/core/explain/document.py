@@ -658,7 +658,7 @@ def explain(loaded, analysis, methods, spec: dict | None, options: dict | None =
         ig_batch(windows_ids) if "ig" in run else 1 if {"saliency", "grad_input"} & set(run) else 0)))
     if set(run) - {"agreement"}:
         bar.estimate(", ".join(m for m in run if m != "agreement"), len(windows_ids),
-                     more_if_ig=opts["ig_steps"] == "auto" and "ig" in run)
+                     ig_rounds=ig_rounds_planned(opts) if opts["ig_steps"] == "auto" and "ig" in run else None)
 
     t0 = begin("attention", "attention and rollout of every window")
     vectors, read = attention_vectors(analysis.arrays, info, index, count, target.kind, opts["alpha"],

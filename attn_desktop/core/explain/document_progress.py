@@ -368,14 +368,16 @@ class DocumentProgress:
             message = f"{message} · {roughly(said)} left"
         self.report(self.shown, message)
 
-    def estimate(self, methods: str, windows: int, more_if_ig: bool = False) -> float:
-        """Says the estimate (the calibration's paces x the forwards planned) once; returns it."""
+    def estimate(self, methods: str, windows: int, ig_rounds: list[int] | None = None) -> float:
+        """Says the estimate (the calibration's paces x the forwards planned) once; returns it.
+        `ig_rounds`: the adaptive IG rounds the plan counts."""
         left = self.seconds_left() or 0.0
         cal = self.calibration
         measured = f"a window's forward measured at {cal.forward:.2g} s" + (
             f", {cal.row:.2g} s a row in a batch of {cal.rows}" if cal.rows > 1 else "") + (
             f", {cal.gradient:.2g} s a row with gradients" if cal.gradient is not None else "")
-        more = ", more if Integrated Gradients needs more steps" if more_if_ig else ""
+        more = (f"; Integrated Gradients counted at {' + '.join(map(str, ig_rounds))} steps: less if it converges "
+                "sooner, more if it needs more steps") if ig_rounds else ""
         self.report(self.shown, f"{ESTIMATE_PREFIX}{rough_duration(left)} more: {methods} over {windows} "
                                 f"windows ({measured}{more})")
         return left
