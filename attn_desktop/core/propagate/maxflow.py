@@ -79,6 +79,8 @@ def max_flow(indptr, indices, caps, flow, source, sink, stop_at_cheap_bound, lay
         while head < tail:
             u = queue[head]
             head += 1
+            if level[sink] >= 0 and level[u] + 1 >= level[sink]:
+                break  # the sink's level is known: deeper nodes lead nowhere this phase
             for e in range(indptr[u], indptr[u + 1]):
                 v = indices[e]
                 if level[v] < 0 and caps[e] > flow[e]:
@@ -257,6 +259,8 @@ def first_solves(hat, scale, r_indices, r_caps, r_start, idx, idx_start, offset,
                 while first < last:
                     u = queue[first]
                     first += 1
+                    if level[0] >= 0 and level[u] + 1 >= level[0]:
+                        break  # the output's level is known: deeper nodes lead nowhere this phase
                     for e in range(out_start[u], out_end[u]):
                         v = head[e]
                         if level[v] < 0 and caps[e] > flow[e]:
