@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 # (tokens, seconds per (row, input) pair with one process at 12 layers), compiled max-flow kernel
-PAIR_SECONDS_12_LAYERS = ((64, 0.45e-3), (256, 1.3e-3), (512, 2.3e-3), (1024, 5.5e-3), (2048, 12.8e-3),
+PAIR_SECONDS_12_LAYERS = ((64, 0.45e-3), (256, 0.8e-3), (512, 1.9e-3), (1024, 5.5e-3), (2048, 12.8e-3),
                           (4096, 71e-3))
 MEMORY_LIMIT_BYTES = int(1.5 * 2**30)  # one process's flow network may use this much
 LONG_JOB_SECONDS = 8 * 3600.0  # jobs estimated longer than this are not started
