@@ -294,6 +294,8 @@ class Heatmap(QWidget):
         self.colormap = colormaps.DEFAULT_COLORMAP
         self.row_labels: list[str] = []
         self.col_labels: list[str] = []
+        self.row_numbers: list[str] | None = None
+        self.col_numbers: list[str] | None = None
         self.value_name = "weight"
         self.hover_text = ""  # what the tooltip says about the cell under the mouse
         self._focus_row: int | None = None
@@ -404,8 +406,13 @@ class Heatmap(QWidget):
 
     # -- data -----------------------------------------------------------------------------
     def set_matrix(self, values: np.ndarray, row_labels: list[str], col_labels: list[str],
-                   *, title: str = "", value_name: str = "weight", expected=None) -> None:
-        """`expected`: what a uniform row gives each column (default 1/columns), for × uniform."""
+                   *, title: str = "", value_name: str = "weight", expected=None,
+                   row_numbers: list[str] | None = None, col_numbers: list[str] | None = None) -> None:
+        """`expected`: what a uniform row gives each column (default 1/columns), for × uniform.
+        `row_numbers` / `col_numbers`: how tooltips number each row and column ("#200", or
+        "#200–201" for a word of two pieces: token positions, as the status bar numbers them);
+        by default the position in the matrix."""
+        self.row_numbers, self.col_numbers = row_numbers, col_numbers
         if values.ndim != 2 or 0 in values.shape:
             self.clear(title)  # no row yet (a word whose pieces' rows are still being computed)
             return
@@ -788,13 +795,28 @@ class Heatmap(QWidget):
     def _label(self, labels: list[str], i: int) -> str:
         return labels[i] if i < len(labels) else str(i)
 
+    @staticmethod
+    def _number(numbers: list[str] | None, i: int) -> str:
+        return numbers[i] if numbers is not None and i < len(numbers) else f"#{i}"
+
+    @classmethod
+    def _span(cls, numbers: list[str] | None, first: int, last: int) -> str:
+        """'#12–40': from the first token of row (column) `first` to the last of `last`."""
+        return f"{cls._number(numbers, first).split('–')[0]}–{cls._number(numbers, last).split('–')[-1].lstrip('#')}"
+
+    @staticmethod
+    def _value(value: float) -> str:
+        """Four decimals, or three significant digits below 0.1 (flow near 1/n: 0.00236)."""
+        return f"{value:.4f}" if value == 0 or abs(value) >= 0.1 else f"{value:.3g}"
+
     def describe_cell(self, r: int, c: int) -> str:
         if self.pool_factors != (1, 1):
             return self.describe_block(r, c)
         row = self.row_labels[r] if r < len(self.row_labels) else str(r)
         col = self.col_labels[c] if c < len(self.col_labels) else str(c)
         value = float(self.values[r, c])
-        text = f"query “{row}” #{r}\nkey “{col}” #{c}\n{self.value_name} {value:.4f}"
+        text = (f"query “{row}” {self._number(self.row_numbers, r)}\n"
+                f"key “{col}” {self._number(self.col_numbers, c)}\n{self.value_name} {self._value(value)}")
         if self.scale == colormaps.RATIO:
             n = self.values.shape[-1]
             e = float(self.expected[c]) if self.expected is not None and len(self.expected) == n else 1.0 / max(n, 1)
@@ -808,13 +830,14 @@ class Heatmap(QWidget):
         pr, pc = self.peak_cell(r, c)
         value = float(self.values[pr, pc])
         what = "largest magnitude" if self._signed() else "max"
-        text = (f"{what} over queries #{r0}–{r1 - 1} × keys #{c0}–{c1 - 1}\n"
-                f"{self.value_name} {value:.4f}")
+        text = (f"{what} over queries {self._span(self.row_numbers, r0, r1 - 1)} × "
+                f"keys {self._span(self.col_numbers, c0, c1 - 1)}\n{self.value_name} {self._value(value)}")
         divisor = self._divisor()
         if divisor is not None and divisor[pc] > 0:
             text += f" = {value / float(divisor[pc]):.2f} × uniform"
-        text += (f" at query “{self._label(self.row_labels, pr)}” #{pr},"
-                 f" key “{self._label(self.col_labels, pc)}” #{pc}\nclick: focus that query · zoom in to see each cell")
+        text += (f" at query “{self._label(self.row_labels, pr)}” {self._number(self.row_numbers, pr)},"
+                 f" key “{self._label(self.col_labels, pc)}” {self._number(self.col_numbers, pc)}"
+                 "\nclick: focus that query · zoom in to see each cell")
         return text
 
     def _hide_tip(self) -> None:

@@ -41,7 +41,15 @@ from .model_view import ModelView
 from .propagation import Propagation
 from .state import ALPHA_MIN, ViewState
 from .truth import ShowsTruth, heatmap_labels
-from .units import focus_cols, focus_rows, group_label, query_group, uniform_expected, unit_matrix
+from .units import (
+    focus_cols,
+    focus_rows,
+    group_label,
+    query_group,
+    token_numbers,
+    uniform_expected,
+    unit_matrix,
+)
 from .validate_panel import ValidatePanel
 from .windows_strip import WindowsStrip
 from .windows_strip import analysis_options as windows_options
@@ -645,7 +653,8 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
             view = self.current_matrix()
             row_labels, col_labels = heatmap_labels(an, sel, view, measure)  # with the model's pieces
             self.heatmap.set_matrix(view.values, row_labels, col_labels, title=title,
-                                    value_name=measure.value_name, expected=uniform_expected(view.col_units))
+                                    value_name=measure.value_name, expected=uniform_expected(view.col_units),
+                                    **token_numbers(an, sel, view))
         hit = focus_rows(an, sel, self.current_matrix(), measure)
         self.heatmap.set_focus_rows(hit, focus_cols(an, sel))
         self.heatmap.title.setToolTip(measure.title_tip(an, sel))

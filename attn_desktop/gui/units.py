@@ -47,6 +47,26 @@ def query_group(analysis, sel) -> list[int]:
     return qu.expand([sel.focus])
 
 
+def unit_numbers(analysis, units: Units) -> list[str]:
+    """'#12', or '#12–14' for a word of three pieces: each unit's token positions, as the status
+    bar numbers them (cached on the analysis)."""
+    cache = analysis.extras.setdefault("unit_numbers", {})
+    hit = cache.get(id(units))
+    if hit is not None and hit[0] is units:
+        return hit[1]
+    starts = [int(x) for x in units.starts] + [units.n_tokens]
+    numbers = [f"#{a}" if b - a <= 1 else f"#{a}–{b - 1}" for a, b in zip(starts, starts[1:], strict=False)]
+    cache[id(units)] = (units, numbers)
+    return numbers
+
+
+def token_numbers(analysis, sel, view) -> dict:
+    """The heatmap's row and column numbers for a UnitMatrix (keyword arguments of set_matrix)."""
+    queries = unit_numbers(analysis, axis_units(analysis, sel)[0])
+    rows = [queries[int(u)] if 0 <= int(u) < len(queries) else f"#{int(u)}" for u in view.row_units]
+    return {"row_numbers": rows, "col_numbers": unit_numbers(analysis, view.col_units)}
+
+
 def same_axis(analysis, sel) -> bool:
     queries, keys = analysis.axis_tokens(sel.set_name)
     return queries is keys

@@ -79,6 +79,26 @@ def test_heatmap_image_is_uint8_with_256_lut_and_row_major(qtbot):
     assert "query “a” #0" in h.describe_cell(0, 4) and "1.0000" in h.describe_cell(0, 4)
 
 
+def test_tooltips_number_rows_as_tokens_and_keep_small_values_readable(qtbot):
+    from attn_desktop.core.views.words import Units
+    from attn_desktop.gui.units import unit_numbers
+
+    class Holder:  # what unit_numbers caches on
+        extras: dict = {}
+
+    words = Units(starts=np.array([0, 1, 4]), n_tokens=6, labels=("the", "indemnify", "Tenant"))
+    assert unit_numbers(Holder(), words) == ["#0", "#1–3", "#4–5"]
+    h = Heatmap()
+    qtbot.addWidget(h)
+    m = np.array([[0.5, 0.00236, 0.0], [0.25, 0.125, 0.625], [0.1, 0.2, 0.7]], np.float32)
+    h.set_matrix(m, ["the", "indemnify", "Tenant"], ["the", "indemnify", "Tenant"],
+                 row_numbers=unit_numbers(Holder(), words), col_numbers=unit_numbers(Holder(), words))
+    text = h.describe_cell(0, 1)
+    assert "query “the” #0" in text and "key “indemnify” #1–3" in text
+    assert f"weight {float(m[0, 1]):.3g}" in text and "0.00236" in text  # not "0.0024"
+    assert "weight 0.5000" in h.describe_cell(0, 0) and "query “Tenant” #4–5" in h.describe_cell(2, 0)
+
+
 def test_thumbnails_keep_peaks():
     a = np.zeros((1, 2, 100, 100), np.float16)
     a[0, 0, 57, 3] = 0.5
