@@ -32,6 +32,7 @@ from .document_validate import document_arrays, document_lines, same_window, sho
 from .importance import IMPORTANCE_KEYS, explain_section, method_measure, target_phrase
 from .measures import prepare
 from .run_identity import same_document
+from .validate_absent import absent_reason
 from .validate_plots import AgreementView, FaithfulnessView, InterventionTable, fmt, plain_label
 from .validate_target import TargetChooser
 from .workers import LatestOnly
@@ -361,9 +362,10 @@ class ValidatePanel(QWidget):
     def _show(self, an, section: dict) -> None:
         sel = self.window.state.sel
         self.agreement.set_section(section.get("agreement"), sel.colormap)
-        self.faithfulness.set_section(section.get("faithfulness"))
+        self.faithfulness.set_section(section.get("faithfulness"), absent_reason(section, "faithfulness"))
         self.interventions.set_section(section.get("interventions"), section.get("target"),
-                                       lambda i: self.output_name(section.get("target") or {}, i))
+                                       lambda i: self.output_name(section.get("target") or {}, i),
+                                       absent_reason(section, "interventions"))
         self.compare.set_analysis(an, sel)
         self.right.setCurrentWidget(self.results)
         self.status.setText("")

@@ -297,14 +297,15 @@ class FaithfulnessView(QWidget):
         layout.addLayout(row, 1)
         layout.addWidget(self.caption)
 
-    def set_section(self, faith: dict | None) -> None:
+    def set_section(self, faith: dict | None, absent: str | None = None) -> None:
+        """`absent`: why shown validation results have no curves (None: no results are shown)."""
         self.section = faith if isinstance(faith, dict) and faith.get("per_method") else None
         for w in self.plots.values():
             w.clear()
         self.curves, self.bands = {}, {}
         self.table.setRowCount(0)
         if self.section is None:
-            self.caption.setText("No faithfulness curves: run Validate.")
+            self.caption.setText(absent or "No faithfulness curves: run Validate.")
             return
         fractions = [float(f) for f in self.section.get("fractions") or []]
         x = np.arange(len(fractions), dtype=np.float64)
@@ -395,8 +396,10 @@ class InterventionTable(QWidget):
         layout.addWidget(self.table, 1)
         layout.addWidget(self.caption)
 
-    def set_section(self, interventions: dict | None, target: dict | None = None, namer=None) -> None:
-        """`namer(index)`: the name of an output index of the target's distribution."""
+    def set_section(self, interventions: dict | None, target: dict | None = None, namer=None,
+                    absent: str | None = None) -> None:
+        """`namer(index)`: the name of an output index of the target's distribution; `absent`: why
+        shown validation results have none (None: no results are shown)."""
         self.table.setRowCount(0)
 
         def predicted(entry: dict) -> str:
@@ -406,7 +409,7 @@ class InterventionTable(QWidget):
             return namer(int(index)) if namer is not None else f"#{index}"
 
         if not isinstance(interventions, dict) or not interventions:
-            self.caption.setText("No changed-attention results: run Validate.")
+            self.caption.setText(absent or "No changed-attention results: run Validate.")
             return
         rows: list[list[str]] = []
         u = interventions.get("uniform_all")

@@ -68,6 +68,9 @@ def test_validate_a_windowed_document(window, load, qtbot, tiny_model_paths, tmp
     details = panel.details.toPlainText()
     assert "Document target over" in details and "Attention does not cross windows" in details
     assert "interventions" in section["skipped"] and "explains" not in panel.headline.text()
+    # the tabs of what a document does not compute say so with the run's reason, not "run Validate"
+    for tab, key in ((panel.faithfulness, "faithfulness"), (panel.interventions, "interventions")):
+        assert section["skipped"][key].rstrip(".") in tab.caption.text() and "run Validate" not in tab.caption.text()
 
     # the editor shows IG of the whole document for the tokens of the window on screen
     w.state.update(measure="integrated_gradients", words=False)
