@@ -197,12 +197,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def fit_window_size(spec: dict, limit: int | None) -> dict:
     """--windows SIZE above the model's maximum is clamped to it, as the window's dialog does, with
-    one line on stderr saying so."""
+    one line on stderr saying so; a STRIDE given with it that cannot fit the smaller window becomes
+    the default (half a window), also said."""
     size = spec.get("size")
     if limit is None or size is None or size <= limit:
         return spec
     print(f"window size {size} is more than the model's {limit} positions: using {limit}", file=sys.stderr)
-    return {**spec, "size": int(limit)}
+    fitted = {**spec, "size": int(limit)}
+    stride = spec.get("stride")
+    if stride is not None and stride >= limit:  # given for the larger window: it cannot fit this one
+        print(f"window stride {stride} does not fit a window of {limit}: using half a window", file=sys.stderr)
+        del fitted["stride"]
+    return fitted
 
 
 def add_rollout_on_disk(analysis, methods: list[str], args: argparse.Namespace, folder: str) -> None:
