@@ -342,16 +342,32 @@ class WindowSettings(QDialog):
         note = QLabel("Windows start about one stride apart and are cut at sentence or clause ends where "
                       "possible. Attention does not cross windows.")
         note.setWordWrap(True)
+        self.problem = QLabel()
+        self.problem.setTextFormat(Qt.PlainText)
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #b00020")
+        self.problem.hide()
         form = QFormLayout(self)
         form.addRow("Size", self.size_box)
         form.addRow("Stride", self.stride_box)
         form.addRow(note)
+        form.addRow(self.problem)
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
     def accept(self) -> None:
+        loaded = getattr(self.w, "loaded", None)
+        size = self.size_box.value() or getattr(loaded, "max_positions", None) or 0
+        if loaded is not None and loaded.max_positions:
+            size = min(size, loaded.max_positions)  # as analysis_options uses it
+        stride = self.stride_box.value()
+        if size and stride >= size:  # windows would leave tokens out
+            self.problem.setText(f"The stride must be smaller than the window ({size} tokens): windows start "
+                                 "one stride apart, so a longer stride would skip text.")
+            self.problem.show()
+            return
         self.w.settings.setValue(f"{SETTING}/size", self.size_box.value())
         self.w.settings.setValue(f"{SETTING}/stride", self.stride_box.value())
         super().accept()

@@ -107,6 +107,10 @@ def test_window_settings_and_session_reopen_at_the_window_shown(window, load, qt
     load(window, tiny_model_paths["bert"])
     dialog = WindowSettings(window)
     dialog.size_box.setValue(48)
+    dialog.stride_box.setValue(600)  # a stride longer than the window would skip text: said, not kept
+    dialog.accept()
+    assert "smaller than the window (48 tokens)" in dialog.problem.text() and dialog.result() == 0
+    assert window.settings.value("windows/stride") in (None, 0, "0")
     dialog.stride_box.setValue(20)
     with qtbot.waitSignal(window.analysis_shown, timeout=TIMEOUT) as shown:
         window.document.editor.setPlainText(DOCUMENT)
