@@ -40,6 +40,7 @@ from .model_panel import ModelPanel
 from .model_view import ModelView
 from .propagation import Propagation
 from .state import ALPHA_MIN, ViewState
+from .stopped_jobs import drop_stopped
 from .truth import ShowsTruth, heatmap_labels
 from .units import (
     focus_cols,
@@ -254,6 +255,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         self.flow_runner.cancelled.connect(self._on_flow_cancelled)
         self.propagation.filed.connect(self._on_propagation_filed)
         self.propagation.status_changed.connect(self._on_propagation_status)
+        self.propagation.status_changed.connect(lambda: drop_stopped(self))  # a stopped job leaves the bar at once
         self.propagation.stopped.connect(self.messages.info)
         self.selection_bar.flow_all_requested.connect(self.compute_flow_all)
 
@@ -414,6 +416,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         self.mark_edited()
         self.schedule_analysis()
         if self.is_stale():
+            self.propagation.invalidate()  # rollout and flow of a text that is gone stop, unannounced
             self.show_stale()
 
     def schedule_analysis(self) -> None:
@@ -466,6 +469,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
             self.analyzer.cancel()
             self.debounce.stop()
         self.propagation.cancel()
+        drop_stopped(self)
         if self.validate_panel.runner.busy:
             self.validate_panel.cancel()  # Esc stops a validation like its Cancel button
         if self.heads_panel.runner.busy:
@@ -563,10 +567,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         fit_progress_text(self.analysis_progress, f"{message} 100%")
 
     def _on_analysis_idle(self) -> None:
-        if self.analyzer.busy or self.propagation.busy:
-            return  # another job still reports here
-        self.analysis_progress.hide()
-        self.analysis_cancel.hide()
+        drop_stopped(self)  # hidden unless another job still reports here (a stopped one does not)
 
     def _on_analysis_done(self, _gen, prepared) -> None:
         if input_text(prepared.analysis) != self.document.text():

@@ -52,19 +52,47 @@ def time_left(seconds: float) -> str:
 
 
 ESTIMATE_AFTER_S = 10.0  # runs expected to take longer than this say how long
+PACE_AFTER_ROWS = 2  # rows finished after a job's first before their pace replaces the estimate
+clock = time.perf_counter  # what a flow job's pace is measured with (tests give it a fake clock)
 
 
-def flow_progress(have: int, n: int, started: float, done: int, left: int,
-                  row_seconds: float | None = None) -> str:
+class RowPace:
+    """The pace of a flow job's rows, measured from the end of its first row: that row also pays
+    the job's one-off start (the compute process and its workers, the attention sent to them),
+    so dividing the whole time by the rows done overstates what is left by that start."""
+
+    def __init__(self) -> None:
+        self.first_end: float | None = None
+        self.last_end: float | None = None
+        self.after_first = 0  # rows finished after the first
+
+    def row_done(self, now: float) -> None:
+        if self.first_end is None:
+            self.first_end = now
+        else:
+            self.after_first += 1
+        self.last_end = now
+
+    def seconds_per_row(self) -> float | None:
+        """Measured seconds per row, or None before PACE_AFTER_ROWS rows after the first."""
+        if self.after_first < PACE_AFTER_ROWS:
+            return None
+        return (self.last_end - self.first_end) / self.after_first
+
+
+def flow_progress(have: int, n: int, left: int, pace: float | None = None,
+                  row_seconds: float | None = None, starting: bool = False) -> str:
     """The progress line of a flow job: the rows that exist out of n (as the title counts them),
-    and, for long runs, the time left at the pace of the rows this job finished; before two
-    have, the estimate `row_seconds` per row (core.propagate.flow_cost), labelled as one."""
+    whether the flow processes are starting, and, for long runs, the time left at the measured
+    `pace` (seconds per row, RowPace); until there is one, the estimate `row_seconds` per row
+    (core.propagate.flow_cost), labelled as one."""
     text = f"attention flow: {have} of {n} token rows"
-    if done >= 2 and left > 0:
-        estimate = (time.perf_counter() - started) / done * left
-        if estimate >= ESTIMATE_AFTER_S:
-            text += f" · {time_left(estimate)}"
-    elif row_seconds is not None and left > 0 and row_seconds * left >= ESTIMATE_AFTER_S:
+    if starting:
+        text += " · starting the flow processes…"
+    if left > 0 and pace is not None:
+        if pace * left >= ESTIMATE_AFTER_S:
+            text += f" · {time_left(pace * left)}"
+    elif left > 0 and row_seconds is not None and row_seconds * left >= ESTIMATE_AFTER_S:
         text += f" · {time_left(row_seconds * left)} (estimated)"
     return text
 
@@ -79,6 +107,7 @@ class FlowJob:
         self.wanted = list(rows)
         self.priority = priority
         self.closed = False
+        self.dropped = False  # its text was edited: rows still arriving are for a text that is gone
         self.done = 0
         self.lock = threading.Lock()
 
@@ -141,6 +170,17 @@ class Propagation(QObject):
     def cancel(self) -> None:
         self.rollout_runner.cancel()
         self.flow_runner.cancel()
+
+    def invalidate(self) -> None:
+        """The text was edited: stop rollout and flow for the old one at once, without a message
+        (no window of the old text is named), and file none of the rows still arriving."""
+        self.rollout_runner.invalidate()
+        self.flow_runner.invalidate()
+        self._rollout_key = None
+        if self.flow_job is not None:
+            self.flow_job.dropped = True
+            self.flow_job = None
+        self.status_changed.emit()
 
     def forget(self, analysis) -> None:
         """A new analysis is shown: stop work for any other (a flow job for another window of the
@@ -266,7 +306,7 @@ class Propagation(QObject):
         said = (lambda m: f"window {where[1] + 1}: {m}") if where is not None else (lambda m: m)  # shown elsewhere too
 
         def work(progress, cancel):
-            started = time.perf_counter()
+            pace = RowPace()
             try:
                 while True:
                     have_rows = {int(r) for r in copy.arrays.get("flow_rows", ())}
@@ -276,13 +316,15 @@ class Propagation(QObject):
                     if cancel():
                         raise Cancelled()
                     # counted as the title counts: rows of all n tokens that exist
-                    progress(len(have_rows) / n, said(flow_progress(len(have_rows), n, started, job.done, left,
-                                                                    cost.row_seconds)))
+                    starting = job.done == 0 and compute.pid is None
+                    progress(len(have_rows) / n, said(flow_progress(len(have_rows), n, left, pace.seconds_per_row(),
+                                                                    cost.row_seconds, starting)))
                     compute.add_flow(copy, [row], alpha, fusion, cancel=cancel)
                     job.done += 1
+                    pace.row_done(clock())
                     emit_row(job, flow_rows_of(copy))
                     progress((len(have_rows) + 1) / n,
-                             said(flow_progress(len(have_rows) + 1, n, started, job.done, left - 1,
+                             said(flow_progress(len(have_rows) + 1, n, left - 1, pace.seconds_per_row(),
                                                 cost.row_seconds)))
             finally:
                 job.close()
@@ -293,7 +335,7 @@ class Propagation(QObject):
         return gen
 
     def _on_flow_row(self, job: FlowJob, rows: FlowRows | None) -> None:
-        if rows is None:
+        if rows is None or job.dropped:
             return
         an = job.analysis
         current = (an.manifest.get("methods") or {}).get("flow")

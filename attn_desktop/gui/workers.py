@@ -121,6 +121,19 @@ class LatestOnly(QObject):
     def busy(self) -> bool:
         return self._job is not None
 
+    @property
+    def active(self) -> bool:
+        """A job runs that nobody stopped, or one waits to start (a stopped job's thread may
+        still be ending its current step: `busy`, but not `active`)."""
+        if self._pending is not None:
+            return True
+        return self._job is not None and not self._job.cancel_requested()
+
+    @property
+    def stopping(self) -> bool:
+        """A stopped job's thread is still ending its current step."""
+        return self._job is not None and self._job.cancel_requested()
+
     def request(self, fn: Callable[[Callable, Callable], Any]) -> int:
         self.current += 1
         self._pending = (self.current, fn)
@@ -157,7 +170,8 @@ class LatestOnly(QObject):
         job.start()
 
     def _on_progress(self, fraction: float, message: str) -> None:
-        if self._job_gen == self.current:
+        # a stopped job's progress is no longer news, even while its thread ends its current step
+        if self._job_gen == self.current and self._job is not None and not self._job.cancel_requested():
             self.progressed.emit(self._job_gen, fraction, message)
 
     def _on_success(self, result: object) -> None:
