@@ -239,6 +239,9 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         self.loader.failed.connect(self._on_model_failed)
         self.loader.cancelled.connect(self._on_model_cancelled)
         self.loader.idle.connect(lambda: mp.set_busy(False))
+        self.loader.idle.connect(self._show_empty)
+        self.loader.started.connect(lambda _g: self._show_empty())
+        self._show_empty()
 
         self.analyzer.started.connect(self._on_analysis_started)
         self.analyzer.progressed.connect(self._on_analysis_progress)
@@ -378,6 +381,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
     def _on_model_loaded(self, _gen, result) -> None:
         loaded, devices = result
         self.loaded = loaded
+        self._show_empty()
         name = self.display_name(loaded)
         self.model_panel.set_devices(devices, loaded.device)
         card = [(k, name if k == "Model" else v) for k, v in loaded.card()]
@@ -555,11 +559,26 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
             return self.propagation.flow_note(an, sel, missing[0], group_label(an, sel, group))
         return f"{measure.label} has no row for token {sel.focus}."
 
+    def _empty_placeholder(self) -> str:
+        """What the heatmap says before there is an analysis to show."""
+        if self.analyzer.active:
+            return "Analysing the text…"
+        if self.loaded is None:
+            if self.loader.active:
+                return "Loading the model…"
+            return "Open a model folder (File ▸ Open model folder…) to analyse a text"
+        return EMPTY_TEXT
+
+    def _show_empty(self) -> None:
+        if self.state.analysis is None:
+            self.heatmap.clear(placeholder=self._empty_placeholder())
+
     def _on_analysis_started(self, _gen) -> None:
         self.analysis_progress.setValue(0)
         self.analysis_progress.setFormat("analysing…")
         self.analysis_progress.show()
         self.analysis_cancel.show()
+        self._show_empty()
 
     def _on_analysis_progress(self, _gen, fraction: float, message: str) -> None:
         self.analysis_progress.setValue(int(fraction * 1000))
@@ -568,6 +587,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
 
     def _on_analysis_idle(self) -> None:
         drop_stopped(self)  # hidden unless another job still reports here (a stopped one does not)
+        self._show_empty()
 
     def _on_analysis_done(self, _gen, prepared) -> None:
         if input_text(prepared.analysis) != self.document.text():
@@ -639,7 +659,7 @@ class MainWindow(KeepWork, ShowsTruth, FileActions, QMainWindow):
         self.heatmap.set_style(*MEASURES[sel.measure].style(sel))
         self.model_view.grid.set_colormap(sel.colormap)
         if an is None:
-            self.heatmap.clear(placeholder=EMPTY_TEXT)
+            self.heatmap.clear(placeholder=self._empty_placeholder())
             return
         if self.is_stale():
             self.show_stale()  # never a result for an older text beside the new one

@@ -34,10 +34,14 @@ def test_empty_then_data_then_waiting(qtbot):
 
 def test_window_before_and_after_the_first_analysis(window, load, analyse, tiny_model_paths, qtbot):
     hm = window.heatmap
-    assert hm.placeholder.isVisible() and hm.placeholder.text() == EMPTY_TEXT
+    assert hm.placeholder.isVisible() and "Open a model folder" in hm.placeholder.text()  # none loaded
     assert not hm.bar.isVisible()
     load(window, tiny_model_paths["bert"])
+    assert hm.placeholder.text() == EMPTY_TEXT
+    said = []
+    window.analyzer.started.connect(lambda _g: said.append(hm.placeholder.text()))
     analyse(window, "The tenant pays the rent.", type_it=False)
+    assert said == ["Analysing the text…"]  # not "Analyse a text" while it is being analysed
     assert hm.values is not None and hm.bar.isVisible() and not hm.placeholder.isVisible()
     lo, hi = hm.bar.getViewBox().viewRange()[1]
     assert (lo, hi) == hm.levels and hi == float(np.max(hm.values.astype(np.float32)))
