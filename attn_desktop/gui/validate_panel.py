@@ -87,6 +87,9 @@ def results_only(analysis):
                     decoder_text=analysis.decoder_text, decoder_tokens=analysis.decoder_tokens)
 
 
+NOT_RUN = "not run for this text"
+
+
 class ValidatePanel(QWidget):
     validation_shown = Signal(object)  # the Analysis whose results the panel now shows
     validation_failed = Signal(str)
@@ -111,7 +114,7 @@ class ValidatePanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(True)
-        self.progress.setFormat("")
+        self.progress.setFormat(NOT_RUN)  # an empty bar beside Cancel looked like a text field
         self.progress.setValue(0)
         self.step = plain_label("")  # the running step's name: too long for the bar's own text
         self.status = plain_label("")
@@ -265,7 +268,7 @@ class ValidatePanel(QWidget):
             self.progress.setFormat("cancelled")
             self.status.setText("Validation cancelled; nothing was changed.")
         else:
-            self.progress.setFormat("")  # superseded by an edit, a new model or a new run
+            self.progress.setFormat(NOT_RUN)  # superseded by an edit, a new model or a new run
         self.validation_cancelled.emit()
 
     def _on_done(self, _gen, prepared) -> None:
