@@ -86,9 +86,9 @@ def test_max_flow_kernel_matches_networkx_from_nothing_and_from_a_warm_start(see
     expected = nx.maximum_flow_value(graph, 0, size - 1)
     # A warm start: a maximum flow under halved capacities is feasible under the real ones.
     half = np.zeros(caps.size, np.int64)
-    max_flow(indptr, tails, caps // 2, half, 0, size - 1, False, np.zeros(0, np.int64))
+    max_flow(indptr, tails, caps // 2, half, 0, size - 1)
     for flow in (np.zeros(caps.size, np.int64), half):
-        value, side = max_flow(indptr, tails, caps, flow, 0, size - 1, False, np.zeros(0, np.int64))
+        value, side = max_flow(indptr, tails, caps, flow, 0, size - 1)
         assert value == expected
         assert ((flow >= 0) & (flow <= caps)).all()
         net = np.bincount(heads, flow, size) - np.bincount(tails, flow, size)

@@ -51,7 +51,6 @@ _SEED_ARCS = 8  # largest arcs per row and per column of each middle layer to st
 _GROWTH = 32.0  # arcs added to a cut: enough to lift it this many times over the shortfall
 _MAX_ROUNDS = 100
 _TASK_SINKS = 32  # sinks per task handed to a worker process
-_NO_LAYERS = np.zeros(0, np.int64)
 
 Progress = Callable[[int, int], object]
 Cancel = Callable[[], bool]
@@ -285,7 +284,7 @@ class _SinkSolve:
             indptr = np.zeros(row.size + 1, np.int64)
             np.cumsum(np.bincount(self.heads, minlength=row.size), out=indptr[1:])
             caps = np.floor(self.caps * scale).astype(np.int64)
-            value, side = max_flow(indptr, self.tails, caps, self.flows, 0, row.sink, False, _NO_LAYERS)
+            value, side = max_flow(indptr, self.tails, caps, self.flows, 0, row.sink)
             lower = float(value) / scale
             if upper - lower <= tol:
                 break
