@@ -33,17 +33,18 @@ from .importance import IMPORTANCE_KEYS, explain_section, method_measure, target
 from .measures import prepare
 from .run_identity import same_document
 from .validate_absent import absent_reason
+from .validate_checks import NONE_CHOSEN, ChecksRow, not_asked
 from .validate_plots import AgreementView, FaithfulnessView, InterventionTable, fmt, plain_label
 from .validate_target import TargetChooser
 from .workers import LatestOnly
 
-METHODS = ["all"]
 INTRO = ("Validation checks the attention on this text against other evidence, for the target you "
-         "choose on the left. One run, in the model process, computes: saliency, gradient × input, "
-         "Integrated Gradients, gradient-weighted rollout and leave-one-out, next to the attention, "
-         "rollout and flow of the row the output reads; what the output does when the attention is "
-         "made uniform or permuted; comprehensiveness and sufficiency of every ranking against random "
-         "rankings; and how far the rankings agree (Kendall τ, Spearman ρ, top-k overlap).\n\n"
+         "choose on the left. One run, in the model process, computes what is ticked under Checks: "
+         "saliency, gradient × input, Integrated Gradients, gradient-weighted rollout and "
+         "leave-one-out, next to the attention, rollout and flow of the row the output reads; what "
+         "the output does when the attention is made uniform or permuted; comprehensiveness and "
+         "sufficiency of every ranking against random rankings; and how far the rankings agree "
+         "(Kendall τ, Spearman ρ, top-k overlap).\n\n"
          "Every vector then appears in Show, so it can colour the text, and two can be compared side "
          "by side. Results belong to the text they were computed for: editing the text clears them; "
          "Save session keeps them.")
@@ -105,9 +106,9 @@ class ValidatePanel(QWidget):
         self.run_for = None  # the analysis on screen when the running validation started
 
         self.chooser = TargetChooser()
+        self.checks = ChecksRow()
         self.run_button = QPushButton("Run validation")
-        self.run_button.setToolTip("Compute every importance vector, the changed-attention tests, "
-                                   "faithfulness and agreement for this text, in the model process")
+        self.run_button.setToolTip("Compute the ticked checks for this text, in the model process")
         self.run_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -136,6 +137,7 @@ class ValidatePanel(QWidget):
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
         lv.addWidget(self.chooser)
+        lv.addWidget(self.checks)
         lv.addLayout(run_row)
         lv.addWidget(self.step)
         lv.addWidget(self.status)
@@ -202,13 +204,16 @@ class ValidatePanel(QWidget):
         spec, error = self.chooser.spec()
         if error:
             return self._refuse(error[0].upper() + error[1:] + ".")
+        if not self.checks.chosen():
+            return self._refuse(NONE_CHOSEN)
+        methods = self.checks.methods()
         loaded, options, engine = w.loaded, w.analysis_options(), w.engine
         window_shown = shown_window_of(w.state.analysis)
 
         def work(progress, cancel):
             started = time.perf_counter()
             analysis = engine.analyze(loaded, text, progress=lambda f, m: progress(0.97 * f, m),
-                                      cancel=cancel, methods=list(METHODS), target=spec, **options)
+                                      cancel=cancel, methods=methods, target=spec, **options)
             analysis = same_window(analysis, window_shown)  # a document's results keep the window shown
             progress(0.98, "preparing the views")
             prepared = prepare(analysis, cancel)
@@ -381,6 +386,9 @@ class ValidatePanel(QWidget):
         skipped = section.get("skipped") or {}
         if skipped:
             lines += ["", "Not computed:"] + [f"• {method_label_long(k)}: {v}" for k, v in skipped.items()]
+        asked_not = not_asked(section)
+        if asked_not:
+            lines += ["", "This validation did not ask for: " + ", ".join(asked_not) + "."]
         self.details.setPlainText("\n".join(lines))
 
     def summary(self, section: dict) -> list[str]:

@@ -1,0 +1,95 @@
+"""Which checks a validation runs: the Validate dock's "Checks" boxes, remembered in QSettings,
+turned into the method list that engine.analyze passes to core.explain. All are ticked until the
+user unticks one; attention, rollout and flow of the row the output reads are always computed
+(they are what the checks compare attention with)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QCheckBox, QGridLayout, QLabel, QWidget
+
+from ..core.explain.run import ALL, EXPLANATION, PROPAGATION
+
+CHECKS_OFF_KEY = "validate/checks_off"  # the unticked checks: a check added later starts ticked
+NONE_CHOSEN = "Tick at least one check to run."
+# key, box label, core method names, tooltip
+CHECKS = (
+    ("gradients", "Gradients", ("saliency", "grad_input"),
+     "Saliency and gradient × input: one backward pass of the target"),
+    ("ig", "Integrated Gradients", ("ig",),
+     "Integrated Gradients: many forward and backward passes, more on long texts"),
+    ("loo", "Leave-one-out", ("loo",),
+     "Leave-one-out: one forward pass per token (per token of the document when read in windows)"),
+    ("grad_rollout", "Gradient rollout", ("grad_rollout",),
+     "Gradient-weighted rollout (not computed for a document read in windows)"),
+    ("perturbation", "Perturbation, faithfulness", ("interventions", "faithfulness"),
+     "Changed attention (uniform and permuted) and comprehensiveness/sufficiency of every ranking "
+     "computed, attention's included (neither is computed for a document read in windows)"),
+    ("agreement", "Agreement", ("agreement",),
+     "Kendall τ, Spearman ρ and top-k overlap between every ranking computed, attention's included"),
+)
+LABEL = {m: label for _key, label, methods, _tip in CHECKS for m in methods}
+LONG = {"saliency": "saliency", "grad_input": "gradient × input", "ig": "Integrated Gradients",
+        "grad_rollout": "gradient rollout", "loo": "leave-one-out", "interventions": "changed attention",
+        "faithfulness": "faithfulness", "agreement": "agreement"}
+
+
+def _settings():
+    from .settings import settings
+
+    return settings()
+
+
+def methods_for(keys) -> list[str]:
+    """The method list for engine.analyze: attention, rollout and flow, then the chosen checks' methods."""
+    chosen = {m for key, _label, methods, _tip in CHECKS if key in keys for m in methods}
+    return [m for m in ALL if m in PROPAGATION or m in chosen]
+
+
+def not_asked(section: dict) -> list[str]:
+    """The explanation methods a shown validation did not ask for (names for people), [] for 'all'."""
+    requested = section.get("methods_requested")
+    if not isinstance(requested, list) or "all" in requested:
+        return []
+    return [LONG[m] for m in EXPLANATION if m not in requested]
+
+
+class ChecksRow(QWidget):
+    changed = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(0)
+        title = QLabel("Checks:")
+        title.setToolTip("What Run validation computes; untick the slow ones for a long text")
+        grid.addWidget(title, 0, 0)
+        off = self._remembered_off()
+        self.boxes: dict[str, QCheckBox] = {}
+        for i, (key, label, _methods, tip) in enumerate(CHECKS):
+            box = QCheckBox(label)
+            box.setToolTip(tip)
+            box.setChecked(key not in off)
+            box.toggled.connect(self._on_toggled)
+            grid.addWidget(box, i // 2, 1 + i % 2)
+            self.boxes[key] = box
+        grid.setColumnStretch(3, 1)
+
+    @staticmethod
+    def _remembered_off() -> set[str]:
+        value = _settings().value(CHECKS_OFF_KEY, "")
+        parts = value if isinstance(value, list) else str(value or "").split(",")
+        return {p.strip() for p in parts if str(p).strip()}
+
+    def chosen(self) -> list[str]:
+        return [key for key, box in self.boxes.items() if box.isChecked()]
+
+    def methods(self) -> list[str]:
+        return methods_for(self.chosen())
+
+    def _on_toggled(self, _on: bool) -> None:
+        off = [key for key, box in self.boxes.items() if not box.isChecked()]
+        _settings().setValue(CHECKS_OFF_KEY, ",".join(off))
+        self.changed.emit()
