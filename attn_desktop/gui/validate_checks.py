@@ -12,6 +12,8 @@ from ..core.explain.run import ALL, EXPLANATION, PROPAGATION
 
 CHECKS_OFF_KEY = "validate/checks_off"  # the unticked checks: a check added later starts ticked
 NONE_CHOSEN = "Tick at least one check to run."
+NONE_FOR_DOCUMENT = ("A document read in windows is checked with Gradients, Integrated Gradients or "
+                     "Leave-one-out: tick at least one of them.")
 # key, box label, core method names, tooltip
 CHECKS = (
     ("gradients", "Gradients", ("saliency", "grad_input"),
@@ -44,6 +46,19 @@ def methods_for(keys) -> list[str]:
     """The method list for engine.analyze: attention, rollout and flow, then the chosen checks' methods."""
     chosen = {m for key, _label, methods, _tip in CHECKS if key in keys for m in methods}
     return [m for m in ALL if m in PROPAGATION or m in chosen]
+
+
+def refusal(keys, windowed: bool) -> str | None:
+    """One line when the chosen checks cannot run: none chosen, or none that a document read in
+    windows computes (core.explain.document.wanted; core refuses the same request)."""
+    from ..core.explain.document import wanted
+
+    if not keys:
+        return NONE_CHOSEN
+    run, _skipped = wanted(methods_for(keys))
+    if windowed and (not run or run == ["agreement"]):
+        return NONE_FOR_DOCUMENT
+    return None
 
 
 def not_asked(section: dict) -> list[str]:

@@ -33,7 +33,7 @@ from .importance import IMPORTANCE_KEYS, explain_section, method_measure, target
 from .measures import prepare
 from .run_identity import same_document
 from .validate_absent import absent_reason
-from .validate_checks import NONE_CHOSEN, ChecksRow, not_asked
+from .validate_checks import ChecksRow, not_asked, refusal
 from .validate_plots import AgreementView, FaithfulnessView, InterventionTable, fmt, plain_label
 from .validate_target import TargetChooser
 from .workers import LatestOnly
@@ -204,11 +204,12 @@ class ValidatePanel(QWidget):
         spec, error = self.chooser.spec()
         if error:
             return self._refuse(error[0].upper() + error[1:] + ".")
-        if not self.checks.chosen():
-            return self._refuse(NONE_CHOSEN)
+        window_shown = shown_window_of(w.state.analysis)
+        refused = refusal(self.checks.chosen(), window_shown is not None)
+        if refused:
+            return self._refuse(refused)
         methods = self.checks.methods()
         loaded, options, engine = w.loaded, w.analysis_options(), w.engine
-        window_shown = shown_window_of(w.state.analysis)
 
         def work(progress, cancel):
             started = time.perf_counter()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from attn_desktop.core import windows as core_windows
 from attn_desktop.core.explain.run import ALL
-from attn_desktop.gui.validate_checks import CHECKS, CHECKS_OFF_KEY, NONE_CHOSEN
+from attn_desktop.gui.validate_checks import CHECKS, CHECKS_OFF_KEY, NONE_CHOSEN, NONE_FOR_DOCUMENT
 
 TIMEOUT = 180_000
 TEXT = "The bank approved the loan after the river flooded."
@@ -73,7 +73,13 @@ def test_a_document_without_leave_one_out_neither_runs_nor_estimates_it(window, 
     assert core_windows.window_count(w.state.analysis) >= 2
     panel = w.validate_panel
     zero_shot(panel)
-    untick(panel, "loo", "ig")
+    # only checks a windowed document does not compute: refused in one line, nothing runs
+    untick(panel, "gradients", "ig", "loo")
+    with qtbot.waitSignal(panel.validation_failed, timeout=TIMEOUT) as blocker:
+        panel.run_button.click()
+    assert blocker.args[0] == NONE_FOR_DOCUMENT == panel.status.text()
+    assert not panel.runner.busy and "explain" not in w.state.analysis.manifest
+    panel.checks.boxes["gradients"].setChecked(True)
     steps: list[str] = []
     panel.runner.progressed.connect(lambda _gen, _f, message: steps.append(message))
     with qtbot.waitSignal(panel.validation_shown, timeout=TIMEOUT) as blocker:
