@@ -5,8 +5,18 @@ user unticks one; attention, rollout and flow of the row the output reads are al
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QGridLayout, QLabel, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+    QWidgetAction,
+)
 
 from ..core.explain.run import ALL, EXPLANATION, PROPAGATION
 
@@ -30,7 +40,8 @@ CHECKS = (
     ("agreement", "Agreement", ("agreement",),
      "Kendall τ, Spearman ρ and top-k overlap between every ranking computed, attention's included"),
 )
-LABEL = {m: label for _key, label, methods, _tip in CHECKS for m in methods}
+SHORT = {"gradients": "gradients", "ig": "IG", "loo": "leave-one-out", "grad_rollout": "gradient rollout",
+         "perturbation": "perturbation", "agreement": "agreement"}
 LONG = {"saliency": "saliency", "grad_input": "gradient × input", "ig": "Integrated Gradients",
         "grad_rollout": "gradient rollout", "loo": "leave-one-out", "interventions": "changed attention",
         "faithfulness": "faithfulness", "agreement": "agreement"}
@@ -61,6 +72,15 @@ def refusal(keys, windowed: bool) -> str | None:
     return None
 
 
+def summary(keys) -> str:
+    """The Checks button's text: "all 6", "none ticked" or e.g. "4 of 6 (no leave-one-out, IG)"."""
+    if not keys:
+        return "none ticked"
+    if len(keys) == len(CHECKS):
+        return f"all {len(CHECKS)}"
+    return f"{len(keys)} of {len(CHECKS)} (no {', '.join(SHORT[k] for k, *_ in CHECKS if k not in keys)})"
+
+
 def not_asked(section: dict) -> list[str]:
     """The explanation methods a shown validation did not ask for (names for people), [] for 'all'."""
     requested = section.get("methods_requested")
@@ -70,27 +90,40 @@ def not_asked(section: dict) -> list[str]:
 
 
 class ChecksRow(QWidget):
+    """One line: "Checks:" and a button whose menu holds the boxes (it stays open while ticking)."""
+
     changed = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        grid = QGridLayout(self)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setHorizontalSpacing(8)
-        grid.setVerticalSpacing(0)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
         title = QLabel("Checks:")
-        title.setToolTip("What Run validation computes; untick the slow ones for a long text")
-        grid.addWidget(title, 0, 0)
+        self.button = QToolButton()
+        self.button.setPopupMode(QToolButton.InstantPopup)
+        self.button.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        self.button.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        title.setBuddy(self.button)
+        row.addWidget(title)
+        row.addWidget(self.button, 1)
+        menu = QMenu(self.button)
+        holder = QWidget(menu)
+        column = QVBoxLayout(holder)
+        column.setContentsMargins(8, 4, 8, 4)
         off = self._remembered_off()
         self.boxes: dict[str, QCheckBox] = {}
-        for i, (key, label, _methods, tip) in enumerate(CHECKS):
+        for key, label, _methods, tip in CHECKS:
             box = QCheckBox(label)
             box.setToolTip(tip)
             box.setChecked(key not in off)
             box.toggled.connect(self._on_toggled)
-            grid.addWidget(box, i // 2, 1 + i % 2)
+            column.addWidget(box)
             self.boxes[key] = box
-        grid.setColumnStretch(3, 1)
+        action = QWidgetAction(menu)
+        action.setDefaultWidget(holder)
+        menu.addAction(action)
+        self.button.setMenu(menu)
+        self._show_choice()
 
     @staticmethod
     def _remembered_off() -> set[str]:
@@ -107,4 +140,10 @@ class ChecksRow(QWidget):
     def _on_toggled(self, _on: bool) -> None:
         off = [key for key, box in self.boxes.items() if not box.isChecked()]
         _settings().setValue(CHECKS_OFF_KEY, ",".join(off))
+        self._show_choice()
         self.changed.emit()
+
+    def _show_choice(self) -> None:
+        self.button.setText(summary(self.chosen()))
+        self.button.setToolTip("What Run validation computes (click to tick or untick):\n" + "\n".join(
+            f"{'☑' if box.isChecked() else '☐'} {box.text()}" for box in self.boxes.values()))

@@ -33,6 +33,8 @@ def test_all_checks_ticked_by_default_ask_for_what_all_asked_for(window):
     assert all(box.isChecked() for box in checks.boxes.values())
     assert checks.methods() == list(ALL)  # what methods=["all"] expanded to before the boxes
     assert [key for key, *_ in CHECKS] == list(checks.boxes)
+    assert checks.button.text() == "all 6"
+    assert all(checks.button.menu().isAncestorOf(box) for box in checks.boxes.values())
 
 
 def test_unticked_checks_are_not_run_and_the_tabs_say_so(window, load, analyse, tiny_model_paths, qtbot):
@@ -42,6 +44,7 @@ def test_unticked_checks_are_not_run_and_the_tabs_say_so(window, load, analyse, 
     analyse(w, TEXT, type_it=False)
     zero_shot(panel)
     untick(panel, "loo", "perturbation")
+    assert panel.checks.button.text() == "4 of 6 (no leave-one-out, perturbation)"
     with qtbot.waitSignal(panel.validation_shown, timeout=TIMEOUT) as blocker:
         panel.run_button.click()
     an = blocker.args[0]
@@ -111,6 +114,7 @@ def test_nothing_ticked_is_refused_and_the_choice_is_remembered(window, load, an
     with qtbot.waitSignal(panel.validation_failed, timeout=TIMEOUT) as blocker:
         panel.run_button.click()
     assert blocker.args[0] == NONE_CHOSEN and panel.status.text() == NONE_CHOSEN
+    assert panel.checks.button.text() == "none ticked"
     assert not panel.runner.busy and "explain" not in w.state.analysis.manifest
 
     panel.checks.boxes["gradients"].setChecked(True)
@@ -122,6 +126,7 @@ def test_nothing_ticked_is_refused_and_the_choice_is_remembered(window, load, an
     qtbot.addWidget(again)
     try:
         assert again.validate_panel.checks.chosen() == ["gradients", "agreement"]
+        assert again.validate_panel.checks.button.text() == "2 of 6 (no IG, leave-one-out, gradient rollout, perturbation)"
         assert again.validate_panel.checks.methods() == [
             "attention", "rollout", "flow", "saliency", "grad_input", "agreement"]
     finally:
