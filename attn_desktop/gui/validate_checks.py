@@ -1,11 +1,11 @@
-"""Which checks a validation runs: the Validate dock's "Checks" boxes, remembered in QSettings,
+"""Which checks a validation runs: the Validate dock's "Checks" menu of boxes, remembered in QSettings,
 turned into the method list that engine.analyze passes to core.explain. All are ticked until the
 user unticks one; attention, rollout and flow of the row the output reads are always computed
 (they are what the checks compare attention with)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -92,8 +92,6 @@ def not_asked(section: dict) -> list[str]:
 class ChecksRow(QWidget):
     """One line: "Checks:" and a button whose menu holds the boxes (it stays open while ticking)."""
 
-    changed = Signal()
-
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         row = QHBoxLayout(self)
@@ -141,7 +139,6 @@ class ChecksRow(QWidget):
         off = [key for key, box in self.boxes.items() if not box.isChecked()]
         _settings().setValue(CHECKS_OFF_KEY, ",".join(off))
         self._show_choice()
-        self.changed.emit()
 
     def _show_choice(self) -> None:
         self.button.setText(summary(self.chosen()))
