@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 
+from lease_text import DOCUMENT
 from PySide6.QtCore import Qt
 
 from attn_desktop.core import windows as core_windows
@@ -17,13 +18,6 @@ from attn_desktop.gui.measures import MEASURES, store
 
 TIMEOUT = 120_000
 TEXT = "The tenant shall pay the rent on the first day of each month."
-SENTENCES = [
-    "The tenant shall pay the rent on the first day of each month.",
-    "Late payment incurs a fee of five percent, payable with the next rent.",
-    "The landlord keeps the deposit until the keys are returned; damage is deducted.",
-    "Either party may end this lease with two months of written notice.",
-]
-DOCUMENT = " ".join(SENTENCES * 2) + "\n\n" + " ".join(SENTENCES[:2])
 START_S, ROW_S, PAIR_S = 600.0, 36.0, 2.0  # fake clock: first row (start-up included), each later row
 
 

@@ -6,19 +6,13 @@ saved session shows the results again."""
 from __future__ import annotations
 
 import numpy as np
+from lease_text import DOCUMENT
 from PySide6.QtCore import QPoint, Qt
 
 from attn_desktop.core import windows as core_windows
 from attn_desktop.core.store.session import load_session
 
 TIMEOUT = 180_000
-SENTENCES = [
-    "The tenant shall pay the rent on the first day of each month.",
-    "Late payment incurs a fee of five percent, payable with the next rent.",
-    "The landlord keeps the deposit until the keys are returned; damage is deducted.",
-    "Either party may end this lease with two months of written notice.",
-]
-DOCUMENT = " ".join(SENTENCES * 2) + "\n\n" + " ".join(SENTENCES[:2])
 LABELS = ["rent and payment", "ending the lease"]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from lease_text import DOCUMENT
 from PySide6.QtCore import Qt
 
 from attn_desktop.core import windows as core_windows
@@ -17,13 +18,6 @@ from attn_desktop.core.propagate.compute_process import ComputeProcess
 from attn_desktop.gui.measures import MEASURES, store
 
 TIMEOUT = 120_000
-SENTENCES = [
-    "The tenant shall pay the rent on the first day of each month.",
-    "Late payment incurs a fee of five percent, payable with the next rent.",
-    "The landlord keeps the deposit until the keys are returned; damage is deducted.",
-    "Either party may end this lease with two months of written notice.",
-]
-DOCUMENT = " ".join(SENTENCES * 2) + "\n\n" + " ".join(SENTENCES[:2])
 
 
 def show_window(w, qtbot, k):

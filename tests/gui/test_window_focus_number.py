@@ -4,18 +4,12 @@ tokenizer's offsets over the whole document."""
 
 from __future__ import annotations
 
+from lease_text import DOCUMENT
 from transformers import AutoTokenizer
 
 from attn_desktop.core import windows as core_windows
 
 TIMEOUT = 120_000
-SENTENCES = [
-    "The tenant shall pay the rent on the first day of each month.",
-    "Late payment incurs a fee of five percent, payable with the next rent.",
-    "The landlord keeps the deposit until the keys are returned; damage is deducted.",
-    "Either party may end this lease with two months of written notice.",
-]
-DOCUMENT = " ".join(SENTENCES * 2) + "\n\n" + " ".join(SENTENCES[:2])
 
 
 def test_focus_status_gives_the_document_token(window, load, qtbot, tiny_model_paths):

@@ -6,18 +6,12 @@ strip; the map picks another window; with windows off the too-long message offer
 from __future__ import annotations
 
 import numpy as np
+from lease_text import DOCUMENT, SENTENCES
 from PySide6.QtCore import QPoint, Qt
 
 from attn_desktop.gui.measures import MEASURES
 
 TIMEOUT = 60_000
-SENTENCES = [
-    "The tenant shall pay the rent on the first day of each month.",
-    "Late payment incurs a fee of five percent, payable with the next rent.",
-    "The landlord keeps the deposit until the keys are returned; damage is deducted.",
-    "Either party may end this lease with two months of written notice.",
-]
-DOCUMENT = " ".join(SENTENCES * 2) + "\n\n" + " ".join(SENTENCES[:2])
 
 
 def char_point(editor, k: int) -> QPoint:
