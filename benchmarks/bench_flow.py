@@ -323,17 +323,21 @@ def synthetic_hat(layers: int, n: int, seed: int = 0) -> np.ndarray:
 
 
 def _resident_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (or its peak, VmHWM) in MB; nan without Linux's /proc."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
+        lines = Path("/proc/self/status").read_text().splitlines()
     except OSError:
-        pass
-    return float("nan")
+        return float("nan")
+    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith(field + ":")), float("nan"))
 
 
-def _peak_mb() -> float:
-    return _resident_mb("VmHWM")
+def _reset_peak() -> bool:
+    """Start this process's peak resident memory afresh (Linux); False where it cannot be."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def target_4(sizes) -> None:
@@ -345,11 +349,7 @@ def target_4(sizes) -> None:
     print("[flow 4, long inputs] 12 layers, synthetic attention, 1 process, 32 inputs per row timed")
     attention_flow(synthetic_hat(4, 16), [0])  # loads the compiled kernel: not timed
     for n in sizes:
-        resident = _resident_mb()
-        try:  # resets this process's peak resident memory (Linux)
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
+        resident, peak_reset = _resident_mb(), _reset_peak()
         hat = synthetic_hat(12, n)
         started = time.perf_counter()
         net = flow_module._Network(hat)
@@ -367,8 +367,10 @@ def target_4(sizes) -> None:
             f"one row ~{duration(seconds)} extrapolated "
             f"({solves / sinks.size:.2f} solves per input, certified error <= {bounds.max():.1e}); "
             f"all {n} rows ~{duration(seconds * n)}; flow_cost's estimate {duration(estimate.row_seconds)} "
-            f"per row, memory {network_bytes(12, n) / 2**30:.2f} GB (measured: peak {(_peak_mb() - resident) / 1024:.2f} GB "
-            "above the process before the matrices were made) -> " + ("refused" if estimate.refusal else "offered")
+            f"per row, memory {network_bytes(12, n) / 2**30:.2f} GB "
+            + (f"(measured: peak {(_resident_mb('VmHWM') - resident) / 1024:.2f} GB above the process before the "
+               "matrices were made)" if peak_reset else "(peak not measured: it cannot be reset here)")
+            + " -> " + ("refused" if estimate.refusal else "offered")
         )
         del net, row
 
