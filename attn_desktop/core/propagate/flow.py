@@ -157,10 +157,19 @@ class _Row:
         self.cap = {k: self.block(net.hat[k - 1], k) for k in range(top, 1, -1)}
         self._version = -1
         self._reversed_version = -1
-        self.bottom = net.hat[0] if self.everywhere else net.hat[0][self.idx[1]]
         self.p_total = float(self.p.sum())
         self.q_total = net.hat[0][self.idx[1]].sum(axis=0, dtype=np.float64)
-        self.sink_arcs = self.idx[1].size  # at most this many arcs into any sink
+        # the reachable nodes and their local numbers, as maxflow.first_solves reads them
+        local = np.full((top + 1, net.n), -1, np.int64)
+        for k in range(1, top):
+            local[k] = self.local[k]
+        sizes = [self.idx[k].size for k in range(1, top + 1)]
+        self.layout = (
+            np.concatenate([self.idx[k] for k in range(1, top + 1)]).astype(np.int64),
+            np.concatenate([[0, 0], np.cumsum(sizes)]).astype(np.int64),
+            np.array([0] + [self.offset[k] for k in range(1, top + 1)], np.int64),
+            local,
+        )
 
     def block(self, matrix: np.ndarray, k: int) -> np.ndarray:
         """The reachable block of a layer-k → layer-(k−1) matrix."""
@@ -192,40 +201,26 @@ class _Row:
         self.keys = self.heads * self.size + self.tails
 
     def _refresh_reversed(self) -> None:
-        """The sink-independent first-solve arcs reversed (tail → head), as CSR segments."""
+        """The sink-independent first-solve arcs reversed (tail → head), as CSR segments, with
+        their capacities scaled and rounded down."""
         self._refresh()
         if self._reversed_version == self._version:
             return
         self._reversed_version = self._version
         order = np.argsort(self.tails * self.size + self.heads, kind="stable")
         self.r_indices = self.heads[order]
-        self.r_caps = self.caps[order]
-        counts = np.bincount(self.tails, minlength=self.size)
-        self.r_counts = counts
+        self.r_caps = np.floor(self.caps[order] * self.net.scale).astype(np.int64)
         self.r_start = np.zeros(self.size + 1, np.intp)
-        np.cumsum(counts, out=self.r_start[1:])
-        self.r_caps_int = np.floor(self.r_caps * self.net.scale).astype(np.int64)
+        np.cumsum(np.bincount(self.tails, minlength=self.size), out=self.r_start[1:])
 
     def first_solves(self, sinks: np.ndarray) -> np.ndarray:
         """Certified lower bounds on the flows to the first inputs of ``sinks`` (the first
         solve of each, on the reversed first-solve graph, in compiled code), up to and
         including the first that falls short of its cheap bound."""
         self._refresh_reversed()
-        top = self.net.layers - 1
-        if not hasattr(self, "_layout"):
-            idx = [self.idx[k] for k in range(1, top + 1)]
-            local = np.full((top + 1, self.net.n), -1, np.int64)
-            for k in range(1, top):
-                local[k] = self.local[k]
-            self._layout = (
-                np.concatenate(idx).astype(np.int64),
-                np.concatenate([[0, 0], np.cumsum([len(x) for x in idx])]).astype(np.int64),
-                np.array([0] + [self.offset[k] for k in range(1, top + 1)], np.int64),
-                local,
-            )
         values = first_solves(
-            self.net.hat, self.net.scale, self.r_indices, self.r_caps_int, self.r_start,
-            *self._layout, self.sink, np.asarray(sinks, np.int64),
+            self.net.hat, self.net.scale, self.r_indices, self.r_caps, self.r_start,
+            *self.layout, self.sink, np.asarray(sinks, np.int64),
         )
         return values / self.net.scale
 
